@@ -1,0 +1,240 @@
+"""Configuration schema and loading.
+
+The configuration is read once, validated completely and turned into frozen, typed objects
+before any command does work, so a typo can never leave half-written output behind. A bad
+value raises ConfigError whose message names the key, what is allowed and what was received.
+Relative paths are resolved against the folder of the configuration file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gicls.errors import ConfigError
+
+DEFAULT_CONFIG_NAME = "config.toml"
+CONFIG_ENV_VAR = "GICLS_CONFIG"
+
+DEFAULT_CLASSES = (
+    "Angioectasia",
+    "Bleeding",
+    "Erosion",
+    "Erythema",
+    "Foreign Body",
+    "Lymphangiectasia",
+    "Normal",
+    "Polyp",
+    "Ulcer",
+    "Worms",
+)
+
+# Names the daemon uses for its own folders next to the class folders.
+RESERVED_FOLDER_PREFIX = "_"
+
+
+class _Section(BaseModel):
+    # extra="forbid" turns a misspelt key into an error instead of a silently ignored line.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
+# TOML has no path type: paths arrive as strings and are the one place a conversion is wanted.
+ConfigPath = Annotated[Path, Field(strict=False)]
+
+
+class PathsConfig(_Section):
+    training_dir: ConfigPath = Path("training")
+    validation_dir: ConfigPath | None = None
+    balanced_dir: ConfigPath = Path("Balanced_Data")
+    models_dir: ConfigPath = Path("Models")
+
+    @field_validator("validation_dir", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
+class BalanceConfig(_Section):
+    target_count: PositiveInt = 500
+    validation_fraction: Fraction = 0.2
+    seed: int = 42
+    materialize: Literal["hardlink", "symlink", "copy", "none"] = "hardlink"
+
+
+class TrainConfig(_Section):
+    architecture: str = "seed_cnn"
+    image_size: Annotated[int, Field(ge=32, le=1024)] = 224
+    batch_size: PositiveInt = 32
+    epochs: PositiveInt = 10
+    learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.001
+    early_stopping_patience: Annotated[int, Field(ge=0)] = 5
+    reduce_lr_patience: Annotated[int, Field(ge=0)] = 2
+    precision: Literal["float32", "mixed_bfloat16"] = "float32"
+
+
+class AugmentConfig(_Section):
+    flip: Literal["horizontal_and_vertical", "horizontal", "vertical", "none"] = (
+        "horizontal_and_vertical"
+    )
+    # Fraction of a full turn, as keras.layers.RandomRotation takes it; 0 disables rotation.
+    rotation: Annotated[float, Field(ge=0.0, le=0.5)] = 0.2
+
+
+DEFAULT_IGNORE_PATTERNS = (".*", "*.tmp", "*.part", "*.crdownload", "~*", "*.swp")
+
+
+class DaemonConfig(_Section):
+    inbox: ConfigPath = Path("inbox")
+    output_dir: ConfigPath = Path("output")
+    state_dir: ConfigPath = Path("state")
+    audit_log: ConfigPath = Path("audit_log.csv")
+    max_batch: Annotated[int, Field(ge=1, le=4096)] = 32
+    max_wait_ms: Annotated[int, Field(ge=0)] = 500
+    stability_seconds: Annotated[float, Field(ge=0.0)] = 2.0
+    rescan_seconds: Annotated[float, Field(gt=0.0)] = 60.0
+    review_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    observer: Literal["inotify", "polling"] = "inotify"
+    ignore: tuple[str, ...] = DEFAULT_IGNORE_PATTERNS
+    on_duplicate: Literal["process", "skip"] = "process"
+
+
+class InferenceConfig(_Section):
+    precision: Literal["float32", "bfloat16"] = "float32"
+
+
+class CalibrationConfig(_Section):
+    method: Literal["none", "temperature", "platt"] = "none"
+
+
+class GiclsConfig(_Section):
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+    paths: PathsConfig = PathsConfig()
+    balance: BalanceConfig = BalanceConfig()
+    train: TrainConfig = TrainConfig()
+    augment: AugmentConfig = AugmentConfig()
+    daemon: DaemonConfig = DaemonConfig()
+    inference: InferenceConfig = InferenceConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+
+    @field_validator("classes")
+    @classmethod
+    def _valid_class_names(cls, classes: tuple[str, ...]) -> tuple[str, ...]:
+        if len(classes) < 2:
+            raise ValueError(f"at least 2 classes are needed, got {len(classes)}")
+        if len(set(classes)) != len(classes):
+            dupes = sorted({c for c in classes if classes.count(c) > 1})
+            raise ValueError(f"class names must be unique, repeated: {dupes}")
+        for name in classes:
+            # Class names become folder names: nothing may escape or hide in the output tree.
+            if (
+                not name.strip()
+                or name != name.strip()
+                or "/" in name
+                or "\\" in name
+                or "\0" in name
+                or name in {".", ".."}
+                or name.startswith((".", RESERVED_FOLDER_PREFIX))
+            ):
+                raise ValueError(
+                    f"class name {name!r} cannot be a folder name (no slashes, no leading "
+                    f"'.' or '{RESERVED_FOLDER_PREFIX}', no surrounding spaces)"
+                )
+        return classes
+
+
+def _key_of(location: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in location)
+
+
+def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
+    key = _key_of(error["loc"])
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(model, error["loc"][:-1])
+        return f"unknown key '{key}' (allowed here: {', '.join(allowed)})"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"key '{key}': {message}; got {error['input']!r}"
+
+
+def _allowed_keys(model: type[BaseModel], section: tuple[int | str, ...]) -> list[str]:
+    current: type[BaseModel] = model
+    for part in section:
+        annotation = current.model_fields[str(part)].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        current = annotation
+    return list(current.model_fields)
+
+
+def _resolve(path: Path | None, base: Path) -> Path | None:
+    if path is None:
+        return None
+    path = path.expanduser()
+    return path if path.is_absolute() else (base / path)
+
+
+def parse_config(data: dict[str, Any], source: Path | None = None) -> GiclsConfig:
+    """Validate a TOML document already parsed into ``data``; resolve relative paths."""
+    base = source.parent if source is not None else Path.cwd()
+    label = str(source) if source is not None else "configuration"
+    try:
+        # Lists in TOML arrive as lists; the frozen schema keeps them as tuples.
+        config = GiclsConfig.model_validate(_lists_to_tuples(data))
+    except ValidationError as exc:
+        problems = [_describe(error, GiclsConfig) for error in exc.errors()]
+        raise ConfigError(f"{label}: " + "; ".join(problems)) from None
+    paths = config.paths
+    daemon = config.daemon
+    return config.model_copy(
+        update={
+            "paths": paths.model_copy(
+                update={
+                    name: _resolve(getattr(paths, name), base)
+                    for name in ("training_dir", "validation_dir", "balanced_dir", "models_dir")
+                }
+            ),
+            "daemon": daemon.model_copy(
+                update={
+                    name: _resolve(getattr(daemon, name), base)
+                    for name in ("inbox", "output_dir", "state_dir", "audit_log")
+                }
+            ),
+        }
+    )
+
+
+def _lists_to_tuples(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _lists_to_tuples(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return tuple(_lists_to_tuples(item) for item in value)
+    return value
+
+
+def default_config_path() -> Path:
+    """The config used when none is named: $GICLS_CONFIG, else ./config.toml."""
+    return Path(os.environ.get(CONFIG_ENV_VAR) or DEFAULT_CONFIG_NAME)
+
+
+def load_config(path: Path | None = None) -> GiclsConfig:
+    """Read and validate a configuration file (see config.toml for every key)."""
+    path = (path or default_config_path()).expanduser()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"configuration file {path} does not exist (pass --config/-c PATH or set "
+            f"{CONFIG_ENV_VAR})"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, source=path.resolve())

@@ -1,0 +1,47 @@
+"""The project's own error tree.
+
+Everything a user can get wrong (configuration, data, model bundle, input files) raises a
+subclass of GiclsError with a one-line, human-readable message. The command-line apps turn
+these into that message plus a non-zero exit; anything else is a bug and keeps its traceback.
+"""
+
+
+class GiclsError(Exception):
+    """Base of every error a user can cause and fix."""
+
+    exit_code = 1
+
+
+class ConfigError(GiclsError):
+    """A configuration key is unknown, missing, of the wrong type or out of range."""
+
+    exit_code = 2
+
+
+class DatasetError(GiclsError):
+    """The labelled image folders do not match the configuration or hold too little data."""
+
+
+class ModelBundleError(GiclsError):
+    """A model bundle is missing, incomplete, or its files do not match the manifest."""
+
+
+class UnreadableImageError(GiclsError):
+    """An input file is not an image gicls accepts.
+
+    ``reason`` is a short machine-friendly word (``truncated``, ``not_image``, ...) used as the
+    quarantine sub-folder name and in the audit log.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class ScoringError(GiclsError):
+    """A ground-truth or prediction file cannot be scored (missing rows, bad cells, ...)."""
+
+
+class DaemonError(GiclsError):
+    """The daemon cannot start or continue safely (lock held, folders on different devices, ...)."""
