@@ -23,8 +23,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Synthetic data -> trained ten-model bundle, all inside $(DEMO_DIR)/ (ignored by git).
 demo: $(STAMP)
-	$(BIN)/python -m gicls.demo $(DEMO_DIR)
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	cp examples/demo-config.toml $(DEMO_DIR)/config.toml
+	$(BIN)/gicls-train demo-data $(DEMO_DIR)/training --per-class 60 --size 96 -c $(DEMO_DIR)/config.toml
+	$(BIN)/gicls-train all -c $(DEMO_DIR)/config.toml
+	@echo
+	@echo "Demo bundle: $(DEMO_DIR)/Models (manifest.json, plots/, history/)"
+	@echo "Balanced sets: $(DEMO_DIR)/Balanced_Data"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

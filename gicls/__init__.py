@@ -1,6 +1,11 @@
 """gicls: wireless capsule endoscopy image classification (research use only)."""
 
+import os
 from importlib.metadata import PackageNotFoundError, version
+
+# TensorFlow's C++ start-up chatter (oneDNN notices, CUDA probing on CPU-only machines) would
+# bury our own output; warnings and errors still show. Users can override it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 try:
     __version__ = version("gicls")

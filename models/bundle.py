@@ -218,9 +218,7 @@ _AT_FDCWD = -100
 def _exchange(a: Path, b: Path) -> None:
     """Swap two directory entries atomically (renameat2 RENAME_EXCHANGE, Linux >= 3.15)."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    result = libc.renameat2(
-        _AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE
-    )
+    result = libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
     if result != 0:
         err = ctypes.get_errno()
         raise ModelBundleError(f"cannot swap {a} into {b}: {os.strerror(err)}")

@@ -35,7 +35,9 @@ class FusedEnsemble:
 
     @classmethod
     def from_bundle(
-        cls, models_dir: Path, classes: list[str] | tuple[str, ...] | None = None,
+        cls,
+        models_dir: Path,
+        classes: list[str] | tuple[str, ...] | None = None,
         precision: str = "float32",
     ) -> FusedEnsemble:
         """Verify the bundle's hashes, then load and fuse its models."""

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from gicls.errors import UnreadableImageError
+from gicls.progress import track
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"})
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF")
@@ -94,9 +95,7 @@ def _to_rgb8(image: Image.Image) -> Image.Image:
         return Image.fromarray(scaled).convert("RGB")
     if mode == "F":
         raise UnreadableImageError("unsupported_mode", "floating-point images are not accepted")
-    if mode in {"RGBA", "LA", "PA", "RGBa", "La"} or (
-        mode == "P" and "transparency" in image.info
-    ):
+    if mode in {"RGBA", "LA", "PA", "RGBa", "La"} or (mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (*ALPHA_BACKGROUND, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
@@ -105,7 +104,7 @@ def _to_rgb8(image: Image.Image) -> Image.Image:
 
 
 def decode_many(
-    paths: Sequence[Path], image_size: int, workers: int
+    paths: Sequence[Path], image_size: int, workers: int, description: str = "decoding"
 ) -> tuple[np.ndarray, dict[int, UnreadableImageError]]:
     """Decode ``paths`` in parallel threads (Pillow releases the GIL while decoding).
 
@@ -122,5 +121,6 @@ def decode_many(
             failures[index] = exc
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(pool.map(work, range(len(paths))))
+        for _ in track(pool.map(work, range(len(paths))), len(paths), description):
+            pass
     return images, failures

@@ -6,14 +6,10 @@ product's own bundle API, so the daemon and evaluation tests exercise the real l
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-# TensorFlow's start-up chatter hides test output; the tests do not need it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

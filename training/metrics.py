@@ -71,8 +71,7 @@ def challenge_metrics(
     n_classes = len(class_names)
     if probabilities.ndim != 2 or probabilities.shape != (len(y_true), n_classes):
         raise ValueError(
-            f"probabilities must have shape ({len(y_true)}, {n_classes}), "
-            f"got {probabilities.shape}"
+            f"probabilities must have shape ({len(y_true)}, {n_classes}), got {probabilities.shape}"
         )
     if len(y_true) == 0:
         raise ValueError("no samples to score")
@@ -106,9 +105,7 @@ def challenge_metrics(
     return {
         "mean_auc": float(np.mean(defined_aucs)) if defined_aucs else None,
         "balanced_accuracy": balanced_accuracy,
-        "avg_precision": float(
-            precision_score(y_true, y_pred, average="macro", zero_division=0)
-        ),
+        "avg_precision": float(precision_score(y_true, y_pred, average="macro", zero_division=0)),
         "avg_sensitivity": float(recall_score(y_true, y_pred, average="macro", zero_division=0)),
         "avg_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "avg_specificity": float(

@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+
+from gicls.errors import ModelBundleError
+from gicls.models.bundle import (
+    MANIFEST_NAME,
+    file_sha256,
+    publish_bundle,
+    read_manifest,
+    stage_bundle,
+    verify_bundle,
+)
+from gicls.models.ensemble import FusedEnsemble
+
+CLASSES = ("Bleeding", "Normal", "Polyp")
+
+
+def test_manifest_round_trip_and_hashes_match_files(make_bundle):
+    folder = make_bundle(CLASSES)
+    manifest = verify_bundle(folder, CLASSES)
+    assert manifest.classes == list(CLASSES)
+    assert manifest.image_size == 32
+    assert manifest == read_manifest(folder)
+    for name in CLASSES:
+        entry = manifest.models[name]
+        assert entry.file == f"{name}_model.keras"
+        assert file_sha256(folder / entry.file) == entry.sha256
+    on_disk = json.loads((folder / MANIFEST_NAME).read_text())
+    for key in (
+        "classes",
+        "image_size",
+        "preprocessing",
+        "architecture",
+        "precision",
+        "models",
+        "bundle_id",
+        "created_at",
+        "code_version",
+    ):
+        assert key in on_disk
+
+
+def test_modified_model_file_is_detected(make_bundle):
+    folder = make_bundle(CLASSES)
+    with (folder / "Normal_model.keras").open("ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ModelBundleError, match=r"Normal_model\.keras has sha256"):
+        verify_bundle(folder)
+
+
+def test_missing_model_and_class_mismatch_are_refused(make_bundle):
+    folder = make_bundle(CLASSES)
+    with pytest.raises(ModelBundleError, match="trained for classes"):
+        verify_bundle(folder, ("Bleeding", "Normal"))
+    (folder / "Polyp_model.keras").unlink()
+    with pytest.raises(ModelBundleError, match=r"Polyp_model\.keras is missing"):
+        verify_bundle(folder)
+
+
+def test_no_bundle_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelBundleError, match="no model bundle"):
+        verify_bundle(tmp_path / "Models")
+
+
+def test_publish_replaces_the_live_bundle_whole_and_leaves_no_staging(make_bundle):
+    folder = make_bundle(CLASSES, seed=0)
+    first = read_manifest(folder).bundle_id
+    make_bundle(CLASSES, models_dir=folder, seed=1)
+    second = verify_bundle(folder).bundle_id
+    assert first != second
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["Models"]
+
+
+def test_staging_never_writes_through_to_the_live_bundle(make_bundle):
+    folder = make_bundle(CLASSES)
+    before = file_sha256(folder / "Normal_model.keras")
+    staging = stage_bundle(folder)
+    from gicls.models.bundle import replace_in_stage
+
+    replace_in_stage(staging / "Normal_model.keras").write_bytes(b"new model")
+    assert file_sha256(folder / "Normal_model.keras") == before
+    publish_bundle(staging, folder)
+    assert (folder / "Normal_model.keras").read_bytes() == b"new model"
+
+
+def test_fused_ensemble_equals_the_models_called_one_by_one(make_bundle):
+    import keras
+
+    folder = make_bundle(CLASSES)
+    ensemble = FusedEnsemble.from_bundle(folder, CLASSES)
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    fused = ensemble(images)
+    assert fused.shape == (4, 3) and fused.dtype == np.float32
+    for column, name in enumerate(CLASSES):
+        single = keras.models.load_model(folder / f"{name}_model.keras")
+        expected = single.predict(images.astype("float32"), verbose=0)[:, 0]
+        np.testing.assert_allclose(fused[:, column], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_ensemble_agrees_with_float32(make_bundle):
+    folder = make_bundle(CLASSES)
+    images = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    exact = FusedEnsemble.from_bundle(folder)(images)
+    fast = FusedEnsemble.from_bundle(folder, precision="bfloat16")(images)
+    np.testing.assert_allclose(fast, exact, atol=0.03)

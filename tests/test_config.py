@@ -1,0 +1,87 @@
+from pathlib import Path
+
+import pytest
+
+from gicls.config import (
+    CONFIG_ENV_VAR,
+    DEFAULT_CLASSES,
+    GiclsConfig,
+    default_config_path,
+    load_config,
+    parse_config,
+)
+from gicls.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_documented_config_file_holds_exactly_the_defaults():
+    documented = load_config(REPO_ROOT / "config.toml")
+    defaults = parse_config({}, REPO_ROOT / "config.toml")
+    assert documented == defaults
+    assert documented.classes == DEFAULT_CLASSES
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path):
+    sub = tmp_path / "site"
+    sub.mkdir()
+    config = load_config(write(sub, '[paths]\ntraining_dir = "data/train"\nmodels_dir = "/abs/M"'))
+    assert config.paths.training_dir == sub / "data" / "train"
+    assert config.paths.models_dir == Path("/abs/M")
+    assert config.paths.validation_dir is None
+    assert config.daemon.inbox == sub / "inbox"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[train]\nepoch = 3", ["unknown key 'train.epoch'", "epochs"]),
+        ("[trian]\nepochs = 3", ["unknown key 'trian'", "train"]),
+        ('[train]\nimage_size = "big"', ["train.image_size", "integer", "'big'"]),
+        ("[train]\nepochs = true", ["train.epochs", "True"]),
+        ("[train]\nimage_size = 8", ["train.image_size", "greater than or equal to 32", "8"]),
+        ('[balance]\nmaterialize = "link"', ["balance.materialize", "'hardlink'", "'link'"]),
+        ("[balance]\nvalidation_fraction = 1.5", ["balance.validation_fraction", "1.5"]),
+        ('classes = ["Only"]', ["classes", "at least 2"]),
+        ('classes = ["A", "A"]', ["classes", "unique"]),
+        ('classes = ["A", "../escape"]', ["classes", "'../escape'"]),
+        ('classes = ["A", "_review"]', ["classes", "'_review'"]),
+        ('[daemon]\nobserver = "fanotify"', ["daemon.observer", "'inotify'", "'fanotify'"]),
+        ('[inference]\nprecision = "fp8"', ["inference.precision", "'bfloat16'", "'fp8'"]),
+    ],
+)
+def test_bad_values_name_the_key_what_is_allowed_and_what_was_received(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, text))
+    message = str(raised.value)
+    assert raised.value.exit_code == 2
+    for fragment in expected:
+        assert fragment in message
+
+
+def test_invalid_toml_and_missing_file_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(write(tmp_path, "[train\n"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_environment_variable_names_the_default_config(tmp_path, monkeypatch):
+    path = write(tmp_path, 'classes = ["Cats", "Dogs"]')
+    monkeypatch.setenv(CONFIG_ENV_VAR, str(path))
+    assert default_config_path() == path
+    assert load_config().classes == ("Cats", "Dogs")
+    monkeypatch.delenv(CONFIG_ENV_VAR)
+    assert default_config_path() == Path("config.toml")
+
+
+def test_config_is_frozen():
+    config = GiclsConfig()
+    with pytest.raises(Exception, match="frozen"):
+        config.train.epochs = 3  # type: ignore[misc]

@@ -1,0 +1,163 @@
+"""gicls-train end to end: the issue's acceptance run and every user error path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gicls.config import DEFAULT_CLASSES
+from gicls.models.bundle import file_sha256, verify_bundle
+from gicls.training.cli import app
+from gicls.training.scan import scan_labelled_tree
+
+from .conftest import make_tree
+
+runner = CliRunner()
+
+
+def write_config(folder: Path, extra: str = "", classes: tuple[str, ...] | None = None) -> Path:
+    lines = [f"classes = {json.dumps(list(classes))}"] if classes else []
+    lines += [
+        "[paths]",
+        'training_dir = "data"',
+        "[balance]",
+        "target_count = 40",
+        "[train]",
+        "image_size = 64",
+        "epochs = 2",
+        extra,
+    ]
+    path = folder / "config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def nothing_written(folder: Path) -> bool:
+    return not (folder / "Models").exists() and not (folder / "Balanced_Data").exists()
+
+
+@pytest.mark.slow
+def test_all_builds_a_verified_ten_model_bundle(tmp_path):
+    """Acceptance: demo-data 10 x 30, image_size 64, epochs 2, target_count 40."""
+    gicls_train = Path(sys.executable).parent / "gicls-train"
+    subprocess.run(
+        [gicls_train, "demo-data", tmp_path / "data", "--per-class", "30", "--size", "64"],
+        check=True,
+        capture_output=True,
+    )
+    config = write_config(tmp_path)
+    done = subprocess.run([gicls_train, "all", "-c", config], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Ensemble on" in done.stdout
+
+    models = tmp_path / "Models"
+    manifest = verify_bundle(models, DEFAULT_CLASSES)
+    for name in DEFAULT_CLASSES:
+        assert file_sha256(models / f"{name}_model.keras") == manifest.models[name].sha256
+        assert (models / "history" / f"{name}.csv").read_text().startswith("epoch,")
+        assert (models / "plots" / f"{name}_training.png").read_bytes()[:4] == b"\x89PNG"
+        for side in ("positive", "negative"):
+            assert len(list((tmp_path / "Balanced_Data" / name / side).iterdir())) == 40
+    assert manifest.data["split_seed"] == 42
+    assert sum(manifest.data["validation_images"].values()) == 60
+    assert set(manifest.metrics["validation"]) >= {"mean_auc", "balanced_accuracy", "accuracy"}
+
+    # No image content on both sides: balanced training entries vs the validation split.
+    train_hashes = {
+        line.rsplit(",", 1)[1]
+        for name in DEFAULT_CLASSES
+        for line in (tmp_path / "Balanced_Data" / name / "manifest.csv").read_text().split()[1:]
+    }
+    all_hashes = {r.sha256 for r in scan_labelled_tree(tmp_path / "data", DEFAULT_CLASSES).records}
+    validation_hashes = all_hashes - train_hashes
+    assert len(validation_hashes) == 60
+    assert train_hashes.isdisjoint(validation_hashes)
+
+
+@pytest.mark.slow
+def test_fitting_one_condition_updates_the_bundle_consistently(tmp_path):
+    classes = ("Bleeding", "Normal", "Polyp")
+    make_tree(tmp_path / "data", {c: 8 for c in classes})
+    config = write_config(tmp_path, classes=classes, extra="epochs = 1\nimage_size = 32")
+    config.write_text(config.read_text().replace("image_size = 64\nepochs = 2\n", ""))
+    assert runner.invoke(app, ["fit", "-c", str(config)]).exit_code == 0
+    before = verify_bundle(tmp_path / "Models", classes)
+    result = runner.invoke(
+        app,
+        [
+            "fit",
+            "Normal",
+            "-c",
+            str(config),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    after = verify_bundle(tmp_path / "Models", classes)
+    assert after.models["Bleeding"] == before.models["Bleeding"]
+    assert after.models["Normal"].sha256 != before.models["Normal"].sha256
+    assert after.bundle_id != before.bundle_id
+    assert not (tmp_path / "Balanced_Data").exists()  # fit alone does not materialise
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [
+        ("epoch = 3", "unknown key 'train.epoch'"),
+        ('batch_size = "many"', "train.batch_size"),
+        ('architecture = "vgg99"', "unknown architecture"),
+    ],
+)
+def test_config_errors_exit_2_and_write_nothing(tmp_path, extra, fragment):
+    make_tree(tmp_path / "data", {c: 3 for c in ("A", "B")})
+    config = write_config(tmp_path, extra=extra, classes=("A", "B"))
+    result = runner.invoke(app, ["all", "-c", str(config)])
+    assert result.exit_code == 2
+    assert fragment in result.output
+    assert nothing_written(tmp_path)
+
+
+def test_missing_class_folder_is_named_and_nothing_written(tmp_path):
+    make_tree(tmp_path / "data", {"A": 3})
+    config = write_config(tmp_path, classes=("A", "B"))
+    result = runner.invoke(app, ["all", "-c", str(config)])
+    assert result.exit_code == 1
+    assert "missing class folder(s): B" in result.output
+    assert "Traceback" not in result.output
+    assert nothing_written(tmp_path)
+
+
+def test_unknown_condition_argument_is_refused(tmp_path):
+    make_tree(tmp_path / "data", {c: 3 for c in ("A", "B")})
+    config = write_config(tmp_path, classes=("A", "B"))
+    result = runner.invoke(app, ["fit", "C", "-c", str(config)])
+    assert result.exit_code == 1
+    assert "unknown condition(s): C; known: A, B" in result.output
+    assert nothing_written(tmp_path)
+
+
+def test_missing_config_file_is_a_config_error(tmp_path):
+    result = runner.invoke(app, ["all", "-c", str(tmp_path / "absent.toml")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+
+
+def test_balance_writes_exact_counts(tmp_path):
+    make_tree(tmp_path / "data", {c: 6 for c in ("A", "B", "C")})
+    config = write_config(tmp_path, classes=("A", "B", "C"))
+    result = runner.invoke(app, ["balance", "B", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "B: 40 positive, 40 negative" in result.output
+    assert sorted(p.name for p in (tmp_path / "Balanced_Data").iterdir()) == ["B"]
+
+
+def test_scan_reports_counts(tmp_path):
+    make_tree(tmp_path / "data", {"A": 2, "B": 3})
+    config = write_config(tmp_path, classes=("A", "B"))
+    result = runner.invoke(app, ["scan", "-c", str(config)])
+    assert result.exit_code == 0
+    assert "skipped files: 0; duplicate groups: 0" in result.output

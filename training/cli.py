@@ -1,0 +1,137 @@
+"""`gicls-train`: scan, balance, fit, evaluate and score one-vs-all models for every condition."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gicls.cli_support import ConfigOption, load, run_command, user_errors
+from gicls.config import GiclsConfig, default_config_path, parse_config
+from gicls.training.pipeline import TrainingReport, run_balance, train_bundle
+from gicls.training.scan import scan_labelled_tree
+
+app = typer.Typer(
+    help="Train the gicls one-vs-all ensemble (research use only, not for diagnosis).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+
+ConditionsArgument = Annotated[
+    list[str] | None,
+    typer.Argument(help="Conditions to work on (default: every class in the configuration)."),
+]
+
+
+def _results_table(report: TrainingReport) -> Table:
+    table = Table(title=f"Bundle {report.manifest.bundle_id} in {report.models_dir}")
+    for column in ("condition", "epochs", "best epoch", "val accuracy", "val loss", "seconds"):
+        table.add_column(column, justify="left" if column == "condition" else "right")
+    for result in report.results:
+        table.add_row(
+            result.class_name,
+            str(result.epochs_trained),
+            str(result.best_epoch),
+            f"{result.best_val_accuracy:.3f}",
+            f"{result.best_val_loss:.3f}",
+            f"{result.seconds:.0f}",
+        )
+    return table
+
+
+def _print_report(report: TrainingReport) -> None:
+    console.print(_results_table(report))
+    validation = report.manifest.metrics.get("validation")
+    if validation:
+        console.print(
+            f"Ensemble on {validation['images']} held-out images: "
+            f"accuracy {validation['accuracy']:.3f}, "
+            f"balanced accuracy {validation['balanced_accuracy']:.3f}, "
+            f"mean AUC {validation['mean_auc']:.3f} "
+            "(validation figures of this training run, not a clinical performance claim)"
+        )
+    else:
+        console.print("Bundle is partial: fit the remaining conditions to use it.")
+    console.print(f"Models, history, plots and manifest.json: {report.models_dir}")
+
+
+@app.command()
+def fit(conditions: ConditionsArgument = None, config: ConfigOption = None) -> None:
+    """Train one binary model per condition and publish the bundle (balanced sets not written)."""
+    run_command(
+        config, lambda cfg: _print_report(train_bundle(cfg, conditions, write_balanced=False))
+    )
+
+
+@app.command("all")
+def all_(config: ConfigOption = None) -> None:
+    """Balance, fit every condition, evaluate the ensemble and write the bundle."""
+    run_command(config, lambda cfg: _print_report(train_bundle(cfg)))
+
+
+@app.command()
+def balance(conditions: ConditionsArgument = None, config: ConfigOption = None) -> None:
+    """Hold out validation, then write Balanced_Data/<Class>/{positive,negative}/."""
+
+    def action(cfg: GiclsConfig) -> None:
+        sets = run_balance(cfg, conditions)
+        for name, balanced in sets.items():
+            console.print(
+                f"{name}: {len(balanced.positives)} positive, {len(balanced.negatives)} negative"
+                f" -> {cfg.paths.balanced_dir / name}"
+            )
+
+    run_command(config, action)
+
+
+@app.command()
+def scan(config: ConfigOption = None) -> None:
+    """Count images per class, duplicates and skipped files, without writing anything."""
+
+    def action(cfg: GiclsConfig) -> None:
+        result = scan_labelled_tree(cfg.paths.training_dir, cfg.classes)
+        table = Table(title=str(cfg.paths.training_dir))
+        table.add_column("class")
+        table.add_column("images", justify="right")
+        for name, count in result.per_class_counts().items():
+            table.add_row(name, str(count))
+        console.print(table)
+        console.print(
+            f"skipped files: {len(result.skipped)}; duplicate groups: "
+            f"{len(result.duplicate_groups())}; conflicting labels: "
+            f"{len(result.conflicting_labels())}"
+        )
+
+    run_command(config, action)
+
+
+@app.command("demo-data")
+def demo_data(
+    directory: Annotated[Path, typer.Argument(help="Folder to create <Class>/ image folders in.")],
+    per_class: Annotated[int, typer.Option("--per-class", min=2, help="Images per class.")] = 30,
+    size: Annotated[int, typer.Option("--size", min=32, help="Image side in pixels.")] = 128,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    config: ConfigOption = None,
+) -> None:
+    """Generate SYNTHETIC capsule-like images (for demos and tests, never for evaluation)."""
+    from gicls.training.demo_data import generate_demo_data
+
+    with user_errors():
+        # The class list comes from the configuration when there is one to read.
+        explicit = config is not None or os.environ.get("GICLS_CONFIG")
+        cfg = load(config) if explicit or default_config_path().exists() else parse_config({})
+        count = generate_demo_data(directory, cfg.classes, per_class, size, seed)
+    console.print(f"wrote {count} SYNTHETIC images ({len(cfg.classes)} classes) to {directory}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

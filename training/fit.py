@@ -1,0 +1,123 @@
+"""Train one binary (one-vs-all) model for one condition."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from gicls.config import AugmentConfig, TrainConfig
+from gicls.logs import get_logger
+from gicls.models.architectures import build_model
+
+log = get_logger(__name__)
+
+# ReduceLROnPlateau: halve the rate, but never below this.
+LR_FACTOR = 0.5
+MIN_LEARNING_RATE = 1e-6
+
+
+@dataclass(frozen=True)
+class FitResult:
+    class_name: str
+    history: dict[str, list[float]]
+    epochs_trained: int
+    best_epoch: int
+    best_val_loss: float
+    best_val_accuracy: float
+    seconds: float
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One log line per epoch naming the condition, so long runs show where they are."""
+
+    def __init__(self, label: str, epochs: int) -> None:
+        super().__init__()
+        self.label = label
+        self.epochs = epochs
+        self._started = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        log.info(
+            "epoch_done",
+            condition=self.label,
+            epoch=f"{epoch + 1}/{self.epochs}",
+            loss=round(float(logs.get("loss", math.nan)), 4),
+            accuracy=round(float(logs.get("accuracy", math.nan)), 4),
+            val_loss=round(float(logs.get("val_loss", math.nan)), 4),
+            val_accuracy=round(float(logs.get("val_accuracy", math.nan)), 4),
+            seconds=round(time.perf_counter() - self._started, 1),
+        )
+
+
+def new_model(
+    architecture: str, image_size: int, augment: AugmentConfig, precision: str
+) -> keras.Model:
+    """Build an architecture under the requested compute precision."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        return build_model(architecture, image_size, augment)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def fit_condition(
+    model: keras.Model,
+    train_data: tf.data.Dataset,
+    validation_data: tf.data.Dataset,
+    train: TrainConfig,
+    history_csv: Path,
+    class_name: str,
+    progress_label: str,
+) -> FitResult:
+    """Fit with early stopping (best weights restored) and learning-rate reduction on val_loss."""
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=train.learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+    history_csv.parent.mkdir(parents=True, exist_ok=True)
+    callbacks = [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=train.early_stopping_patience,
+            restore_best_weights=True,
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=LR_FACTOR,
+            patience=train.reduce_lr_patience,
+            min_lr=MIN_LEARNING_RATE,
+        ),
+        keras.callbacks.CSVLogger(str(history_csv)),
+        EpochProgress(progress_label, train.epochs),
+    ]
+    started = time.perf_counter()
+    history = model.fit(
+        train_data,
+        validation_data=validation_data,
+        epochs=train.epochs,
+        callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline already reshuffles every epoch
+        verbose=0,
+    ).history
+    val_losses = history["val_loss"]
+    best = min(range(len(val_losses)), key=val_losses.__getitem__)
+    return FitResult(
+        class_name=class_name,
+        history={key: [float(v) for v in values] for key, values in history.items()},
+        epochs_trained=len(val_losses),
+        best_epoch=best + 1,
+        best_val_loss=float(val_losses[best]),
+        best_val_accuracy=float(history["val_accuracy"][best]),
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,284 @@
+"""The training workflow: scan -> decode once -> split -> balance -> fit -> bundle.
+
+Stages are plain functions with explicit inputs; this module only wires them together and
+never reads configuration beyond what it is handed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from gicls.config import GiclsConfig
+from gicls.errors import DatasetError, GiclsError, ModelBundleError
+from gicls.logs import get_logger
+from gicls.models.architectures import check_architecture
+from gicls.models.bundle import (
+    MANIFEST_NAME,
+    Manifest,
+    discard_stage,
+    file_sha256,
+    model_file_name,
+    new_manifest,
+    now_iso,
+    publish_bundle,
+    read_manifest,
+    replace_in_stage,
+    stage_bundle,
+    write_manifest,
+)
+from gicls.models.preprocessing import PREPROCESSING_ID
+from gicls.training.balance import (
+    BalancedSet,
+    balance_condition,
+    materialize,
+    validation_condition,
+)
+from gicls.training.dataset import pixel_dataset
+from gicls.training.evaluate import evaluate_records
+from gicls.training.fit import FitResult, fit_condition, new_model
+from gicls.training.image_cache import ImageCache, build_image_cache
+from gicls.training.plots import plot_history
+from gicls.training.scan import ImageRecord, scan_labelled_tree
+from gicls.training.split import Split, given_split, holdout_split
+
+log = get_logger(__name__)
+
+# Decoding size used only to find unreadable files when no training will follow.
+PROBE_SIZE = 32
+
+
+@dataclass
+class PreparedData:
+    classes: tuple[str, ...]
+    split: Split
+    cache: ImageCache
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def select_classes(config: GiclsConfig, names: Sequence[str] | None) -> list[str]:
+    """The conditions to work on, in class order; unknown names are an error."""
+    if not names:
+        return list(config.classes)
+    unknown = [name for name in names if name not in config.classes]
+    if unknown:
+        raise DatasetError(
+            f"unknown condition(s): {', '.join(unknown)}; known: {', '.join(config.classes)}"
+        )
+    return [name for name in config.classes if name in names]
+
+
+def prepare_data(config: GiclsConfig, decode_size: int) -> PreparedData:
+    """Scan, decode every unique image once, drop unreadable ones, then split."""
+    classes = config.classes
+    training = scan_labelled_tree(config.paths.training_dir, classes)
+    validation = (
+        scan_labelled_tree(config.paths.validation_dir, classes)
+        if config.paths.validation_dir is not None
+        else None
+    )
+    all_records = training.records + (validation.records if validation else [])
+    cache, readable, failed = build_image_cache(all_records, decode_size)
+    readable_paths = {r.path for r in readable}
+    train_records = [r for r in training.records if r.path in readable_paths]
+    if validation is None:
+        split = holdout_split(
+            train_records, classes, config.balance.validation_fraction, config.balance.seed
+        )
+    else:
+        kept = [r for r in validation.records if r.path in readable_paths]
+        split = given_split(train_records, kept, classes)
+    train_counts, validation_counts = split.counts(len(classes))
+    found = training.per_class_counts()
+    summary = {
+        "training_dir": str(config.paths.training_dir),
+        "validation": (
+            str(config.paths.validation_dir) if validation else "held-out split of training_dir"
+        ),
+        "split_seed": config.balance.seed,
+        "validation_fraction": config.balance.validation_fraction if validation is None else None,
+        "target_count": config.balance.target_count,
+        "images_found": found,
+        "train_images": dict(zip(classes, train_counts, strict=True)),
+        "validation_images": dict(zip(classes, validation_counts, strict=True)),
+        "unreadable_images": len(failed),
+        "skipped_files": len(training.skipped) + (len(validation.skipped) if validation else 0),
+        "duplicate_groups": len(training.duplicate_groups()),
+        "conflicting_label_groups": len(training.conflicting_labels()),
+    }
+    log.info("split_done", train=sum(train_counts), validation=sum(validation_counts))
+    return PreparedData(classes, split, cache, summary)
+
+
+def balance_all(
+    config: GiclsConfig, data: PreparedData, names: Sequence[str], write: bool
+) -> dict[str, BalancedSet]:
+    """Balanced training sets per condition; materialised unless ``materialize = "none"``."""
+    sets: dict[str, BalancedSet] = {}
+    for name in names:
+        balanced = balance_condition(
+            data.split.train,
+            data.classes.index(name),
+            data.classes,
+            config.balance.target_count,
+            config.balance.seed,
+        )
+        if write:
+            materialize(
+                balanced, data.classes, config.paths.balanced_dir, config.balance.materialize
+            )
+        sets[name] = balanced
+    return sets
+
+
+def run_balance(config: GiclsConfig, names: Sequence[str] | None = None) -> dict[str, BalancedSet]:
+    """`gicls-train balance`: materialise the balanced sets without training."""
+    selected = select_classes(config, names)
+    data = prepare_data(config, PROBE_SIZE)
+    return balance_all(config, data, selected, write=True)
+
+
+def _datasets(
+    data: PreparedData, records: list[ImageRecord], labels: np.ndarray, batch: int, seed: int | None
+):
+    return pixel_dataset(data.cache, data.cache.rows(records), labels, batch, seed)
+
+
+def _compatible_previous(config: GiclsConfig, models_dir: Path, subset: bool) -> Manifest | None:
+    """The live manifest whose models a partial fit keeps, if it matches this configuration."""
+    if not (models_dir / MANIFEST_NAME).exists():
+        return None
+    previous = read_manifest(models_dir)
+    same = (
+        previous.classes == list(config.classes)
+        and previous.image_size == config.train.image_size
+        and previous.architecture == config.train.architecture
+        and previous.precision == config.train.precision
+        and previous.augment == config.augment.model_dump()
+    )
+    if same:
+        return previous
+    if subset:
+        raise ModelBundleError(
+            f"the bundle in {models_dir} was trained with other settings (classes, image size, "
+            "architecture, precision or augmentation); fit every condition to replace it"
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class TrainingReport:
+    manifest: Manifest
+    results: list[FitResult]
+    models_dir: Path
+
+
+def train_bundle(
+    config: GiclsConfig, names: Sequence[str] | None = None, write_balanced: bool = True
+) -> TrainingReport:
+    """Fit one model per selected condition and publish the bundle atomically."""
+    check_architecture(config.train.architecture)
+    selected = select_classes(config, names)
+    models_dir = config.paths.models_dir
+    previous = _compatible_previous(config, models_dir, subset=len(selected) < len(config.classes))
+    data = prepare_data(config, config.train.image_size)
+    balanced = balance_all(config, data, selected, write=write_balanced)
+    staging = stage_bundle(models_dir)
+    try:
+        entries = (
+            {name: entry.model_dump() for name, entry in previous.models.items()}
+            if previous
+            else {}
+        )
+        results = []
+        for position, name in enumerate(selected, start=1):
+            result, entry = _train_one(
+                config, data, balanced[name], staging, f"{name} [{position}/{len(selected)}]"
+            )
+            results.append(result)
+            entries[name] = entry
+        manifest = new_manifest(
+            classes=list(config.classes),
+            image_size=config.train.image_size,
+            preprocessing={
+                "decode": PREPROCESSING_ID,
+                "rescale": "in-graph Rescaling(1/255)",
+                "input": "uint8 RGB, resized to image_size x image_size",
+            },
+            architecture=config.train.architecture,
+            augment=config.augment.model_dump(),
+            precision=config.train.precision,
+            models=entries,
+            data=data.summary,
+        )
+        write_manifest(manifest, staging)
+        if manifest.is_complete():
+            metrics = evaluate_records(staging, manifest, data.cache, data.split.validation)
+            manifest = manifest.model_copy(update={"metrics": {"validation": metrics}})
+            write_manifest(manifest, staging)
+        publish_bundle(staging, models_dir)
+    except BaseException:
+        discard_stage(staging)
+        raise
+    log.info(
+        "bundle_published",
+        folder=str(models_dir),
+        bundle_id=manifest.bundle_id,
+        complete=manifest.is_complete(),
+    )
+    return TrainingReport(manifest, results, models_dir)
+
+
+def _train_one(
+    config: GiclsConfig, data: PreparedData, balanced: BalancedSet, staging: Path, label: str
+) -> tuple[FitResult, dict[str, Any]]:
+    name = balanced.class_name
+    index = data.classes.index(name)
+    validation = validation_condition(
+        data.split.validation, index, data.classes, config.balance.seed
+    )
+    train_records, train_labels = balanced.records_and_labels()
+    val_records, val_labels = validation.records_and_labels()
+    if not val_records:
+        raise GiclsError(f"no validation images for {name}")
+    # Same seed, same weights and batch order: a rerun reproduces the model.
+    keras.utils.set_random_seed(config.balance.seed + index)
+    batch = config.train.batch_size
+    model = new_model(
+        config.train.architecture, config.train.image_size, config.augment, config.train.precision
+    )
+    result = fit_condition(
+        model,
+        _datasets(data, train_records, train_labels, batch, config.balance.seed + index),
+        _datasets(data, val_records, val_labels, batch, None),
+        config.train,
+        replace_in_stage(staging / "history" / f"{name}.csv"),
+        name,
+        label,
+    )
+    model_path = replace_in_stage(staging / model_file_name(name))
+    model.save(model_path)
+    plot_history(
+        result.history,
+        f"{name} vs rest ({config.train.architecture})",
+        replace_in_stage(staging / "plots" / f"{name}_training.png"),
+    )
+    entry = {
+        "file": model_path.name,
+        "sha256": file_sha256(model_path),
+        "best_val_accuracy": result.best_val_accuracy,
+        "best_val_loss": result.best_val_loss,
+        "epochs_trained": result.epochs_trained,
+        "best_epoch": result.best_epoch,
+        "train_entries": len(train_records),
+        "validation_positives": len(validation.positives),
+        "validation_negatives": len(validation.negatives),
+        "seconds": round(result.seconds, 1),
+        "trained_at": now_iso(),
+    }
+    return result, entry
