@@ -1,4 +1,4 @@
-"""The audit log's columns and cell encoding, shared by the writer (daemon) and readers (gicls-audit).
+"""The audit log's columns and cell encoding, shared by the daemon (writer) and gicls-audit.
 
 The log is strictly UTF-8 CSV (RFC 4180), one physical line per row. File names can hold any
 bytes, so text cells are made safe for spreadsheets and for line-based tools:

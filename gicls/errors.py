@@ -45,3 +45,7 @@ class ScoringError(GiclsError):
 
 class DaemonError(GiclsError):
     """The daemon cannot start or continue safely (lock held, folders on different devices, ...)."""
+
+
+class AuditError(GiclsError):
+    """The audit log (or the output tree it describes) cannot be read as gicls wrote it."""

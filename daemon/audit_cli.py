@@ -1,0 +1,116 @@
+"""``gicls-audit``: review the daemon's audit log (summary, verify, tail, export).
+
+Every command reads ``daemon.audit_log`` of the configuration, or the log named by ``--log``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gicls.cli_support import ConfigOption, run_command
+from gicls.config import GiclsConfig
+from gicls.daemon.audit_export import ExportFormat, export_log
+from gicls.daemon.audit_read import AuditLog, read_audit_log
+from gicls.daemon.audit_report import summarise, tail
+from gicls.daemon.audit_verify import verify_output
+
+app = typer.Typer(
+    name="gicls-audit",
+    help="Review the gicls audit log: summary, verify, tail, export.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+LogOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--log",
+        help="Read this audit log instead of daemon.audit_log of the configuration.",
+        show_default=False,
+    ),
+]
+
+
+def _read(config: GiclsConfig, log: Path | None) -> AuditLog:
+    return read_audit_log(log or config.daemon.audit_log, config.classes)
+
+
+@app.command()
+def summary(
+    config: ConfigOption = None,
+    log: LogOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Counts per class, status and day; confidence percentiles; rates; throughput; bundles."""
+
+    def action(settings: GiclsConfig) -> None:
+        result = summarise(_read(settings, log))
+        typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.to_text())
+
+    run_command(config, action)
+
+
+@app.command()
+def verify(config: ConfigOption = None, log: LogOption = None) -> None:
+    """Check that output_dir and the log match exactly (exit 1 on any mismatch)."""
+
+    def action(settings: GiclsConfig) -> None:
+        audit = _read(settings, log)
+        daemon = settings.daemon
+        result = verify_output(
+            audit,
+            daemon.output_dir,
+            own_paths=(audit.path, daemon.audit_log, daemon.state_dir, daemon.inbox),
+        )
+        if audit.incomplete_tail:
+            typer.echo(
+                "note: the log's unterminated last line was ignored (a row being written, or "
+                "one torn by a crash, which the daemon repairs when it starts)"
+            )
+        typer.echo("\n".join(result.report()))
+        if not result.ok:
+            raise typer.Exit(1)
+
+    run_command(config, action)
+
+
+@app.command("tail")
+def tail_command(
+    config: ConfigOption = None,
+    log: LogOption = None,
+    lines: Annotated[int, typer.Option("-n", "--lines", min=1, help="How many rows.")] = 10,
+) -> None:
+    """Show the latest rows: time, status, file, predicted class, confidence, destination."""
+
+    def action(settings: GiclsConfig) -> None:
+        typer.echo(tail(_read(settings, log), lines))
+
+    run_command(config, action)
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="File to write (replaced if it exists).")],
+    export_format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="csv or xlsx: the whole log; capsule-vision: the Capsule Vision 2024 "
+            "submission layout (xlsx if OUT ends with .xlsx, else csv).",
+        ),
+    ] = ExportFormat.CSV,
+    config: ConfigOption = None,
+    log: LogOption = None,
+) -> None:
+    """Write the log as CSV or Excel, or as a Capsule Vision 2024 submission."""
+
+    def action(settings: GiclsConfig) -> None:
+        rows = export_log(_read(settings, log), export_format, out)
+        typer.echo(f"wrote {rows} rows to {out}")
+
+    run_command(config, action)

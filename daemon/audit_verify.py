@@ -1,0 +1,198 @@
+"""``gicls-audit verify``: the output tree and the audit log describe each other exactly.
+
+Checked both ways: every row that moved a file names a destination that exists under
+``output_dir`` with the logged sha256, and every entry under ``output_dir`` is the destination
+of exactly one row. Paths are handled as bytes from end to end (names may not be UTF-8) and
+links are never followed. An entry whose row has no sha256 (a FIFO, a link or a folder the
+daemon quarantined as ``not_regular``) counts as one entry and is only checked for presence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gicls.daemon.audit_read import AuditLog, display, listing
+from gicls.daemon.audit_schema import decode_name
+from gicls.errors import AuditError
+
+# Rows with these statuses always moved a file; a duplicate row may or may not have.
+MOVING_STATUSES = ("classified", "review", "quarantined")
+
+MISSING = "destination missing"
+CHANGED = "sha256 mismatch"
+NOT_REGULAR = "not a regular file, but the row has a sha256"
+NO_SHA = "row without sha256"
+NO_DESTINATION = "row without destination"
+OUTSIDE = "destination outside output_dir"
+UNREADABLE = "unreadable"
+NO_ROW = "file without audit row"
+REPEATED = "file with more than one audit row"
+
+
+@dataclass
+class Verification:
+    """Outcome of one verify run; ``problems`` maps a kind above to the names concerned."""
+
+    rows: int
+    output_dir: Path
+    files: int = 0
+    hashed: int = 0
+    problems: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def add(self, kind: str, name: str) -> None:
+        self.problems.setdefault(kind, []).append(name)
+
+    def report(self) -> list[str]:
+        """One OK line, or a FAILED line then one line per kind of problem."""
+        if self.ok:
+            return [
+                f"OK: {self.rows} rows, {self.files} files under {self.output_dir}: each file "
+                f"has exactly one row, {self.hashed} sha256 checked"
+            ]
+        count = sum(len(names) for names in self.problems.values())
+        lines = [
+            f"FAILED: {count} problem(s); {self.rows} rows, {self.files} files under "
+            f"{self.output_dir}"
+        ]
+        lines += [
+            f"  {kind}: {len(names)}: {listing(names)}" for kind, names in self.problems.items()
+        ]
+        return lines
+
+
+def verify_output(log: AuditLog, output_dir: Path, own_paths: Iterable[Path]) -> Verification:
+    """Compare ``log`` with the files under ``output_dir``.
+
+    ``own_paths`` are the daemon's own files and folders (audit log, state, inbox); those that
+    lie inside ``output_dir`` are left out of the walk.
+    """
+    if not output_dir.is_dir():
+        raise AuditError(f"output folder {output_dir} does not exist or is not a folder")
+    result = Verification(rows=len(log.text), output_dir=output_dir)
+    root = os.fsencode(output_dir)
+    rows_by_destination = _destinations(log, result)
+    whole: set[bytes] = set()
+    digests: dict[bytes, str] = {}
+    for destination, rows in rows_by_destination.items():
+        name = display(destination)
+        if len(rows) > 1:
+            result.add(REPEATED, f"{name} ({len(rows)} rows)")
+        for sha in {log.text["sha256"].iat[row].lower() for row in rows}:
+            if not sha:
+                whole.add(destination)
+            _check_file(root, destination, sha, digests, result)
+    skipped = set(_inside(output_dir, own_paths))
+    for entry in _walk(root, skipped, whole, result):
+        result.files += 1
+        if entry not in rows_by_destination:
+            result.add(NO_ROW, display(entry))
+    return result
+
+
+def _destinations(log: AuditLog, result: Verification) -> dict[bytes, list[int]]:
+    """Normalised destination -> row positions, recording rows that have no usable one."""
+    text = log.text
+    found: dict[bytes, list[int]] = {}
+    for row, (status, cell, hex_cell, file_cell) in enumerate(
+        zip(
+            text["status"],
+            text["destination"],
+            text["destination_hex"],
+            text["file_name"],
+            strict=True,
+        )
+    ):
+        if not cell and not hex_cell:
+            if status in MOVING_STATUSES:
+                result.add(NO_DESTINATION, f"{file_cell} (line {log.line_numbers[row]})")
+            continue
+        destination = _normalise(decode_name(cell, hex_cell))
+        if destination is None:
+            result.add(OUTSIDE, f"{cell} (line {log.line_numbers[row]})")
+            continue
+        found.setdefault(destination, []).append(row)
+    return found
+
+
+def _normalise(relative: bytes) -> bytes | None:
+    """``relative`` without empty and ``.`` parts; None when it is absolute or climbs out."""
+    parts = [part for part in relative.split(b"/") if part not in (b"", b".")]
+    if relative.startswith(b"/") or b".." in parts or not parts:
+        return None
+    return b"/".join(parts)
+
+
+def _check_file(
+    root: bytes, destination: bytes, sha: str, digests: dict[bytes, str], result: Verification
+) -> None:
+    name = display(destination)
+    path = os.path.join(root, destination)
+    try:
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISREG(mode):
+            if sha:
+                result.add(NOT_REGULAR, name)
+            return
+        if not sha:
+            result.add(NO_SHA, name)
+            return
+        if destination not in digests:
+            digests[destination] = _sha256(path)
+            result.hashed += 1
+    except FileNotFoundError:
+        result.add(MISSING, name)
+        return
+    except OSError as exc:
+        result.add(UNREADABLE, f"{name} ({exc.strerror})")
+        return
+    if digests[destination] != sha:
+        result.add(CHANGED, name)
+
+
+def _sha256(path: bytes) -> str:
+    # A file swapped after lstat for a link must not be read through it (O_NOFOLLOW), nor
+    # for a FIFO block the run (O_NONBLOCK).
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with open(descriptor, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _inside(output_dir: Path, paths: Iterable[Path]) -> Iterator[bytes]:
+    """The relative bytes path of each of ``paths`` that lies inside ``output_dir``."""
+    base = output_dir.resolve()
+    for path in paths:
+        resolved = path.resolve()
+        if resolved.is_relative_to(base) and resolved != base:
+            yield os.fsencode(resolved.relative_to(base))
+
+
+def _walk(
+    root: bytes, skipped: set[bytes], whole: set[bytes], result: Verification
+) -> Iterator[bytes]:
+    """Relative paths of every non-folder entry under ``root``, and of folders in ``whole``."""
+    pending = [b""]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(os.path.join(root, folder) if folder else root) as entries:
+                listed = list(entries)
+        except OSError as exc:
+            result.add(UNREADABLE, f"{display(folder)}/ ({exc.strerror})")
+            continue
+        for entry in listed:
+            relative = os.path.join(folder, entry.name) if folder else entry.name
+            if relative in skipped:
+                continue
+            if entry.is_dir(follow_symlinks=False) and relative not in whole:
+                pending.append(relative)
+            else:
+                yield relative
