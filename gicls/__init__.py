@@ -3,8 +3,8 @@
 import os
 from importlib.metadata import PackageNotFoundError, version
 
-# TensorFlow's C++ start-up chatter (oneDNN notices, CUDA probing on CPU-only machines) would
-# bury our own output; warnings and errors still show. Users can override it.
+# TensorFlow's C++ info and warning logs would bury our own output; errors still show.
+# Users can override it by setting the variable themselves.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 try:

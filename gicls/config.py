@@ -76,6 +76,12 @@ class TrainConfig(_Section):
     early_stopping_patience: Annotated[int, Field(ge=0)] = 5
     reduce_lr_patience: Annotated[int, Field(ge=0)] = 2
     precision: Literal["float32", "mixed_bfloat16"] = "float32"
+    # "plateau": halve the rate when val_loss stalls and stop early, restoring the best epoch
+    # (the classic behaviour). "cosine": a fixed run of `epochs` with cosine decay to 1 % of
+    # learning_rate and the last weights kept, so the validation split only measures.
+    lr_schedule: Literal["plateau", "cosine"] = "plateau"
+    # Decoupled weight decay (AdamW) when above 0; 0 keeps plain Adam.
+    weight_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
 
 class AugmentConfig(_Section):
@@ -84,6 +90,15 @@ class AugmentConfig(_Section):
     )
     # Fraction of a full turn, as keras.layers.RandomRotation takes it; 0 disables rotation.
     rotation: Annotated[float, Field(ge=0.0, le=0.5)] = 0.2
+    # Random quarter turns per image (capsule frames have no "up"; much cheaper than rotation).
+    rot90: bool = False
+    # Random square crop of side (1 - zoom)..1 of the frame, resized back (0 = off).
+    zoom: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    # Mild colour jitter on [0, 1] pixels (0 = off): brightness shift +-b, contrast and
+    # saturation scaled by 1 +- c / 1 +- s. Hue is never shifted: colour is the bleeding cue.
+    brightness: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    contrast: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    saturation: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
 
 
 DEFAULT_IGNORE_PATTERNS = (".*", "*.tmp", "*.part", "*.crdownload", "~*", "*.swp")

@@ -94,12 +94,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def bundle_id_for(classes: list[str], models: dict[str, ModelEntry]) -> str:
-    """A short id that changes whenever any model file (or the class order) changes."""
+def bundle_id_for(
+    classes: list[str], models: dict[str, ModelEntry], calibration: Calibration | None = None
+) -> str:
+    """A short id that changes whenever anything that changes a score changes.
+
+    That is any model file, the class order, or the calibration applied in the fused graph.
+    """
     digest = hashlib.sha256()
     for name in classes:
         entry = models.get(name)
         digest.update(f"{name}\0{entry.sha256 if entry else '-'}\n".encode())
+    if calibration is not None:
+        digest.update(json.dumps(calibration.model_dump(mode="json"), sort_keys=True).encode())
     return digest.hexdigest()[:16]
 
 
@@ -110,10 +117,13 @@ def now_iso() -> str:
 def new_manifest(**fields: Any) -> Manifest:
     """Build a manifest, filling in bundle id, created_at and code version."""
     models = {name: ModelEntry.model_validate(entry) for name, entry in fields["models"].items()}
-    fields = {**fields, "models": models}
+    calibration = fields.get("calibration")
+    if calibration is not None:
+        calibration = Calibration.model_validate(calibration)
+    fields = {**fields, "models": models, "calibration": calibration}
     fields.setdefault("created_at", now_iso())
     fields.setdefault("code_version", __version__)
-    fields["bundle_id"] = bundle_id_for(list(fields["classes"]), models)
+    fields["bundle_id"] = bundle_id_for(list(fields["classes"]), models, calibration)
     return Manifest.model_validate(fields)
 
 
@@ -169,7 +179,7 @@ def verify_bundle(models_dir: Path, classes: list[str] | tuple[str, ...] | None 
                 f"bundle {models_dir}: {entry.file} has sha256 {actual[:12]}..., "
                 f"the manifest says {entry.sha256[:12]}... (modified or partly copied)"
             )
-    if bundle_id_for(manifest.classes, manifest.models) != manifest.bundle_id:
+    if bundle_id_for(manifest.classes, manifest.models, manifest.calibration) != manifest.bundle_id:
         raise ModelBundleError(f"bundle {models_dir}: bundle_id does not match its model hashes")
     return manifest
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,8 +12,10 @@ from rich.table import Table
 
 from gicls.cli_support import ConfigOption, load, run_command, user_errors
 from gicls.config import GiclsConfig, default_config_path, parse_config
-from gicls.training.pipeline import TrainingReport, run_balance, train_bundle
+from gicls.training.evaluate import write_evaluation
+from gicls.training.pipeline import TrainingReport, evaluate_bundle, run_balance, train_bundle
 from gicls.training.scan import scan_labelled_tree
+from gicls.training.score import score_submission, write_metrics_json
 
 app = typer.Typer(
     help="Train the gicls one-vs-all ensemble (research use only, not for diagnosis).",
@@ -48,16 +50,104 @@ def _print_report(report: TrainingReport) -> None:
     console.print(_results_table(report))
     validation = report.manifest.metrics.get("validation")
     if validation:
-        console.print(
-            f"Ensemble on {validation['images']} held-out images: "
-            f"accuracy {validation['accuracy']:.3f}, "
-            f"balanced accuracy {validation['balanced_accuracy']:.3f}, "
-            f"mean AUC {validation['mean_auc']:.3f} "
-            "(validation figures of this training run, not a clinical performance claim)"
-        )
+        _print_evaluation_summary(validation, "held-out images")
+        console.print(f"Evaluation plots and predictions: {report.models_dir / 'evaluation'}")
     else:
         console.print("Bundle is partial: fit the remaining conditions to use it.")
     console.print(f"Models, history, plots and manifest.json: {report.models_dir}")
+
+
+def _print_evaluation_summary(report: dict[str, Any], what: str) -> None:
+    for variant in ("uncalibrated", "calibrated"):
+        if variant not in report:
+            continue
+        figures = report[variant]
+        console.print(
+            f"Ensemble on {report['images']} {what} ({variant}): "
+            f"accuracy {figures['accuracy']:.3f}, "
+            f"balanced accuracy {figures['balanced_accuracy']:.3f}, "
+            f"mean AUC {_fmt(figures['mean_auc'])}"
+        )
+    suggestion = report["suggested_review_threshold"]
+    console.print(
+        f"Suggested review_threshold {suggestion['threshold']:.2f}: sends "
+        f"{suggestion['review_rate']:.1%} of images to review and catches "
+        f"{suggestion['errors_caught']:.1%} of the errors."
+    )
+    console.print(
+        "These are validation figures on this data set, not a clinical performance claim."
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _class_table(metrics: dict[str, Any]) -> Table:
+    table = Table(title="Per class (each score column thresholded at 0.5)")
+    table.add_column("class")
+    for column in ("precision", "recall", "f1", "specificity", "auc"):
+        table.add_column(column, justify="right")
+    for name, figures in metrics["class_wise_metrics"].items():
+        keys = ("precision", "recall", "f1_score", "specificity", "auc")
+        table.add_row(name, *(_fmt(figures[key]) for key in keys))
+    return table
+
+
+@app.command()
+def evaluate(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Labelled class-folder tree to evaluate on [default: held-out split]."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output folder [default: <models_dir>/evaluation[/<data name>]]."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Run the bundle's fused ensemble on labelled images; write metrics, predictions, plots."""
+
+    def action(cfg: GiclsConfig) -> None:
+        evaluation = evaluate_bundle(cfg, data)
+        target = out or cfg.paths.models_dir / "evaluation" / (data.name if data else "")
+        written = write_evaluation(evaluation, target)
+        console.print(_class_table(evaluation.metrics))
+        _print_evaluation_summary(evaluation.report, "images" if data else "held-out images")
+        console.print("Wrote: " + ", ".join(str(p) for p in written))
+
+    run_command(config, action)
+
+
+@app.command()
+def score(
+    truth: Annotated[
+        Path, typer.Argument(help="Ground truth: image_path, class_label (xlsx/csv).")
+    ],
+    predictions: Annotated[
+        Path, typer.Argument(help="Submission: image_path, one column per class, predicted_class.")
+    ],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the metrics JSON here.")
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Score a Capsule Vision 2024 submission file with the challenge's own metrics."""
+
+    def action(cfg: GiclsConfig) -> None:
+        metrics = score_submission(truth, predictions, cfg.classes)
+        console.print(_class_table(metrics))
+        console.print(
+            f"mean AUC {_fmt(metrics['mean_auc'])}, balanced accuracy "
+            f"{metrics['balanced_accuracy']:.4f}, avg precision {metrics['avg_precision']:.4f}, "
+            f"avg sensitivity {metrics['avg_sensitivity']:.4f}, avg F1 {metrics['avg_f1']:.4f}, "
+            f"avg specificity {metrics['avg_specificity']:.4f}"
+        )
+        if json_out is not None:
+            write_metrics_json(metrics, json_out)
+            console.print(f"Wrote {json_out}")
+
+    run_command(config, action)
 
 
 @app.command()

@@ -1,42 +1,145 @@
-"""Run the fused ensemble (the daemon's own graph) over labelled images and score it."""
+"""Evaluate a bundle with the daemon's own fused graph and report Capsule Vision 2024 metrics.
+
+Outputs of one evaluation (``write_evaluation``)::
+
+    metrics.json            the organisers' metrics of the bundle's decision scores
+    report.json             uncalibrated and calibrated metrics, review-threshold trade-off
+    predictions.xlsx        challenge submission layout: image_path, one column per class,
+                            predicted_class
+    confusion_matrix.png    counts and row-normalised
+    roc_curves.png          one one-vs-rest curve per class
+    review_tradeoff.png     share sent to review vs share of errors caught
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from gicls.models.bundle import Manifest
+from gicls.models.bundle import Calibration, Manifest
 from gicls.models.ensemble import FusedEnsemble
+from gicls.training.calibration import (
+    apply_calibration,
+    cross_fitted_scores,
+    review_tradeoff,
+    suggest_review_threshold,
+)
 from gicls.training.image_cache import ImageCache
 from gicls.training.metrics import challenge_metrics
+from gicls.training.plots import plot_confusion_matrix, plot_review_tradeoff, plot_roc_curves
 from gicls.training.scan import ImageRecord
+from gicls.training.score import write_metrics_json
 
 SCORING_BATCH = 64
+REVIEW_THRESHOLDS = tuple(np.round(np.arange(0.0, 1.0001, 0.02), 2))
+MAX_REVIEW_RATE = 0.10
 
 
-def ensemble_scores(ensemble: FusedEnsemble, pixels: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Scores (len(rows), n_classes) float32 for cached images, in fixed-size batches."""
+def raw_scores(
+    models_dir: Path, manifest: Manifest, cache: ImageCache, records: Sequence[ImageRecord]
+) -> np.ndarray:
+    """Uncalibrated fused-ensemble scores (len(records), n_classes) float32, in class order."""
+    ensemble = FusedEnsemble(models_dir, manifest.model_copy(update={"calibration": None}))
+    rows = cache.rows(records)
     chunks = [
-        ensemble(pixels[rows[start : start + SCORING_BATCH]])
+        ensemble(cache.pixels[rows[start : start + SCORING_BATCH]])
         for start in range(0, len(rows), SCORING_BATCH)
     ]
-    return np.concatenate(chunks) if chunks else np.zeros((0, len(ensemble.classes)), np.float32)
+    return np.concatenate(chunks) if chunks else np.zeros((0, len(manifest.classes)), np.float32)
 
 
-def evaluate_records(
-    models_dir: Path,
-    manifest: Manifest,
-    cache: ImageCache,
-    records: Sequence[ImageRecord],
-) -> dict[str, Any]:
-    """Challenge metrics of the bundle in ``models_dir`` on labelled, cached ``records``."""
-    ensemble = FusedEnsemble(models_dir, manifest)
-    scores = ensemble_scores(ensemble, cache.pixels, cache.rows(records))
-    truth = np.fromiter((r.class_index for r in records), dtype=np.int64)
-    metrics = challenge_metrics(truth, scores, manifest.classes)
-    metrics["images"] = len(records)
-    metrics["accuracy"] = float(np.mean(scores.argmax(axis=1) == truth)) if len(truth) else None
-    return metrics
+@dataclass(frozen=True)
+class Evaluation:
+    classes: list[str]
+    image_names: list[str]
+    truth: np.ndarray  # (N,) int class indices
+    # (N, C) the bundle's decision scores: calibrated when it has a map (cross-fitted when the
+    # map was fitted on these images, so that no figure is measured on what the map saw).
+    scores: np.ndarray
+    report: dict[str, Any]
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """Organisers' metrics of the scores the bundle actually decides with."""
+        return self.report["calibrated" if "calibrated" in self.report else "uncalibrated"]
+
+
+def evaluate_scores(
+    raw: np.ndarray,
+    truth: np.ndarray,
+    classes: Sequence[str],
+    image_names: Sequence[str],
+    calibration: Calibration | None,
+    calibration_fitted_here: bool,
+    seed: int,
+) -> Evaluation:
+    """Metrics with and without calibration, and the review-threshold trade-off.
+
+    When the calibration was fitted on these very images, the calibrated figures come from
+    cross-fitted maps so that they are not measured on the data the maps saw.
+    """
+    classes = list(classes)
+    report: dict[str, Any] = {
+        "images": len(truth),
+        "uncalibrated": _with_accuracy(challenge_metrics(truth, raw, classes), raw, truth),
+    }
+    scores = raw
+    if calibration is not None:
+        scores = (
+            cross_fitted_scores(raw, truth, classes, calibration.method, seed)
+            if calibration_fitted_here
+            else apply_calibration(raw, calibration, classes)
+        )
+        report["calibration"] = {
+            "method": calibration.method,
+            "figures": "cross-fitted on this split" if calibration_fitted_here else "as applied",
+        }
+        report["calibrated"] = _with_accuracy(
+            challenge_metrics(truth, scores, classes), scores, truth
+        )
+    tradeoff = review_tradeoff(scores, truth, REVIEW_THRESHOLDS)
+    report["review_tradeoff"] = tradeoff
+    report["suggested_review_threshold"] = suggest_review_threshold(tradeoff, MAX_REVIEW_RATE)
+    return Evaluation(classes, list(image_names), truth, scores, report)
+
+
+def _with_accuracy(metrics: dict[str, Any], scores: np.ndarray, truth: np.ndarray) -> dict:
+    accuracy = float(np.mean(scores.argmax(axis=1) == truth)) if len(truth) else None
+    return {**metrics, "accuracy": accuracy}
+
+
+def write_evaluation(evaluation: Evaluation, out_dir: Path) -> list[Path]:
+    """Write metrics, predictions and plots into ``out_dir``; returns the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    classes = evaluation.classes
+    predicted = evaluation.scores.argmax(axis=1)
+    metrics_path = out_dir / "metrics.json"
+    write_metrics_json(_without_accuracy(evaluation.metrics), metrics_path)
+    report_path = out_dir / "report.json"
+    report_path.write_text(json.dumps(evaluation.report, indent=2) + "\n")
+    predictions = pd.DataFrame(evaluation.scores.astype(float), columns=classes)
+    predictions.insert(0, "image_path", evaluation.image_names)
+    predictions["predicted_class"] = [classes[i] for i in predicted]
+    predictions_path = out_dir / "predictions.xlsx"
+    predictions.to_excel(predictions_path, index=False)
+    return [
+        metrics_path,
+        report_path,
+        predictions_path,
+        plot_confusion_matrix(
+            evaluation.truth, predicted, classes, out_dir / "confusion_matrix.png"
+        ),
+        plot_roc_curves(evaluation.truth, evaluation.scores, classes, out_dir / "roc_curves.png"),
+        plot_review_tradeoff(evaluation.report["review_tradeoff"], out_dir / "review_tradeoff.png"),
+    ]
+
+
+def _without_accuracy(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The organisers' keys only (plain accuracy is ours, not theirs)."""
+    return {key: value for key, value in metrics.items() if key != "accuracy"}

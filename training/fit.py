@@ -19,6 +19,8 @@ log = get_logger(__name__)
 # ReduceLROnPlateau: halve the rate, but never below this.
 LR_FACTOR = 0.5
 MIN_LEARNING_RATE = 1e-6
+# lr_schedule = "cosine": decay from learning_rate to this fraction of it over the run.
+COSINE_FINAL_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
@@ -79,25 +81,45 @@ def fit_condition(
     class_name: str,
     progress_label: str,
 ) -> FitResult:
-    """Fit with early stopping (best weights restored) and learning-rate reduction on val_loss."""
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=train.learning_rate),
-        loss="binary_crossentropy",
-        metrics=["accuracy"],
+    """Fit with early stopping (best weights restored) and learning-rate reduction on val_loss.
+
+    With ``lr_schedule = "cosine"``: a fixed number of epochs under cosine decay instead.
+    """
+    plateau = train.lr_schedule == "plateau"
+    learning_rate = train.learning_rate
+    if not plateau:
+        steps = int(train_data.cardinality()) * train.epochs
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            train.learning_rate, decay_steps=max(1, steps), alpha=COSINE_FINAL_FRACTION
+        )
+    optimizer = (
+        keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=train.weight_decay)
+        if train.weight_decay > 0
+        else keras.optimizers.Adam(learning_rate=learning_rate)
     )
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=["accuracy"])
     history_csv.parent.mkdir(parents=True, exist_ok=True)
+    # A cosine run has a fixed length and keeps its last weights: nothing is chosen on the
+    # validation split, which then only measures.
+    selection = (
+        [
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss",
+                patience=train.early_stopping_patience,
+                restore_best_weights=True,
+            ),
+            keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss",
+                factor=LR_FACTOR,
+                patience=train.reduce_lr_patience,
+                min_lr=MIN_LEARNING_RATE,
+            ),
+        ]
+        if plateau
+        else []
+    )
     callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=train.early_stopping_patience,
-            restore_best_weights=True,
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss",
-            factor=LR_FACTOR,
-            patience=train.reduce_lr_patience,
-            min_lr=MIN_LEARNING_RATE,
-        ),
+        *selection,
         keras.callbacks.CSVLogger(str(history_csv)),
         EpochProgress(progress_label, train.epochs),
     ]
@@ -111,7 +133,11 @@ def fit_condition(
         verbose=0,
     ).history
     val_losses = history["val_loss"]
-    best = min(range(len(val_losses)), key=val_losses.__getitem__)
+    best = (
+        min(range(len(val_losses)), key=val_losses.__getitem__)
+        if plateau
+        else len(val_losses) - 1  # the weights kept are the last epoch's
+    )
     return FitResult(
         class_name=class_name,
         history={key: [float(v) for v in values] for key, values in history.items()},

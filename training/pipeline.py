@@ -20,6 +20,7 @@ from gicls.logs import get_logger
 from gicls.models.architectures import check_architecture
 from gicls.models.bundle import (
     MANIFEST_NAME,
+    Calibration,
     Manifest,
     discard_stage,
     file_sha256,
@@ -30,6 +31,7 @@ from gicls.models.bundle import (
     read_manifest,
     replace_in_stage,
     stage_bundle,
+    verify_bundle,
     write_manifest,
 )
 from gicls.models.preprocessing import PREPROCESSING_ID
@@ -39,8 +41,9 @@ from gicls.training.balance import (
     materialize,
     validation_condition,
 )
+from gicls.training.calibration import fit_calibration
 from gicls.training.dataset import pixel_dataset
-from gicls.training.evaluate import evaluate_records
+from gicls.training.evaluate import Evaluation, evaluate_scores, raw_scores, write_evaluation
 from gicls.training.fit import FitResult, fit_condition, new_model
 from gicls.training.image_cache import ImageCache, build_image_cache
 from gicls.training.plots import plot_history
@@ -202,24 +205,24 @@ def train_bundle(
             )
             results.append(result)
             entries[name] = entry
-        manifest = new_manifest(
-            classes=list(config.classes),
-            image_size=config.train.image_size,
-            preprocessing={
+        fields = {
+            "classes": list(config.classes),
+            "image_size": config.train.image_size,
+            "preprocessing": {
                 "decode": PREPROCESSING_ID,
                 "rescale": "in-graph Rescaling(1/255)",
                 "input": "uint8 RGB, resized to image_size x image_size",
             },
-            architecture=config.train.architecture,
-            augment=config.augment.model_dump(),
-            precision=config.train.precision,
-            models=entries,
-            data=data.summary,
-        )
+            "architecture": config.train.architecture,
+            "augment": config.augment.model_dump(),
+            "precision": config.train.precision,
+            "models": entries,
+            "data": data.summary,
+        }
+        manifest = new_manifest(**fields)
         write_manifest(manifest, staging)
         if manifest.is_complete():
-            metrics = evaluate_records(staging, manifest, data.cache, data.split.validation)
-            manifest = manifest.model_copy(update={"metrics": {"validation": metrics}})
+            manifest = new_manifest(**fields, **_evaluate_held_out(config, data, staging, manifest))
             write_manifest(manifest, staging)
         publish_bundle(staging, models_dir)
     except BaseException:
@@ -232,6 +235,81 @@ def train_bundle(
         complete=manifest.is_complete(),
     )
     return TrainingReport(manifest, results, models_dir)
+
+
+def _evaluate_held_out(
+    config: GiclsConfig, data: PreparedData, staging: Path, manifest: Manifest
+) -> dict[str, Any]:
+    """Fit the configured calibration on the held-out split and evaluate the fused ensemble.
+
+    Returns the manifest fields ``calibration`` and ``metrics``; the full evaluation (plots,
+    predictions, trade-off table) goes to ``evaluation/`` in the bundle.
+    """
+    evaluation, calibration = _held_out_evaluation(config, data, staging, manifest, refit=True)
+    write_evaluation(evaluation, staging / "evaluation")
+    summary = {k: v for k, v in evaluation.report.items() if k != "review_tradeoff"}
+    return {"calibration": calibration, "metrics": {"validation": summary}}
+
+
+def _held_out_evaluation(
+    config: GiclsConfig, data: PreparedData, models_dir: Path, manifest: Manifest, refit: bool
+) -> tuple[Evaluation, Calibration | None]:
+    """Evaluate on the held-out split; ``refit`` fits the configured calibration anew.
+
+    The calibration is fitted on this very split either way, so its figures are cross-fitted.
+    """
+    records = data.split.validation
+    raw = raw_scores(models_dir, manifest, data.cache, records)
+    truth = np.fromiter((r.class_index for r in records), dtype=np.int64)
+    calibration = manifest.calibration
+    if refit:
+        method = config.calibration.method
+        calibration = (
+            None if method == "none" else fit_calibration(raw, truth, data.classes, method)
+        )
+    evaluation = evaluate_scores(
+        raw,
+        truth,
+        data.classes,
+        [r.path.name for r in records],
+        calibration,
+        calibration_fitted_here=True,
+        seed=config.balance.seed,
+    )
+    return evaluation, calibration
+
+
+def evaluate_bundle(config: GiclsConfig, data_dir: Path | None) -> Evaluation:
+    """`gicls-train evaluate`: the live bundle on ``data_dir`` or on its own held-out split."""
+    models_dir = config.paths.models_dir
+    manifest = verify_bundle(models_dir, config.classes)
+    if data_dir is not None:
+        scanned = scan_labelled_tree(data_dir, manifest.classes)
+        cache, records, _failed = build_image_cache(scanned.records, manifest.image_size)
+        raw = raw_scores(models_dir, manifest, cache, records)
+        truth = np.fromiter((r.class_index for r in records), dtype=np.int64)
+        return evaluate_scores(
+            raw,
+            truth,
+            manifest.classes,
+            [r.path.name for r in records],
+            manifest.calibration,
+            calibration_fitted_here=False,
+            seed=config.balance.seed,
+        )
+    # Rebuild exactly the split the bundle was validated on, whatever the config says now.
+    split_seed = manifest.data.get("split_seed", config.balance.seed)
+    fraction = manifest.data.get("validation_fraction") or config.balance.validation_fraction
+    replay = config.model_copy(
+        update={
+            "balance": config.balance.model_copy(
+                update={"seed": split_seed, "validation_fraction": fraction}
+            )
+        }
+    )
+    data = prepare_data(replay, manifest.image_size)
+    evaluation, _ = _held_out_evaluation(replay, data, models_dir, manifest, refit=False)
+    return evaluation
 
 
 def _train_one(

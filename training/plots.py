@@ -1,10 +1,13 @@
-"""Training curves: accuracy and loss, training vs validation, one figure per model."""
+"""Figures people would rather look at than read: training curves and evaluation plots."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from sklearn.metrics import auc, roc_curve
 
 matplotlib.use("Agg")  # no display on servers and CI
 
@@ -28,6 +31,87 @@ def plot_history(history: dict[str, list[float]], title: str, path: Path) -> Pat
     accuracy_axis.set_ylim(0, 1.02)
     figure.suptitle(title)
     figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_confusion_matrix(
+    truth: np.ndarray, predicted: np.ndarray, classes: Sequence[str], path: Path
+) -> Path:
+    """Two panels: counts and row-normalised (recall per true class)."""
+    n = len(classes)
+    counts = np.zeros((n, n), dtype=int)
+    np.add.at(counts, (truth, predicted), 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalised = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
+    size = max(6.0, 0.6 * n + 3)
+    figure, axes = plt.subplots(1, 2, figsize=(2 * size, size))
+    for axis, matrix, title, fmt in (
+        (axes[0], counts, "Counts", "d"),
+        (axes[1], normalised, "Row-normalised (recall)", ".2f"),
+    ):
+        image = axis.imshow(matrix, cmap="Blues", vmin=0)
+        figure.colorbar(image, ax=axis, fraction=0.046)
+        axis.set_xticks(range(n), classes, rotation=45, ha="right")
+        axis.set_yticks(range(n), classes)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("true")
+        axis.set_title(title)
+        threshold = matrix.max() / 2 if matrix.max() else 1
+        for i in range(n):
+            for j in range(n):
+                axis.text(
+                    j,
+                    i,
+                    format(matrix[i, j], fmt),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if matrix[i, j] > threshold else "black",
+                )
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_roc_curves(
+    truth: np.ndarray, scores: np.ndarray, classes: Sequence[str], path: Path
+) -> Path:
+    """One one-vs-rest ROC curve per class (classes absent from ``truth`` are left out)."""
+    figure, axis = plt.subplots(figsize=(7, 6))
+    for index, name in enumerate(classes):
+        positive = truth == index
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = roc_curve(positive, scores[:, index])
+        axis.plot(fpr, tpr, label=f"{name} (AUC {auc(fpr, tpr):.3f})")
+    axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+    axis.set_xlabel("false positive rate")
+    axis.set_ylabel("true positive rate")
+    axis.set_title("ROC, one vs rest")
+    axis.legend(fontsize=8, loc="lower right")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def plot_review_tradeoff(tradeoff: list[dict[str, float]], path: Path) -> Path:
+    """Share of images sent to review vs share of the ensemble's errors caught by it."""
+    figure, axis = plt.subplots(figsize=(6, 5))
+    axis.plot(
+        [r["review_rate"] for r in tradeoff], [r["errors_caught"] for r in tradeoff], marker="."
+    )
+    axis.axvline(0.10, color="grey", linestyle="--", linewidth=1, label="10 % review budget")
+    axis.set_xlabel("share of images sent to review")
+    axis.set_ylabel("share of errors caught")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.02)
+    axis.set_title("Review threshold trade-off")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    return _save(figure, path)
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -59,3 +59,92 @@ def test_unknown_architecture_lists_the_known_ones():
     assert "train.architecture" in message and "'resnet9000'" in message
     for name in known_architectures():
         assert name in message
+
+
+# --- Architectures and capsule augmentation added for the bleeding benchmark ---------------
+
+import numpy as np  # noqa: E402
+
+from gicls.models.architectures import (  # noqa: E402
+    RandomColorJitter,
+    RandomRot90,
+    RandomZoomCrop,
+    augmentation_layers,
+    capsule_augmentation,
+)
+
+NEW_ARCHITECTURES = ["bn_cnn", "res_cnn", "sep_cnn"]
+CAPSULE = AugmentConfig(rotation=0.0, rot90=True, zoom=0.2, brightness=0.1, contrast=0.1)
+
+
+def test_capsule_keys_at_their_defaults_add_no_layer():
+    default = AugmentConfig()
+    assert [type(x) for x in capsule_augmentation(default)] == [
+        type(x) for x in augmentation_layers(default)
+    ]
+
+
+@pytest.mark.parametrize("name", NEW_ARCHITECTURES)
+def test_new_architectures_map_uint8_images_to_one_float32_score(name, tmp_path):
+    model = build_model(name, 32, CAPSULE)
+    assert model.output_shape == (None, 1)
+    assert model.layers[-1].dtype_policy.compute_dtype == "float32"
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
+    scores = np.asarray(model(images, training=False))
+    assert scores.shape == (4, 1) and np.all((scores >= 0) & (scores <= 1))
+    # Custom layers survive a save/load round trip and inference is deterministic.
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    np.testing.assert_allclose(np.asarray(loaded(images, training=False)), scores, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NEW_ARCHITECTURES)
+def test_new_architectures_build_under_mixed_bfloat16(name):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = build_model(name, 32, CAPSULE)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    images = np.zeros((2, 32, 32, 3), np.float32)
+    assert model(images, training=True).dtype == "float32"
+
+
+def images_01(n: int = 6, size: int = 8) -> np.ndarray:
+    return np.random.default_rng(1).random((n, size, size, 3)).astype(np.float32)
+
+
+def test_rot90_turns_each_image_by_a_quarter_multiple_and_only_in_training():
+    x = images_01(16)
+    layer = RandomRot90(seed=3)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    out = np.asarray(layer(x, training=True))
+    turns = []
+    for original, turned in zip(x, out, strict=True):
+        matches = [k for k in range(4) if np.array_equal(np.rot90(original, k), turned)]
+        assert matches, "output is not a quarter turn of its input"
+        turns.append(matches[0])
+    assert len(set(turns)) > 1  # drawn per image, not once per batch
+
+
+def test_zoom_crop_keeps_the_shape_and_is_identity_at_inference():
+    x = images_01()
+    layer = RandomZoomCrop(0.3, seed=1)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    out = np.asarray(layer(x, training=True))
+    assert out.shape == x.shape and not np.allclose(out, x)
+
+
+def test_colour_jitter_stays_in_range_and_is_identity_at_inference():
+    x = images_01()
+    layer = RandomColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, seed=2)
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    out = np.asarray(layer(x, training=True))
+    assert out.shape == x.shape and out.min() >= 0.0 and out.max() <= 1.0
+    assert not np.allclose(out, x)
+
+
+def test_capsule_augment_keys_switch_their_layers_on():
+    names = [type(x).__name__ for x in build_model("bn_cnn", 32, CAPSULE).layers]
+    assert {"RandomFlip", "RandomRot90", "RandomZoomCrop", "RandomColorJitter"} <= set(names)
+    assert "RandomRotation" not in names

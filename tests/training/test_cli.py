@@ -65,7 +65,10 @@ def test_all_builds_a_verified_ten_model_bundle(tmp_path):
             assert len(list((tmp_path / "Balanced_Data" / name / side).iterdir())) == 40
     assert manifest.data["split_seed"] == 42
     assert sum(manifest.data["validation_images"].values()) == 60
-    assert set(manifest.metrics["validation"]) >= {"mean_auc", "balanced_accuracy", "accuracy"}
+    validation = manifest.metrics["validation"]
+    assert validation["images"] == 60
+    assert set(validation["uncalibrated"]) >= {"mean_auc", "balanced_accuracy", "accuracy"}
+    assert validation["suggested_review_threshold"]["review_rate"] <= 0.10
 
     # No image content on both sides: balanced training entries vs the validation split.
     train_hashes = {
@@ -161,3 +164,94 @@ def test_scan_reports_counts(tmp_path):
     result = runner.invoke(app, ["scan", "-c", str(config)])
     assert result.exit_code == 0
     assert "skipped files: 0; duplicate groups: 0" in result.output
+
+
+ORGANISER_KEYS = {
+    "mean_auc",
+    "balanced_accuracy",
+    "avg_precision",
+    "avg_sensitivity",
+    "avg_f1",
+    "avg_specificity",
+    "class_wise_metrics",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["none", "platt"])
+def test_evaluate_writes_metrics_predictions_and_plots(tmp_path, method):
+    import pandas as pd
+
+    classes = ("Bleeding", "Normal", "Polyp")
+    make_tree(tmp_path / "data", {c: 10 for c in classes})
+    make_tree(tmp_path / "external", {c: 4 for c in classes}, seed=3)
+    config = write_config(tmp_path, classes=classes)
+    config.write_text(
+        config.read_text().replace("image_size = 64\nepochs = 2\n", "image_size = 32\nepochs = 1\n")
+        + f'[calibration]\nmethod = "{method}"\n'
+    )
+    assert runner.invoke(app, ["all", "-c", str(config)]).exit_code == 0
+    manifest = verify_bundle(tmp_path / "Models", classes)
+    assert (manifest.calibration is None) == (method == "none")
+    assert (tmp_path / "Models" / "evaluation" / "confusion_matrix.png").exists()
+
+    out = tmp_path / "eval"
+    result = runner.invoke(
+        app,
+        ["evaluate", "--data", str(tmp_path / "external"), "--out", str(out), "-c", str(config)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Per class" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == ORGANISER_KEYS
+    assert set(metrics["class_wise_metrics"]) == set(classes)
+    predictions = pd.read_excel(out / "predictions.xlsx")
+    assert list(predictions.columns) == ["image_path", *classes, "predicted_class"]
+    assert len(predictions) == 12
+    for picture in ("confusion_matrix.png", "roc_curves.png", "review_tradeoff.png"):
+        assert (out / picture).read_bytes()[:4] == b"\x89PNG"
+    # The held-out default replays the bundle's own split.
+    held_out = runner.invoke(app, ["evaluate", "-c", str(config)])
+    assert held_out.exit_code == 0, held_out.output
+    report = json.loads((tmp_path / "Models" / "evaluation" / "report.json").read_text())
+    assert report["images"] == sum(manifest.data["validation_images"].values())
+    assert ("calibrated" in report) == (method != "none")
+
+
+def test_score_reproduces_an_official_score(tmp_path):
+    from tests.conftest import shared_data
+
+    root = shared_data("capsule-vision-2024")
+    out = tmp_path / "m.json"
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            str(root / "test_data.xlsx"),
+            str(root / "submissions" / "WueVision_predicted_test_dataset.xlsx"),
+            "--json",
+            str(out),
+            "-c",
+            str(write_config(tmp_path)),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    ours = json.loads(out.read_text())
+    official = json.loads(
+        (root / "official_metrics" / "WueVision_predicted_test_dataset_metrics.json").read_text()
+    )
+    assert ours["mean_auc"] == pytest.approx(official["mean_auc"], abs=1e-9)
+    assert ours["avg_f1"] == pytest.approx(official["avg_f1"], abs=1e-9)
+
+
+def test_score_bad_file_is_one_line_and_non_zero(tmp_path):
+    truth = tmp_path / "truth.csv"
+    truth.write_text("image_path,class_label\nC:\\x\\a.jpg,Bleeding\n")
+    predictions = tmp_path / "pred.csv"
+    predictions.write_text("image_path,Bleeding\na.jpg,0.5\n")
+    result = runner.invoke(
+        app, ["score", str(truth), str(predictions), "-c", str(write_config(tmp_path))]
+    )
+    assert result.exit_code == 1
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert "Normal" in result.output  # a missing class column is named

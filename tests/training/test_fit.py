@@ -1,0 +1,31 @@
+import numpy as np
+import tensorflow as tf
+
+from gicls.config import AugmentConfig, TrainConfig
+from gicls.training.fit import fit_condition, new_model
+
+
+def tiny_data(n: int = 16, size: int = 32) -> tf.data.Dataset:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, size, size, 3)).astype(np.uint8)
+    labels = (np.arange(n) % 2).astype(np.float32).reshape(-1, 1)
+    return tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
+
+
+def test_cosine_schedule_runs_every_epoch_and_keeps_the_last_weights(tmp_path):
+    train = TrainConfig(
+        architecture="bn_cnn",
+        image_size=32,
+        epochs=3,
+        early_stopping_patience=0,
+        lr_schedule="cosine",
+        weight_decay=0.01,
+    )
+    model = new_model("bn_cnn", 32, AugmentConfig(), "float32")
+    data = tiny_data()
+    result = fit_condition(model, data, data, train, tmp_path / "h.csv", "x", "x")
+    # No early stopping and no best-epoch restore: the run has its fixed length.
+    assert result.epochs_trained == 3 and result.best_epoch == 3
+    assert type(model.optimizer).__name__ == "AdamW"
+    # Cosine decay ends near 1 % of the initial rate.
+    assert float(model.optimizer.learning_rate) < 0.1 * train.learning_rate
