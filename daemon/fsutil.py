@@ -1,0 +1,42 @@
+"""Small file-system primitives the stages share: directory fsync and safe opening.
+
+A rename or link is only durable once the directory holding the new entry is fsynced, and a
+file owned by the daemon must be opened without ever following a link out of the inbox.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+_SAFE_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_regular(path: Path) -> int | None:
+    """Open ``path`` for reading if it is a regular file; None if it is anything else.
+
+    O_NOFOLLOW refuses a symbolic link itself (ELOOP), O_NONBLOCK keeps a FIFO without a writer
+    from blocking the open, and fstat on the open descriptor checks the object actually opened,
+    not whatever the name points to a moment later.
+    """
+    try:
+        fd = os.open(path, _SAFE_OPEN_FLAGS)
+    except OSError as exc:
+        # ELOOP: a symlink; ENXIO: a socket or a FIFO end that cannot be opened.
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
+            return None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd

@@ -1,0 +1,134 @@
+"""The journal: an fsynced, append-only record of every file the daemon owns.
+
+One JSON object per line, each written with a single ``os.write`` on an O_APPEND descriptor:
+
+- ``claim``: id, original name (hex of the raw bytes), settle time and attempt number; fsynced
+  *before* the file is renamed into the work folder, so a crash can never strand a file there
+  without its name.
+- ``plan``: the audit cells (status, scores, sha256, ...) and the destination chosen; fsynced
+  before the file is linked there, so recovery can finish the move and write the row without
+  running the model again.
+- ``done`` / ``drop``: the entry is finished (row in the audit log) or abandoned (the claim
+  lost a race, the file is still where it was).
+
+At start-up the journal is replayed into the open entries and compacted (rewritten with only
+those), so it stays small. A line that does not parse can only be the unsynced tail of a crash
+and is ignored: nothing acts on a record before it is fsynced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gicls.daemon.fsutil import fsync_dir
+from gicls.logs import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Entry:
+    """One file owned by the daemon, from claim until its audit row is durable."""
+
+    id: str
+    name: str  # original name in the inbox, os.fsdecode'd (surrogateescape keeps raw bytes)
+    settled_at: float
+    attempt: int = 1
+    plan: dict[str, Any] | None = field(default=None)
+
+    def claim_record(self) -> dict[str, Any]:
+        return {
+            "op": "claim",
+            "id": self.id,
+            "name_hex": os.fsencode(self.name).hex(),
+            "settled_at": self.settled_at,
+            "attempt": self.attempt,
+        }
+
+
+def _apply(entries: dict[str, Entry], record: dict[str, Any]) -> None:
+    op, entry_id = record["op"], record["id"]
+    if op == "claim":
+        name = os.fsdecode(bytes.fromhex(record["name_hex"]))
+        previous = entries.get(entry_id)
+        entries[entry_id] = Entry(
+            entry_id,
+            name,
+            float(record["settled_at"]),
+            int(record["attempt"]),
+            previous.plan if previous else None,
+        )
+    elif op == "plan" and entry_id in entries:
+        entries[entry_id].plan = record["plan"]
+    elif op in ("done", "drop"):
+        entries.pop(entry_id, None)
+
+
+def replay(path: Path) -> list[Entry]:
+    """The open entries recorded in the journal at ``path``, in claim order."""
+    entries: dict[str, Entry] = {}
+    try:
+        lines = path.read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+    for number, line in enumerate(lines, start=1):
+        try:
+            _apply(entries, json.loads(line))
+        except (ValueError, KeyError, TypeError):
+            log.warning("journal_line_skipped", path=str(path), line=number)
+    return list(entries.values())
+
+
+class Journal:
+    """Appends records; ``sync`` makes everything appended so far durable."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o660)
+
+    @classmethod
+    def open(cls, path: Path) -> tuple[Journal, list[Entry]]:
+        """Replay the journal, rewrite it with only the open entries, and open it for appends."""
+        entries = replay(path)
+        staging = path.with_name(path.name + ".compact")
+        with staging.open("wb") as handle:
+            for entry in entries:
+                handle.write(_line(entry.claim_record()))
+                if entry.plan is not None:
+                    handle.write(_line({"op": "plan", "id": entry.id, "plan": entry.plan}))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, path)
+        fsync_dir(path.parent)
+        return cls(path), entries
+
+    def claim(self, entry: Entry) -> None:
+        self._append(entry.claim_record())
+
+    def plan(self, entry: Entry, plan: dict[str, Any]) -> None:
+        entry.plan = plan
+        self._append({"op": "plan", "id": entry.id, "plan": plan})
+
+    def done(self, entry: Entry) -> None:
+        self._append({"op": "done", "id": entry.id})
+
+    def drop(self, entry: Entry) -> None:
+        self._append({"op": "drop", "id": entry.id})
+
+    def sync(self) -> None:
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        os.write(self._fd, _line(record))
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    # ensure_ascii keeps every record one line of plain bytes whatever the names hold.
+    return json.dumps(record, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"

@@ -1,0 +1,155 @@
+"""The main loop: gather candidates, form batches, run them, report liveness.
+
+A batch is sent as soon as ``max_batch`` files are ready, or when the oldest ready file has
+waited ``max_wait``; with a backlog every batch is full, so batches grow with the load. Between
+batches the loop reloads the model if asked, rescans the inbox on schedule, supervises the
+observer, and pings the systemd watchdog, but only while it is going round and the observer is
+alive: a stuck loop or a dead observer must look dead to systemd. ``stop`` is only looked at
+between batches, so the batch in flight always finishes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gicls.daemon.notify import Notifier
+from gicls.daemon.pipeline import Pipeline
+from gicls.daemon.serving import ServingModel
+from gicls.daemon.settle import Settled, SettleTracker
+from gicls.daemon.startup import InboxGuard
+from gicls.daemon.watch import InboxWatcher, scan
+from gicls.logs import get_logger
+
+log = get_logger(__name__)
+
+OBSERVER_RESTART_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    max_batch: int
+    max_wait: float  # seconds a partial batch waits for more files
+    rescan_seconds: float
+    tick: float  # idle sleep between polls
+    once: bool  # exit when nothing is left to do (no observer, no rescans)
+
+
+class Loop:
+    def __init__(
+        self,
+        *,
+        settings: LoopSettings,
+        tracker: SettleTracker,
+        watcher: InboxWatcher | None,
+        guard: InboxGuard,
+        pipeline: Pipeline,
+        model: ServingModel,
+        notifier: Notifier,
+        stop: threading.Event,
+        reload: threading.Event,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.tracker = tracker
+        self.watcher = watcher
+        self.guard = guard
+        self.pipeline = pipeline
+        self.model = model
+        self.notifier = notifier
+        self.stop = stop
+        self.reload = reload
+        self._clock = clock
+        self._ready: deque[Settled] = deque()
+        self._ready_since = 0.0
+        now = clock()
+        self._last_rescan = now
+        self._last_ping = now - (notifier.watchdog_interval or 0.0)
+        self._last_restart = 0.0
+        self.processed = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self._refresh_model()
+            self._gather()
+            batch = self._take_batch()
+            if batch:
+                self._run(batch)
+            elif self.settings.once and not self._ready and len(self.tracker) == 0:
+                break
+            else:
+                self.stop.wait(self.settings.tick)
+            self._heartbeat()
+
+    def _refresh_model(self) -> None:
+        forced = self.reload.is_set()
+        self.reload.clear()
+        if self.model.refresh(force=forced):
+            self.notifier.status(f"serving bundle {self.model.bundle_id}")
+
+    def _gather(self) -> None:
+        now = self._clock()
+        if self.watcher is not None:
+            self._supervise_observer(self.watcher, now)
+            self.tracker.observe(self.watcher.drain())
+            if now - self._last_rescan >= self.settings.rescan_seconds:
+                self.guard.check()
+                self.tracker.observe(scan(self.guard.inbox))
+                self._last_rescan = now
+        settled = self.tracker.poll()
+        if settled and not self._ready:
+            self._ready_since = now
+        self._ready.extend(settled)
+
+    def _supervise_observer(self, watcher: InboxWatcher, now: float) -> None:
+        if watcher.alive() or now - self._last_restart < OBSERVER_RESTART_SECONDS:
+            return
+        self._last_restart = now
+        log.error("observer_died", inbox=str(self.guard.inbox))
+        self.guard.check()
+        watcher.restart()
+        # Whatever happened while it was down was missed: look at everything.
+        self.tracker.observe(scan(self.guard.inbox))
+
+    def _take_batch(self) -> list[Settled]:
+        count = len(self._ready)
+        if count == 0:
+            return []
+        waited = self._clock() - self._ready_since
+        # With --once and nothing left settling, no more files can join: do not wait.
+        more_may_come = not self.settings.once or len(self.tracker) > 0
+        if count < self.settings.max_batch and waited < self.settings.max_wait and more_may_come:
+            return []
+        return [self._ready.popleft() for _ in range(min(count, self.settings.max_batch))]
+
+    def _run(self, batch: list[Settled]) -> None:
+        report, changed = self.pipeline.run_batch(batch)
+        for item in batch:
+            self.tracker.release(item.name)
+        self.tracker.observe(item.name for item in changed)
+        if report is None:
+            return
+        self.processed += report.files
+        waiting = len(self._ready) + len(self.tracker)
+        log.info(
+            "batch_done",
+            batch_id=report.batch_id,
+            files=report.files,
+            seconds=round(report.seconds, 3),
+            waiting=waiting,
+            bundle_id=self.model.bundle_id,
+            **dict(report.statuses),
+        )
+        self.notifier.status(f"{self.processed} files processed, {waiting} waiting")
+
+    def _heartbeat(self) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None or (self.watcher is not None and not self.watcher.alive()):
+            return
+        now = self._clock()
+        if now - self._last_ping >= interval:
+            self.notifier.watchdog()
+            self._last_ping = now

@@ -1,0 +1,263 @@
+"""The per-batch pipeline: claim -> read -> decode -> predict -> decide -> plan -> route -> audit.
+
+Every step that moves a file is preceded by a fsynced journal record saying what is about to
+happen, so recovery (``recovery.py``) can always finish what a crash interrupted and never does
+anything twice: the claim record precedes the rename into the work folder, the plan record (the
+full audit row and destination) precedes the link into the output tree, and the done record
+follows the fsynced audit row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from gicls.daemon.audit_log import AuditLog
+from gicls.daemon.audit_schema import encode_name, neutralise
+from gicls.daemon.claim import claim_batch
+from gicls.daemon.decide import decide
+from gicls.daemon.decode import decode_batch
+from gicls.daemon.dedupe import SeenIndex
+from gicls.daemon.faults import Faults
+from gicls.daemon.fsutil import fsync_dir
+from gicls.daemon.intake import Intake, read_claimed
+from gicls.daemon.journal import Entry, Journal
+from gicls.daemon.route import Router, destination_folder
+from gicls.daemon.serving import ServingModel
+from gicls.daemon.settle import Settled
+from gicls.logs import get_logger
+
+log = get_logger(__name__)
+
+_EVENT_FOR_STATUS = {
+    "classified": "image_classified",
+    "review": "image_for_review",
+    "quarantined": "file_quarantined",
+    "duplicate": "duplicate_skipped",
+}
+
+
+def new_batch_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _score(value: float) -> str:
+    return f"{value:.6f}"
+
+
+@dataclass
+class BatchReport:
+    batch_id: str
+    files: int
+    statuses: Counter[str]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    classes: tuple[str, ...]
+    review_threshold: float
+    on_duplicate: Literal["process", "skip"]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        inbox: Path,
+        work: Path,
+        router: Router,
+        journal: Journal,
+        audit: AuditLog,
+        seen: SeenIndex,
+        model: ServingModel,
+        options: PipelineOptions,
+        faults: Faults,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.inbox = inbox
+        self.work = work
+        self.router = router
+        self.journal = journal
+        self.audit = audit
+        self.seen = seen
+        self.model = model
+        self.options = options
+        self.faults = faults
+        self._wall_clock = wall_clock
+
+    def run_batch(self, settled: Sequence[Settled]) -> tuple[BatchReport | None, list[Settled]]:
+        """Claim and process settled files; also returns the ones that changed meanwhile."""
+        entries, changed = claim_batch(settled, self.inbox, self.work, self.journal, self.faults)
+        return (self.process(entries) if entries else None), changed
+
+    def process(self, entries: Sequence[Entry], forced_reason: str | None = None) -> BatchReport:
+        """Take claimed entries to the end; ``forced_reason`` quarantines without decoding."""
+        started = time.monotonic()
+        batch_id = new_batch_id()
+        intakes = [read_claimed(self.work / entry.id) for entry in entries]
+        reasons = [forced_reason or intake.reason for intake in intakes]
+        earlier = [self.seen.lookup(intake.sha256) for intake in intakes]
+        skipped = [
+            self.options.on_duplicate == "skip" and reference is not None and reason is None
+            for reference, reason in zip(earlier, reasons, strict=True)
+        ]
+        ensemble = self.model.ensemble  # one bundle for the whole batch, even across a reload
+        wanted = [k for k, reason in enumerate(reasons) if reason is None and not skipped[k]]
+        blobs = [intakes[k].data or b"" for k in wanted]
+        images, failures = decode_batch(blobs, ensemble.image_size)
+        for position, error in failures.items():
+            reasons[wanted[position]] = error.reason
+        self.faults.reached("decoded")
+        decodable = [position for position in range(len(wanted)) if position not in failures]
+        scores = ensemble(images[decodable]) if decodable else np.zeros((0, 0), np.float32)
+        self.faults.reached("predicted")
+        scores_of = {wanted[position]: scores[row] for row, position in enumerate(decodable)}
+        reserved: set[str] = set()
+        for k, entry in enumerate(entries):
+            plan = self._plan(
+                entry,
+                intakes[k],
+                reasons[k],
+                skipped[k],
+                earlier[k],
+                scores_of.get(k),
+                batch_id,
+                ensemble.bundle_id,
+                reserved,
+            )
+            self.journal.plan(entry, plan)
+        self.journal.sync()
+        self.faults.reached("route_journaled")
+        statuses = self.complete(entries)
+        return BatchReport(batch_id, len(entries), statuses, time.monotonic() - started)
+
+    def _plan(
+        self,
+        entry: Entry,
+        intake: Intake,
+        reason: str | None,
+        skipped: bool,
+        earlier: str | None,
+        scores: np.ndarray | None,
+        batch_id: str,
+        bundle_id: str,
+        reserved: set[str],
+    ) -> dict[str, Any]:
+        name_text, name_hex = encode_name(os.fsencode(entry.name))
+        cells = {
+            "file_name": name_text,
+            "file_name_hex": name_hex,
+            "sha256": intake.sha256,
+            "bytes": "" if intake.size is None else str(intake.size),
+            "batch_id": batch_id,
+            "duplicate_of": earlier or "",
+        }
+        predicted: str | None = None
+        if reason is not None:
+            status = "quarantined"
+            cells["reason"] = neutralise(reason)
+        elif skipped:
+            status = "duplicate"
+        else:
+            if scores is None:
+                raise ValueError(f"entry {entry.id} was decoded but not scored")
+            decision = decide(scores, self.options.classes, self.options.review_threshold)
+            status, predicted = decision.status, decision.predicted_class
+            cells.update(
+                predicted_class=predicted,
+                confidence=_score(decision.confidence),
+                margin=_score(decision.margin),
+                model_bundle=bundle_id,
+            )
+            cells.update(zip(self.options.classes, map(_score, scores), strict=True))
+        cells["status"] = status
+        folder = destination_folder(status, predicted, reason)
+        destination = self.router.choose(folder, entry.name, entry.id, reserved)
+        reserved.add(destination)
+        self.seen.remember(intake.sha256, encode_name(os.fsencode(destination))[0])
+        return {"destination_hex": os.fsencode(destination).hex(), "cells": cells}
+
+    def complete(
+        self, entries: Sequence[Entry], already_logged: Collection[str] = ()
+    ) -> Counter[str]:
+        """Link planned entries into place, log their rows, close them in the journal.
+
+        Safe to repeat after a crash at any point: a link that exists is recognised by its
+        inode, and entries in ``already_logged`` (ids whose row is in the log) get no second row.
+        """
+        destinations = [self._place(entry) for entry in entries]
+        self.router.sync_folders(destinations)
+        for entry in entries:
+            (self.work / entry.id).unlink(missing_ok=True)
+            self.faults.reached("unlinked")
+        fsync_dir(self.work)
+        statuses: Counter[str] = Counter()
+        with self.audit.batch():
+            for entry, destination in zip(entries, destinations, strict=True):
+                cells = _plan_of(entry)["cells"]
+                statuses[cells["status"]] += 1
+                if entry.id in already_logged:
+                    continue
+                self.audit.append(self._row(entry, destination))
+                self.faults.reached("audit_written")
+                log.debug(
+                    _EVENT_FOR_STATUS[cells["status"]],
+                    file_name=entry.name,
+                    destination=destination,
+                    predicted_class=cells.get("predicted_class"),
+                    confidence=cells.get("confidence"),
+                    reason=cells.get("reason"),
+                )
+        self.faults.reached("audited")
+        for entry in entries:
+            self.journal.done(entry)
+        self.journal.sync()
+        self.faults.reached("done")
+        return statuses
+
+    def _place(self, entry: Entry) -> str:
+        plan = _plan_of(entry)
+        destination = os.fsdecode(bytes.fromhex(plan["destination_hex"]))
+        source = self.work / entry.id
+        if not os.path.lexists(source):
+            if not self.router.present(destination):
+                log.error("routed_file_missing", file_name=entry.name, destination=destination)
+            return destination
+        # Another process may have taken the name since it was chosen: choose again, journal
+        # the new destination first, so recovery always looks in the right place.
+        while not self.router.link(source, destination):
+            folder = os.path.dirname(destination)
+            destination = self.router.choose(folder, entry.name, entry.id, set())
+            self.journal.plan(entry, {**plan, "destination_hex": os.fsencode(destination).hex()})
+            self.journal.sync()
+        self.faults.reached("linked")
+        return destination
+
+    def _row(self, entry: Entry, destination: str) -> dict[str, str]:
+        now = self._wall_clock()
+        destination_text, destination_hex = encode_name(os.fsencode(destination))
+        return {
+            **_plan_of(entry)["cells"],
+            "processed_at": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "destination": destination_text,
+            "destination_hex": destination_hex,
+            "latency_ms": str(max(0, round((now - entry.settled_at) * 1000))),
+        }
+
+
+def _plan_of(entry: Entry) -> dict[str, Any]:
+    if entry.plan is None:
+        raise ValueError(f"journal entry {entry.id} has no plan")
+    return entry.plan

@@ -1,0 +1,126 @@
+"""The daemon's life cycle: start-up checks, recovery, READY, the loop, an orderly stop.
+
+Order matters: nothing is moved before the configuration, the folders and the bundle are
+known good and the single-instance lock is held; READY=1 is only sent once the model is warm,
+the journal has been replayed and the inbox scanned, so systemd's "started" means "working".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+from gicls.config import GiclsConfig
+from gicls.daemon.audit_log import AuditLog
+from gicls.daemon.faults import Faults
+from gicls.daemon.journal import Journal
+from gicls.daemon.lock import StateLock
+from gicls.daemon.loop import Loop, LoopSettings
+from gicls.daemon.notify import Notifier
+from gicls.daemon.pipeline import Pipeline, PipelineOptions
+from gicls.daemon.recovery import recover, scan_audit_log
+from gicls.daemon.route import Router
+from gicls.daemon.serving import ServingModel
+from gicls.daemon.settle import SettleTracker, empty_timeout
+from gicls.daemon.startup import InboxGuard, Layout, prepare_layout
+from gicls.daemon.watch import InboxWatcher, scan
+from gicls.logs import get_logger
+
+log = get_logger(__name__)
+
+
+def idle_tick(stability_seconds: float, max_wait_ms: int) -> float:
+    """How long the idle loop sleeps: fine enough to notice settling and batch deadlines."""
+    bounds = [0.25, stability_seconds / 4]
+    if max_wait_ms > 0:
+        bounds.append(max_wait_ms / 1000)
+    return max(0.01, min(bounds))
+
+
+def run(
+    config: GiclsConfig,
+    stop: threading.Event,
+    reload: threading.Event,
+    once: bool = False,
+    notifier: Notifier | None = None,
+    faults: Faults | None = None,
+) -> int:
+    """Run until ``stop`` is set (or, with ``once``, until the inbox is empty).
+
+    Returns the number of files processed. Raises DaemonError/ModelBundleError/ConfigError
+    when it cannot start or continue safely.
+    """
+    settings = config.daemon
+    notifier = notifier or Notifier.from_env()
+    faults = faults or Faults.from_env()
+    layout = Layout.of(settings)
+    prepare_layout(layout)
+    with contextlib.ExitStack() as cleanup, StateLock(layout.state_dir):
+        notifier.status("loading model bundle")
+        model = ServingModel(config.paths.models_dir, config.classes, config.inference.precision)
+        router = Router(layout.output_dir)
+        router.prepare(config.classes)
+        audit = AuditLog(layout.audit_log, config.classes)
+        cleanup.callback(audit.close)
+        journal, entries = Journal.open(layout.journal)
+        cleanup.callback(journal.close)
+        audit_scan = scan_audit_log(layout.audit_log, entries)
+        pipeline = Pipeline(
+            inbox=layout.inbox,
+            work=layout.work,
+            router=router,
+            journal=journal,
+            audit=audit,
+            seen=audit_scan.seen,
+            model=model,
+            options=PipelineOptions(
+                config.classes, settings.review_threshold, settings.on_duplicate
+            ),
+            faults=faults,
+        )
+        notifier.status(f"recovering {len(entries)} journal entries")
+        recovered = recover(entries, pipeline, journal, audit_scan.logged)
+        guard = InboxGuard.of(layout.inbox)
+        watcher = None if once else InboxWatcher(layout.inbox, settings.observer)
+        if watcher is not None:
+            watcher.start()
+            cleanup.callback(watcher.stop)
+        tracker = SettleTracker(
+            layout.inbox,
+            settings.stability_seconds,
+            empty_timeout(settings.stability_seconds),
+            settings.ignore,
+        )
+        tracker.observe(scan(layout.inbox))
+        loop = Loop(
+            settings=LoopSettings(
+                max_batch=settings.max_batch,
+                max_wait=settings.max_wait_ms / 1000,
+                rescan_seconds=settings.rescan_seconds,
+                tick=idle_tick(settings.stability_seconds, settings.max_wait_ms),
+                once=once,
+            ),
+            tracker=tracker,
+            watcher=watcher,
+            guard=guard,
+            pipeline=pipeline,
+            model=model,
+            notifier=notifier,
+            stop=stop,
+            reload=reload,
+        )
+        log.info(
+            "daemon_ready",
+            inbox=str(layout.inbox),
+            bundle_id=model.bundle_id,
+            observer="none (--once)" if once else settings.observer,
+            waiting=len(tracker),
+            recovered=recovered,
+        )
+        notifier.ready(f"watching {layout.inbox} with bundle {model.bundle_id}")
+        try:
+            loop.run()
+        finally:
+            notifier.stopping()
+        log.info("daemon_stopped", processed=loop.processed + recovered)
+        return loop.processed + recovered

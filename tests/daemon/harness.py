@@ -1,0 +1,299 @@
+"""Helpers for the daemon tests: configs, sample files, real daemon processes, the invariant.
+
+The invariant (DESIGN.md): every file that entered the inbox ends in exactly one place under
+output_dir with exactly one audit row, and its bytes unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import stat
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from gicls.daemon.audit_schema import audit_columns, decode_name
+
+CLASSES = ("Bleeding", "Normal", "Polyp")
+REPO = Path(__file__).resolve().parents[2]
+DAEMON_COMMAND = [sys.executable, "-m", "gicls.daemon.cli"]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+# ---------------------------------------------------------------------------- sample files
+
+
+def pixels(seed: int, size: int = 40) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def encode(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def png(seed: int, size: int = 40) -> bytes:
+    return encode(Image.fromarray(pixels(seed, size)), "PNG")
+
+
+def jpeg(seed: int, size: int = 40) -> bytes:
+    return encode(Image.fromarray(pixels(seed, size)), "JPEG")
+
+
+def cmyk_jpeg(seed: int) -> bytes:
+    return encode(Image.fromarray(pixels(seed)).convert("CMYK"), "JPEG")
+
+
+def png16(seed: int) -> bytes:
+    values = np.random.default_rng(seed).integers(0, 65536, (40, 40), dtype=np.uint16)
+    return encode(Image.fromarray(values), "PNG")
+
+
+def truncated_jpeg(seed: int) -> bytes:
+    data = jpeg(seed, 64)
+    return data[: len(data) // 2]
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` pixels (a decompression bomb's header)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class Site:
+    """One daemon's folders under a test's tmp_path."""
+
+    root: Path
+    config: Path
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.root / "audit_log.csv"
+
+    @property
+    def work(self) -> Path:
+        return self.root / "state" / "work"
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    # JSON strings and numbers are valid TOML basic strings and numbers.
+    return json.dumps(value)
+
+
+def write_config(root: Path, models_dir: Path, name: str = "config.toml", **daemon: object) -> Site:
+    settings: dict[str, object] = {
+        "inbox": root / "inbox",
+        "output_dir": root / "output",
+        "state_dir": root / "state",
+        "audit_log": root / "audit_log.csv",
+        "stability_seconds": 0.3,
+        "max_wait_ms": 100,
+        "max_batch": 32,
+        **daemon,
+    }
+    lines = [
+        f"classes = {_toml(CLASSES)}",
+        "[paths]",
+        f"models_dir = {_toml(models_dir)}",
+        "[daemon]",
+        *(f"{key} = {_toml(value)}" for key, value in settings.items()),
+    ]
+    config = root / name
+    root.mkdir(parents=True, exist_ok=True)
+    config.write_text("\n".join(lines) + "\n")
+    (root / "inbox").mkdir(exist_ok=True)
+    return Site(root, config)
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+class DaemonProcess:
+    """``gicls-daemon run`` as a real subprocess; its output goes to a log file."""
+
+    def __init__(
+        self, config: Path, *args: str, env: Mapping[str, str] | None = None, log_name: str = ""
+    ) -> None:
+        self.log_path = config.parent / (log_name or f"daemon-{time.monotonic_ns()}.log")
+        environment = {**os.environ, "GICLS_LOG_LEVEL": "DEBUG", **(env or {})}
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [*DAEMON_COMMAND, "run", "-c", str(config), *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environment,
+                cwd=REPO,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def events(self) -> list[dict[str, object]]:
+        found = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    found.append(json.loads(line))
+                except ValueError:
+                    continue
+        return found
+
+    def logged(self, event: str) -> bool:
+        return any(item.get("event") == event for item in self.events())
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(f"daemon exited early:\n{self.output()}")
+            return self.logged("daemon_ready")
+
+        wait_until(ready, timeout, "daemon_ready")
+
+    def wait(self, timeout: float = 120) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(f"daemon did not exit:\n{self.output()}") from None
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.wait(60)
+
+
+def run_once(config: Path, env: Mapping[str, str] | None = None, log_name: str = "") -> int:
+    return DaemonProcess(config, "--once", env=env, log_name=log_name).wait()
+
+
+# ---------------------------------------------------------------------------- audit log
+
+
+def row_count(audit_log: Path) -> int:
+    """Complete rows so far (cheap, tolerant of a row being written right now)."""
+    try:
+        return max(0, audit_log.read_bytes().count(b"\n") - 1)
+    except FileNotFoundError:
+        return 0
+
+
+def read_audit(audit_log: Path) -> list[dict[str, str]]:
+    """Parse strictly: exact header, every record one line with every column."""
+    data = audit_log.read_bytes()
+    assert data.endswith(b"\n"), "audit log ends in a torn line"
+    assert b"\0" not in data, "audit log holds NUL bytes"
+    records = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    header, rows = records[0], records[1:]
+    assert header == audit_columns(CLASSES)
+    physical_lines = data.count(b"\n")
+    assert physical_lines == len(records), "a row spans more than one line"
+    for row in rows:
+        assert len(row) == len(header), row
+    return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+def destination_of(row: Mapping[str, str]) -> bytes:
+    return decode_name(row["destination"], row["destination_hex"])
+
+
+def file_name_of(row: Mapping[str, str]) -> bytes:
+    return decode_name(row["file_name"], row["file_name_hex"])
+
+
+def _tree(output: Path) -> set[bytes]:
+    found = set()
+    root = os.fsencode(output)
+    for folder, dirs, files in os.walk(root):
+        relative = os.path.relpath(folder, root)
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            found.add(os.path.normpath(os.path.join(relative, name)))
+    return found
+
+
+def file_sha256(path: Path | bytes) -> str:
+    with open(path, "rb") as handle:
+        return sha256(handle.read())
+
+
+def assert_invariant(
+    site: Site, dropped: Counter[tuple[bytes, str]], audit_log: Path | None = None
+) -> list[dict[str, str]]:
+    """Every dropped (name, sha256) has exactly one row, one file, bytes unchanged; no extras.
+
+    ``sha256`` is "" for entries that are not regular files (symlinks, FIFOs).
+    """
+    rows = read_audit(audit_log or site.audit_log)
+    logged = Counter((file_name_of(row), row["sha256"]) for row in rows)
+    assert logged == dropped, {
+        "missing": dropped - logged,
+        "unexpected": logged - dropped,
+    }
+    destinations = [destination_of(row) for row in rows]
+    assert len(set(destinations)) == len(destinations), "two rows name one destination"
+    output = os.fsencode(site.output)
+    for row, destination in zip(rows, destinations, strict=True):
+        path = os.path.join(output, destination)
+        mode = os.lstat(path).st_mode
+        if stat.S_ISREG(mode):
+            assert file_sha256(path) == row["sha256"], destination
+        else:
+            assert row["sha256"] == "" and row["reason"] == "not_regular", destination
+    assert _tree(site.output) == set(destinations), "files under output_dir without a row"
+    assert not list(site.work.iterdir()), "files left in the work folder"
+    return rows

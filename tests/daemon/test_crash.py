@@ -1,0 +1,63 @@
+"""Crash safety: the daemon dies abruptly at every pipeline step in turn, then restarts.
+
+Each run gets GICLS_FAULT for the next step and ``--once``, so a run that never reaches its
+step would exit 0 and fail the test. The next run first recovers what the previous one left
+(so recovery itself is crashed into as well). One crash also tears the audit log's last row
+the way a power cut does (half a row, then NUL bytes). The final run has no fault; then every
+file must be in exactly one place with exactly one row, and the CSV must parse.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from gicls.daemon.faults import FAULT_ENV, KILLED_EXIT_STATUS, STEPS
+from gicls.daemon.journal import replay
+from tests.daemon import harness
+
+pytestmark = pytest.mark.slow
+
+# Steps reached once per file are hit the 2nd time, so the crash lands inside a batch.
+PER_FILE_STEPS = {"linked", "unlinked", "audit_written"}
+
+
+def _tear_last_row(audit_log: Path) -> None:
+    data = audit_log.read_bytes()
+    last_start = data.rstrip(b"\n").rfind(b"\n") + 1
+    half = last_start + (len(data) - last_start) // 2
+    audit_log.write_bytes(data[:half] + b"\0" * 300)
+
+
+def test_killed_at_every_step_then_restarted_loses_and_duplicates_nothing(
+    tmp_path: Path, make_bundle
+) -> None:
+    site = harness.write_config(tmp_path, make_bundle(), stability_seconds=0.2, max_batch=4)
+    dropped: Counter[tuple[bytes, str]] = Counter()
+    runs: list[harness.DaemonProcess] = []
+    for number, step in enumerate(STEPS):
+        for n in range(4):
+            data = harness.png(number * 10 + n)
+            name = f"{step}_{n}.png"
+            (site.inbox / name).write_bytes(data)
+            dropped[(os.fsencode(name), harness.sha256(data))] += 1
+        fault = f"{step}:2" if step in PER_FILE_STEPS else step
+        daemon = harness.DaemonProcess(
+            site.config, "--once", env={FAULT_ENV: fault}, log_name=f"{number:02d}-{step}.log"
+        )
+        runs.append(daemon)
+        assert daemon.wait() == KILLED_EXIT_STATUS, f"{step} was not reached:\n{daemon.output()}"
+        if step == "audit_written":
+            _tear_last_row(site.audit_log)
+
+    final = harness.DaemonProcess(site.config, "--once", log_name="final.log")
+    assert final.wait() == 0, final.output()
+    runs.append(final)
+    assert any(run.logged("audit_log_repaired") for run in runs), "the torn row was not repaired"
+    assert any(run.logged("journal_recovery") for run in runs)
+    rows = harness.assert_invariant(site, dropped)
+    assert {row["status"] for row in rows} <= {"classified", "quarantined"}
+    assert replay(site.root / "state" / "journal.jsonl") == []

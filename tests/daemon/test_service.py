@@ -1,0 +1,129 @@
+"""The service loop in a thread of the test process, stopped through its stop event."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gicls.config import load_config
+from gicls.daemon import service
+from gicls.daemon.cli import app
+from gicls.daemon.journal import Entry, Journal
+from gicls.daemon.notify import Notifier
+from tests.daemon import harness
+from tests.daemon.harness import wait_until
+
+
+class ServiceThread:
+    def __init__(self, config: Path) -> None:
+        self.stop = threading.Event()
+        self.reload = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(config,))
+        self._thread.start()
+
+    def _run(self, config: Path) -> None:
+        try:
+            service.run(load_config(config), self.stop, self.reload, notifier=Notifier(None))
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self) -> None:
+        self.stop.set()
+        self._thread.join(60)
+        assert not self._thread.is_alive()
+        if self.error is not None:
+            raise self.error
+
+
+def test_review_threshold_duplicates_and_same_names(tmp_path: Path, make_bundle) -> None:
+    site = harness.write_config(
+        tmp_path,
+        make_bundle(),
+        review_threshold=1.0,
+        on_duplicate="skip",
+        stability_seconds=0.1,
+    )
+    running = ServiceThread(site.config)
+    dropped: Counter[tuple[bytes, str]] = Counter()
+    try:
+        for n, (name, data) in enumerate(
+            [
+                ("scan.jpg", harness.jpeg(1)),
+                ("scan.jpg", harness.jpeg(2)),  # a different file, the same name
+                ("again.jpg", harness.jpeg(1)),  # the same bytes, another name
+            ]
+        ):
+            (site.inbox / name).write_bytes(data)
+            dropped[(name.encode(), harness.sha256(data))] += 1
+            wait_until(lambda n=n: harness.row_count(site.audit_log) > n, 30, f"row {n + 1}")
+        running.reload.set()  # SIGHUP with an unchanged bundle: nothing to do, still serving
+        (site.inbox / "late.png").write_bytes(harness.png(3))
+        dropped[(b"late.png", harness.sha256(harness.png(3)))] += 1
+        wait_until(lambda: harness.row_count(site.audit_log) == 4, 30, "row 4")
+    finally:
+        running.finish()
+
+    rows = harness.assert_invariant(site, dropped)
+    statuses = [row["status"] for row in rows]
+    assert statuses == ["review", "review", "duplicate", "review"]  # no score reaches 1.0
+    assert rows[0]["destination"] == "_review/scan.jpg"
+    assert rows[1]["destination"].startswith("_review/scan-")  # both scan.jpg survive
+    assert len(os.listdir(site.output / "_review")) == 3
+    assert rows[2]["duplicate_of"] == "_review/scan.jpg"
+    assert rows[2]["destination"] == "_duplicates/again.jpg" and rows[2]["Bleeding"] == ""
+    assert all(int(row["latency_ms"]) >= 0 for row in rows)
+
+
+def test_check_says_what_run_would_do_and_fails_plainly(tmp_path: Path, make_bundle) -> None:
+    site = harness.write_config(tmp_path, make_bundle(), review_threshold=0.5)
+    runner = CliRunner()
+
+    result = runner.invoke(app, ["check", "-c", str(site.config)])
+    assert result.exit_code == 0, result.output
+    assert "hashes verified" in result.output and "_review/" in result.output
+    assert "will be created" in result.output and not site.output.exists()
+
+    broken = harness.write_config(tmp_path / "other", tmp_path / "no-bundle-here")
+    result = runner.invoke(app, ["check", "-c", str(broken.config)])
+    assert result.exit_code == 1 and "no model bundle" in result.output
+
+    site.config.write_text(site.config.read_text() + "max_batchh = 3\n")
+    result = runner.invoke(app, ["check", "-c", str(site.config)])
+    assert result.exit_code == 2 and "max_batchh" in result.output
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_a_missing_config_is_exit_2(tmp_path: Path, command: str) -> None:
+    result = CliRunner().invoke(app, [command, "-c", str(tmp_path / "missing.toml")])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_recovery_poisons_a_file_after_three_crashes_and_retries_the_others(
+    tmp_path: Path, make_bundle
+) -> None:
+    site = harness.write_config(tmp_path, make_bundle())
+    site.work.mkdir(parents=True)
+    journal = Journal(site.root / "state" / "journal.jsonl")
+    dropped: Counter[tuple[bytes, str]] = Counter()
+    for entry_id, name, crashes in (("a" * 32, "killer.png", 3), ("b" * 32, "bystander.png", 1)):
+        data = harness.png(len(name))
+        (site.work / entry_id).write_bytes(data)
+        journal.claim(Entry(entry_id, name, time.time(), attempt=crashes))
+        dropped[(name.encode(), harness.sha256(data))] += 1
+    journal.sync()
+    journal.close()
+
+    config = load_config(site.config)
+    service.run(config, threading.Event(), threading.Event(), once=True, notifier=Notifier(None))
+
+    rows = {row["file_name"]: row for row in harness.assert_invariant(site, dropped)}
+    assert rows["killer.png"]["destination"] == "_quarantine/poison/killer.png"
+    assert rows["killer.png"]["reason"] == "poison"
+    assert rows["bystander.png"]["status"] == "classified"

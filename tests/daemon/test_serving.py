@@ -1,0 +1,38 @@
+"""Swapping bundles between batches: a new bundle is taken, a broken one refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gicls.daemon.serving import ServingModel
+from gicls.models.bundle import publish_bundle, read_manifest, replace_in_stage, stage_bundle
+from tests.daemon.harness import CLASSES
+
+
+def _publish_broken(models_dir: Path) -> None:
+    """A bundle whose manifest no longer matches one model file (a botched copy)."""
+    staging = stage_bundle(models_dir)
+    entry = read_manifest(staging).models[CLASSES[0]]
+    replace_in_stage(staging / entry.file).write_bytes(b"not a keras file")
+    publish_bundle(staging, models_dir)
+
+
+def test_new_bundles_are_swapped_in_and_broken_ones_refused(make_bundle) -> None:
+    models_dir = make_bundle(CLASSES, seed=0)
+    serving = ServingModel(models_dir, CLASSES, "float32")
+    first = serving.bundle_id
+    assert not serving.refresh()
+
+    make_bundle(CLASSES, models_dir=models_dir, seed=1)
+    assert serving.refresh()
+    second = serving.bundle_id
+    assert second != first
+
+    _publish_broken(models_dir)
+    assert not serving.refresh()
+    assert serving.bundle_id == second
+    assert not serving.refresh(force=True)  # SIGHUP retries, and refuses again
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    assert serving.ensemble(images).shape == (2, len(CLASSES))  # the old one still serves
