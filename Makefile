@@ -23,15 +23,18 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Synthetic data -> trained ten-model bundle, all inside $(DEMO_DIR)/ (ignored by git).
+# Synthetic data -> trained ten-model bundle -> daemon sorting sample images -> audit
+# summary, all inside $(DEMO_DIR)/ (ignored by git).
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	cp examples/demo-config.toml $(DEMO_DIR)/config.toml
 	$(BIN)/gicls-train demo-data $(DEMO_DIR)/training --per-class 60 --size 96 -c $(DEMO_DIR)/config.toml
 	$(BIN)/gicls-train all -c $(DEMO_DIR)/config.toml
+	examples/demo-daemon.sh $(DEMO_DIR) $(BIN)
 	@echo
-	@echo "Demo bundle: $(DEMO_DIR)/Models (manifest.json, plots/, history/)"
+	@echo "Demo bundle:   $(DEMO_DIR)/Models (manifest.json, plots/, history/, evaluation/)"
 	@echo "Balanced sets: $(DEMO_DIR)/Balanced_Data"
+	@echo "Sorted images: $(DEMO_DIR)/output, audit log $(DEMO_DIR)/output/audit_log.csv"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

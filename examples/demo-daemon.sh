@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Second half of `make demo`: run the real daemon on the demo inbox, drop sample images into
+# it as a user would, wait until every one is logged, stop it, and show the audit summary.
+# Usage: examples/demo-daemon.sh DEMO_DIR VENV_BIN
+set -euo pipefail
+demo=$1
+bin=$2
+config="$demo/config.toml"
+audit_log="$demo/output/audit_log.csv"
+samples="$demo/samples"
+
+# Fresh images the models have never seen (another seed), named after their true class so
+# that you can see at a glance whether each landed in the right folder.
+"$bin/gicls-train" demo-data "$samples" --per-class 3 --size 96 --seed 2024 -c "$config" >/dev/null
+mkdir -p "$demo/inbox"
+
+"$bin/gicls-daemon" run -c "$config" >"$demo/daemon.log" 2>&1 &
+daemon=$!
+trap 'kill -TERM "$daemon" 2>/dev/null || true' EXIT
+
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds
+  local deadline=$((SECONDS + $1)) what=$2
+  shift 2
+  until "$@"; do
+    if ! kill -0 "$daemon" 2>/dev/null; then
+      echo "the daemon stopped unexpectedly; see $demo/daemon.log" >&2; tail -5 "$demo/daemon.log" >&2
+      exit 1
+    fi
+    if ((SECONDS >= deadline)); then echo "timed out waiting for $what" >&2; exit 1; fi
+    sleep 0.5
+  done
+}
+logged_rows() { [ -f "$audit_log" ] && echo $(($(wc -l <"$audit_log") - 1)) || echo 0; }
+
+wait_for 300 "the daemon to start" grep -q daemon_ready "$demo/daemon.log"
+echo "daemon ready; dropping sample images into $demo/inbox"
+expected=0
+for image in "$samples"/*/*.jpg; do
+  class=$(basename "$(dirname "$image")")
+  cp "$image" "$demo/inbox/${class// /_}_$(basename "$image")"
+  expected=$((expected + 1))
+done
+wait_for 300 "$expected audit rows" test "$(logged_rows)" -ge "$expected"
+
+kill -TERM "$daemon"
+wait "$daemon"
+trap - EXIT
+echo
+echo "Sorted folders ($demo/output):"
+for folder in "$demo"/output/*/; do
+  printf '  %-20s %s file(s)\n' "$(basename "$folder")" "$(find "$folder" -type f | wc -l)"
+done
+echo
+"$bin/gicls-audit" summary -c "$config"
+"$bin/gicls-audit" verify -c "$config"
