@@ -31,6 +31,7 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succ
   done
 }
 logged_rows() { [ -f "$audit_log" ] && echo $(($(wc -l <"$audit_log") - 1)) || echo 0; }
+all_logged() { [ "$(logged_rows)" -ge "$expected" ]; }
 
 wait_for 300 "the daemon to start" grep -q daemon_ready "$demo/daemon.log"
 echo "daemon ready; dropping sample images into $demo/inbox"
@@ -40,7 +41,7 @@ for image in "$samples"/*/*.jpg; do
   cp "$image" "$demo/inbox/${class// /_}_$(basename "$image")"
   expected=$((expected + 1))
 done
-wait_for 300 "$expected audit rows" test "$(logged_rows)" -ge "$expected"
+wait_for 300 "$expected audit rows" all_logged
 
 kill -TERM "$daemon"
 wait "$daemon"
@@ -50,6 +51,12 @@ echo "Sorted folders ($demo/output):"
 for folder in "$demo"/output/*/; do
   printf '  %-20s %s file(s)\n' "$(basename "$folder")" "$(find "$folder" -type f | wc -l)"
 done
+right=0
+for folder in "$demo"/output/*/; do
+  class=$(basename "$folder")
+  right=$((right + $(find "$folder" -type f -name "${class// /_}_*" | wc -l)))
+done
+echo "  $right of $expected synthetic samples landed in the folder of their true class"
 echo
 "$bin/gicls-audit" summary -c "$config"
 "$bin/gicls-audit" verify -c "$config"
