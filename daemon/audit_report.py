@@ -79,7 +79,11 @@ class Summary:
             first_seen=self.bundles["first_seen"].dt.strftime(_TIME_FORMAT),
             last_seen=self.bundles["last_seen"].dt.strftime(_TIME_FORMAT),
         )
-        rate = "n/a" if self.rows_per_hour is None else f"{self.rows_per_hour:.1f} rows/hour"
+        rate = (
+            "n/a (rows span less than a minute)"
+            if self.rows_per_hour is None
+            else f"{self.rows_per_hour:.1f} rows/hour"
+        )
         latency = "n/a" if self.median_latency_ms is None else f"{self.median_latency_ms:.0f} ms"
         sections = [
             f"Audit log {self.log}: {self.rows} rows from "
@@ -123,7 +127,8 @@ def summarise(log: AuditLog) -> Summary:
         reasons=_reasons(table),
         review_rate=float((status == "review").mean()),
         quarantine_rate=float((status == "quarantined").mean()),
-        rows_per_hour=rows / span_hours if span_hours > 0 else None,
+        # Below a minute the rate says more about batching than about throughput.
+        rows_per_hour=rows / span_hours if span_hours * 60 >= 1 else None,
         median_latency_ms=float(latency.median()) if len(latency) else None,
         bundles=_bundles(table),
     )
