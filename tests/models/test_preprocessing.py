@@ -1,5 +1,3 @@
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +6,7 @@ from PIL import Image
 
 from gicls.errors import UnreadableImageError
 from gicls.models.preprocessing import decode_image, decode_many, has_image_extension
+from tests.daemon.harness import png_claiming
 
 
 def gradient(height: int = 40, width: int = 60) -> np.ndarray:
@@ -21,21 +20,6 @@ def gradient(height: int = 40, width: int = 60) -> np.ndarray:
         ],
         axis=-1,
     ).astype(np.uint8)
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
 
 
 def test_rgb_png_decodes_to_uint8_square(tmp_path):

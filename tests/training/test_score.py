@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from gicls.config import DEFAULT_CLASSES
 from gicls.errors import ScoringError
 from gicls.training.score import (
     file_name,
@@ -22,18 +23,7 @@ from gicls.training.score import (
 CHALLENGE_DIR = (
     Path(__file__).resolve().parents[2].parent / "shared" / "data" / "capsule-vision-2024"
 )
-CHALLENGE_CLASSES = (
-    "Angioectasia",
-    "Bleeding",
-    "Erosion",
-    "Erythema",
-    "Foreign Body",
-    "Lymphangiectasia",
-    "Normal",
-    "Polyp",
-    "Ulcer",
-    "Worms",
-)
+CHALLENGE_CLASSES = DEFAULT_CLASSES  # the challenge's ten classes, in its order
 SUBMISSIONS = ("Capsule_Commandos", "PuppyOps", "Seq2Cure", "WueVision")
 
 CLASSES = ("Bleeding", "Normal", "Polyp")
