@@ -4,12 +4,16 @@ Each run gets GICLS_FAULT for the next step and ``--once``, so a run that never 
 step would exit 0 and fail the test. The next run first recovers what the previous one left
 (so recovery itself is crashed into as well). One crash also tears the audit log's last row
 the way a power cut does (half a row, then NUL bytes). The final run has no fault; then every
-file must be in exactly one place with exactly one row, and the CSV must parse.
+file must be in exactly one place with exactly one row, and the CSV must parse. A second
+test kills the real process with SIGKILL at random moments while files stream in.
 """
 
 from __future__ import annotations
 
 import os
+import random
+import signal
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -60,4 +64,35 @@ def test_killed_at_every_step_then_restarted_loses_and_duplicates_nothing(
     assert any(run.logged("journal_recovery") for run in runs)
     rows = harness.assert_invariant(site, dropped)
     assert {row["status"] for row in rows} <= {"classified", "quarantined"}
+    assert replay(site.root / "state" / "journal.jsonl") == []
+
+
+def test_sigkill_at_random_moments_then_restarted_loses_and_duplicates_nothing(
+    tmp_path: Path, make_bundle
+) -> None:
+    """Real SIGKILLs, not injected exits: at seeded random moments while files stream in."""
+    site = harness.write_config(tmp_path, make_bundle(), stability_seconds=0.2, max_batch=6)
+    moments = random.Random(20261126)
+    dropped: Counter[tuple[bytes, str]] = Counter()
+
+    def drop(count: int, label: str) -> None:
+        for n in range(count):
+            data = harness.png(len(dropped) + 1000)
+            name = f"{label}_{n}.png"
+            (site.inbox / name).write_bytes(data)
+            dropped[(os.fsencode(name), harness.sha256(data))] += 1
+
+    for round_number in range(4):
+        drop(10, f"r{round_number}_before")
+        daemon = harness.DaemonProcess(site.config, log_name=f"kill-{round_number}.log")
+        daemon.wait_ready()
+        drop(10, f"r{round_number}_during")
+        # The moment of the kill is the random variable here, not an expectation on timing.
+        time.sleep(moments.uniform(0.0, 1.5))
+        daemon.process.send_signal(signal.SIGKILL)
+        assert daemon.wait() == -signal.SIGKILL
+
+    final = harness.DaemonProcess(site.config, "--once", log_name="final.log")
+    assert final.wait() == 0, final.output()
+    harness.assert_invariant(site, dropped)
     assert replay(site.root / "state" / "journal.jsonl") == []
