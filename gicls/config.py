@@ -65,6 +65,10 @@ class BalanceConfig(_Section):
     validation_fraction: Fraction = 0.2
     seed: int = 42
     materialize: Literal["hardlink", "symlink", "copy", "none"] = "hardlink"
+    # Images whose 256-bit difference hashes differ in at most this many bits are treated as
+    # one image by the split (near-identical video frames, re-encoded copies); 0 groups only
+    # byte-identical files.
+    near_duplicate_bits: Annotated[int, Field(ge=0, le=64)] = 10
 
 
 class TrainConfig(_Section):

@@ -46,14 +46,12 @@ from gicls.training.dataset import pixel_dataset
 from gicls.training.evaluate import Evaluation, evaluate_scores, raw_scores, write_evaluation
 from gicls.training.fit import FitResult, fit_condition, new_model
 from gicls.training.image_cache import ImageCache, build_image_cache
+from gicls.training.near_duplicates import difference_hashes, near_duplicate_groups
 from gicls.training.plots import plot_history
 from gicls.training.scan import ImageRecord, scan_labelled_tree
 from gicls.training.split import Split, given_split, holdout_split
 
 log = get_logger(__name__)
-
-# Decoding size used only to find unreadable files when no training will follow.
-PROBE_SIZE = 32
 
 
 @dataclass
@@ -87,15 +85,20 @@ def prepare_data(config: GiclsConfig, decode_size: int) -> PreparedData:
     )
     all_records = training.records + (validation.records if validation else [])
     cache, readable, failed = build_image_cache(all_records, decode_size)
+    group_of = _near_duplicate_groups(cache, config.balance.near_duplicate_bits)
     readable_paths = {r.path for r in readable}
     train_records = [r for r in training.records if r.path in readable_paths]
     if validation is None:
         split = holdout_split(
-            train_records, classes, config.balance.validation_fraction, config.balance.seed
+            train_records,
+            classes,
+            config.balance.validation_fraction,
+            config.balance.seed,
+            group_of,
         )
     else:
         kept = [r for r in validation.records if r.path in readable_paths]
-        split = given_split(train_records, kept, classes)
+        split = given_split(train_records, kept, classes, group_of)
     train_counts, validation_counts = split.counts(len(classes))
     found = training.per_class_counts()
     summary = {
@@ -112,10 +115,34 @@ def prepare_data(config: GiclsConfig, decode_size: int) -> PreparedData:
         "unreadable_images": len(failed),
         "skipped_files": len(training.skipped) + (len(validation.skipped) if validation else 0),
         "duplicate_groups": len(training.duplicate_groups()),
+        "near_duplicate_bits": config.balance.near_duplicate_bits,
+        "near_duplicate_groups": len(set(group_of.values())),
+        "images_in_near_duplicate_groups": len(group_of),
         "conflicting_label_groups": len(training.conflicting_labels()),
     }
     log.info("split_done", train=sum(train_counts), validation=sum(validation_counts))
     return PreparedData(classes, split, cache, summary)
+
+
+def _near_duplicate_groups(cache: ImageCache, max_distance: int) -> dict[str, str]:
+    """Group key of every content hash that has near-duplicates (others are their own group)."""
+    if max_distance == 0 or len(cache.row_of_hash) < 2:
+        return {}
+    hashes_by_row = sorted(cache.row_of_hash, key=cache.row_of_hash.__getitem__)
+    labels = near_duplicate_groups(difference_hashes(cache.pixels), max_distance)
+    sizes = np.bincount(labels)
+    group_of = {
+        sha: f"near-{label}"
+        for sha, label in zip(hashes_by_row, labels, strict=True)
+        if sizes[label] > 1
+    }
+    log.info(
+        "near_duplicates_grouped",
+        images=len(group_of),
+        groups=len(set(group_of.values())),
+        max_bits=max_distance,
+    )
+    return group_of
 
 
 def balance_all(
@@ -142,7 +169,9 @@ def balance_all(
 def run_balance(config: GiclsConfig, names: Sequence[str] | None = None) -> dict[str, BalancedSet]:
     """`gicls-train balance`: materialise the balanced sets without training."""
     selected = select_classes(config, names)
-    data = prepare_data(config, PROBE_SIZE)
+    # The same decoding size as `fit`: near-duplicate groups, and so the split, must not
+    # depend on which command made them.
+    data = prepare_data(config, config.train.image_size)
     return balance_all(config, data, selected, write=True)
 
 
