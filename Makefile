@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint bench bench-bleeding clean
 
 install: $(STAMP)
 
@@ -35,6 +35,13 @@ demo: $(STAMP)
 	@echo "Demo bundle:   $(DEMO_DIR)/Models (manifest.json, plots/, history/, evaluation/)"
 	@echo "Balanced sets: $(DEMO_DIR)/Balanced_Data"
 	@echo "Sorted images: $(DEMO_DIR)/output, audit log $(DEMO_DIR)/output/audit_log.csv"
+
+RECIPE ?= seed_cnn
+SEEDS ?= 42 7
+# Real-image Bleeding benchmark (needs ../shared/data beside the clone): trains through
+# gicls-train all on WCEBleedGen, about 15-40 min per split seed on two cores.
+bench-bleeding: $(STAMP)
+	$(BIN)/python -m bench.bleeding --recipe $(RECIPE) $(foreach s,$(SEEDS),--seed $(s))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

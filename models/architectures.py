@@ -229,6 +229,32 @@ def capsule_augmentation(augment: AugmentConfig) -> list[layers.Layer]:
     return augmentation
 
 
+@register("seed_cnn_capsule")
+def seed_cnn_capsule(image_size: int, augment: AugmentConfig) -> keras.Model:
+    """The classic small CNN layer for layer, with the capsule augmentation keys honoured.
+
+    ``seed_cnn`` stays exactly the classic network (only flip and rotation); this one also
+    applies rot90, zoom and colour jitter when they are configured.
+    """
+    return keras.Sequential(
+        [
+            keras.Input(shape=(image_size, image_size, 3)),
+            layers.Rescaling(1.0 / 255),
+            *capsule_augmentation(augment),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+            layers.Dense(1, activation="sigmoid", dtype="float32"),
+        ],
+        name="seed_cnn_capsule",
+    )
+
+
 def _conv_bn(x, filters: int, strides: int = 1, activate: bool = True):
     x = layers.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
     x = layers.BatchNormalization()(x)

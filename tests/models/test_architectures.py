@@ -73,7 +73,7 @@ from gicls.models.architectures import (  # noqa: E402
     capsule_augmentation,
 )
 
-NEW_ARCHITECTURES = ["bn_cnn", "res_cnn", "sep_cnn"]
+NEW_ARCHITECTURES = ["bn_cnn", "res_cnn", "sep_cnn", "seed_cnn_capsule"]
 CAPSULE = AugmentConfig(rotation=0.0, rot90=True, zoom=0.2, brightness=0.1, contrast=0.1)
 
 
