@@ -36,6 +36,10 @@ demo: $(STAMP)
 	@echo "Balanced sets: $(DEMO_DIR)/Balanced_Data"
 	@echo "Sorted images: $(DEMO_DIR)/output, audit log $(DEMO_DIR)/output/audit_log.csv"
 
+# End-to-end speed against the classic per-image loop (see BENCHMARKS.md); about 10 min.
+bench: $(STAMP)
+	$(BIN)/python bench/e2e.py
+
 RECIPE ?= seed_cnn
 SEEDS ?= 42 7
 # Real-image Bleeding benchmark (needs ../shared/data beside the clone): trains through

@@ -1,7 +1,10 @@
 """The main loop: gather candidates, form batches, run them, report liveness.
 
 A batch is sent as soon as ``max_batch`` files are ready, or when the oldest ready file has
-waited ``max_wait``; with a backlog every batch is full, so batches grow with the load. Between
+waited ``max_wait``; with a backlog every batch is full, so batches grow with the load. A
+partial batch is sent at once when no other file can become ready before that deadline
+(nothing is settling and a new file needs ``stability`` seconds to settle), so one file
+dropped into an idle daemon does not wait for company that cannot come. Between
 batches the loop reloads the model if asked, rescans the inbox on schedule, supervises the
 observer, and pings the systemd watchdog, but only while it is going round and the observer is
 alive: a stuck loop or a dead observer must look dead to systemd. ``stop`` is only looked at
@@ -36,6 +39,7 @@ class LoopSettings:
     rescan_seconds: float
     tick: float  # idle sleep between polls
     once: bool  # exit when nothing is left to do (no observer, no rescans)
+    stability: float = 0.0  # stability_seconds: the soonest an untracked file can be ready
 
 
 class Loop:
@@ -118,12 +122,24 @@ class Loop:
         count = len(self._ready)
         if count == 0:
             return []
-        waited = self._clock() - self._ready_since
-        # With --once and nothing left settling, no more files can join: do not wait.
-        more_may_come = not self.settings.once or len(self.tracker) > 0
-        if count < self.settings.max_batch and waited < self.settings.max_wait and more_may_come:
+        now = self._clock()
+        deadline = self._ready_since + self.settings.max_wait
+        if (
+            count < self.settings.max_batch
+            and now < deadline
+            and self._more_may_come(now, deadline)
+        ):
             return []
         return [self._ready.popleft() for _ in range(min(count, self.settings.max_batch))]
+
+    def _more_may_come(self, now: float, deadline: float) -> bool:
+        """Whether another file could be ready to join the batch before ``deadline``."""
+        if len(self.tracker) > 0:
+            return True  # something is settling now
+        if self.settings.once:
+            return False  # with --once nothing new is looked for
+        # A file not tracked yet starts its quiet period no earlier than now.
+        return now + self.settings.stability < deadline
 
     def _run(self, batch: list[Settled]) -> None:
         report, changed = self.pipeline.run_batch(batch)

@@ -8,6 +8,7 @@ the journal has been replayed and the inbox scanned, so systemd's "started" mean
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 
 from gicls.config import GiclsConfig
@@ -20,7 +21,7 @@ from gicls.daemon.notify import Notifier
 from gicls.daemon.pipeline import Pipeline, PipelineOptions
 from gicls.daemon.recovery import recover, scan_audit_log
 from gicls.daemon.route import Router
-from gicls.daemon.serving import ServingModel
+from gicls.daemon.serving import ServingModel, configure_threads, load_ensemble
 from gicls.daemon.settle import SettleTracker, empty_timeout
 from gicls.daemon.startup import InboxGuard, Layout, prepare_layout
 from gicls.daemon.watch import InboxWatcher, scan
@@ -57,7 +58,13 @@ def run(
     prepare_layout(layout)
     with contextlib.ExitStack() as cleanup, StateLock(layout.state_dir):
         notifier.status("loading model bundle")
-        model = ServingModel(config.paths.models_dir, config.classes, config.inference.precision)
+        configure_threads()
+        model = ServingModel(
+            config.paths.models_dir,
+            config.classes,
+            config.inference.precision,
+            loader=functools.partial(load_ensemble, warm_batch=settings.max_batch),
+        )
         router = Router(layout.output_dir)
         router.prepare(config.classes)
         audit = AuditLog(layout.audit_log, config.classes)
@@ -99,6 +106,7 @@ def run(
                 rescan_seconds=settings.rescan_seconds,
                 tick=idle_tick(settings.stability_seconds, settings.max_wait_ms),
                 once=once,
+                stability=settings.stability_seconds,
             ),
             tracker=tracker,
             watcher=watcher,

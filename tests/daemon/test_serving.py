@@ -36,3 +36,21 @@ def test_new_bundles_are_swapped_in_and_broken_ones_refused(make_bundle) -> None
     assert not serving.refresh(force=True)  # SIGHUP retries, and refuses again
     images = np.zeros((2, 32, 32, 3), np.uint8)
     assert serving.ensemble(images).shape == (2, len(CLASSES))  # the old one still serves
+
+
+def test_the_bfloat16_guard_sample_is_the_same_frames_on_every_start() -> None:
+    from gicls.daemon.serving import guard_sample
+
+    first, again = guard_sample(32, 6), guard_sample(32, 6)
+    assert first.shape == (6, 32, 32, 3) and first.dtype == np.uint8
+    np.testing.assert_array_equal(first, again)
+    assert len({frame.tobytes() for frame in first}) == 6
+
+
+def test_a_bfloat16_bundle_is_guarded_at_load(make_bundle) -> None:
+    models_dir = make_bundle(CLASSES)
+    serving = ServingModel(models_dir, CLASSES, "bfloat16")
+    ensemble = serving.ensemble
+    assert ensemble.bfloat16_agreement is not None
+    expected = "bfloat16" if ensemble.bfloat16_agreement >= 0.995 else "float32"
+    assert ensemble.precision == expected

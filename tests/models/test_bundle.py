@@ -105,3 +105,58 @@ def test_bfloat16_ensemble_agrees_with_float32(make_bundle):
     exact = FusedEnsemble.from_bundle(folder)(images)
     fast = FusedEnsemble.from_bundle(folder, precision="bfloat16")(images)
     np.testing.assert_allclose(fast, exact, atol=0.03)
+    assert not np.array_equal(fast, exact)  # it really computed in bfloat16
+
+
+def test_bfloat16_twin_keeps_rescaling_and_head_in_float32(make_bundle):
+    import keras
+
+    from gicls.models.ensemble import _bfloat16_twin
+
+    folder = make_bundle(CLASSES)
+    model = keras.models.load_model(folder / f"{CLASSES[0]}_model.keras", compile=False)
+    twin = _bfloat16_twin(model)
+    policies = {layer.__class__.__name__: layer.dtype_policy.name for layer in twin.layers}
+    assert policies["Conv2D"] == "mixed_bfloat16"
+    assert policies["Rescaling"] == policies["Dense"] == "float32"
+    for original, copy in zip(model.get_weights(), twin.get_weights(), strict=True):
+        np.testing.assert_array_equal(original, copy)
+
+
+def _noise(size: int, count: int = 8) -> np.ndarray:
+    return np.random.default_rng(2).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+
+
+def test_bfloat16_is_refused_when_it_disagrees_with_float32(make_bundle, monkeypatch):
+    from gicls.models import ensemble as ensemble_module
+
+    folder = make_bundle(CLASSES)
+    images = _noise(32)
+    exact = FusedEnsemble.from_bundle(folder)(images)
+    # No agreement can reach more than 100 %: the guard must fall back to float32.
+    monkeypatch.setattr(ensemble_module, "BFLOAT16_MIN_AGREEMENT", 1.01)
+    guarded = FusedEnsemble.from_bundle(folder, precision="bfloat16", guard_sample=_noise)
+    assert guarded.precision == "float32"
+    assert guarded.bfloat16_agreement is not None and guarded.bfloat16_agreement <= 1.0
+    np.testing.assert_array_equal(guarded(images), exact)
+
+
+def test_bfloat16_is_served_when_it_agrees_with_float32(make_bundle, monkeypatch):
+    from gicls.models import ensemble as ensemble_module
+
+    folder = make_bundle(CLASSES)
+    images = _noise(32)
+    exact = FusedEnsemble.from_bundle(folder)(images)
+    monkeypatch.setattr(ensemble_module, "BFLOAT16_MIN_AGREEMENT", 0.0)
+    guarded = FusedEnsemble.from_bundle(folder, precision="bfloat16", guard_sample=_noise)
+    assert guarded.precision == "bfloat16"
+    assert not np.array_equal(guarded(images), exact)
+
+
+def test_argmax_agreement_counts_rows_with_the_same_winner():
+    from gicls.models.ensemble import argmax_agreement
+
+    a = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]], np.float32)
+    b = np.array([[0.8, 0.2], [0.7, 0.3], [0.9, 0.1], [0.1, 0.9]], np.float32)
+    assert argmax_agreement(a, b) == 0.75
+    assert argmax_agreement(a[:0], b[:0]) == 1.0

@@ -1,0 +1,113 @@
+"""Inputs shared by every figure of the end-to-end benchmark: one bundle, one set of JPEGs.
+
+The bundle is ten untrained ``seed_cnn`` models at 224 px written through the product's own
+bundle API (speed does not depend on the weights). The images are the project's synthetic
+capsule-like frames, saved as 224x224 JPEGs; every figure of one run reads the same files.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gicls.config import DEFAULT_CLASSES
+
+IMAGE_SIZE = 224
+JPEG_QUALITY = 92
+
+
+def write_bundle(models_dir: Path, classes=DEFAULT_CLASSES, image_size=IMAGE_SIZE, seed=0) -> Path:
+    """Ten untrained seed_cnn models + manifest, published like the trainer does."""
+    import keras
+
+    from gicls.config import AugmentConfig
+    from gicls.models.architectures import build_model
+    from gicls.models.bundle import (
+        file_sha256,
+        model_file_name,
+        new_manifest,
+        publish_bundle,
+        replace_in_stage,
+        stage_bundle,
+        write_manifest,
+    )
+    from gicls.models.preprocessing import PREPROCESSING_ID
+
+    staging = stage_bundle(models_dir)
+    augment = AugmentConfig()
+    keras.utils.set_random_seed(seed)
+    entries = {}
+    for name in classes:
+        path = replace_in_stage(staging / model_file_name(name))
+        build_model("seed_cnn", image_size, augment).save(path)
+        entries[name] = {"file": path.name, "sha256": file_sha256(path)}
+    manifest = new_manifest(
+        classes=list(classes),
+        image_size=image_size,
+        preprocessing={"decode": PREPROCESSING_ID, "rescale": "in-graph 1/255"},
+        architecture="seed_cnn",
+        augment=augment.model_dump(),
+        precision="float32",
+        models=entries,
+    )
+    write_manifest(manifest, staging)
+    publish_bundle(staging, models_dir)
+    return models_dir
+
+
+def write_images(folder: Path, count: int, size: int = IMAGE_SIZE, seed: int = 0) -> list[Path]:
+    """``count`` synthetic JPEGs named img_<n>.jpg, cycling through the classes' cues."""
+    from PIL import Image
+
+    from gicls.training.demo_data import synthetic_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n in range(count):
+        index = n % len(DEFAULT_CLASSES)
+        rng = np.random.default_rng([seed, index, n])
+        path = folder / f"img_{n:06d}.jpg"
+        pixels = synthetic_image(DEFAULT_CLASSES[index], index, size, rng)
+        Image.fromarray(pixels).save(path, quality=JPEG_QUALITY)
+        paths.append(path)
+    return paths
+
+
+def write_labelled_tree(root: Path, paths: list[Path], classes: tuple[str, str]) -> None:
+    """Hard-link ``paths`` into root/<class>/ alternately (a two-class tree for training)."""
+    for k, path in enumerate(paths):
+        folder = root / classes[k % 2]
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / path.name
+        if not target.exists():
+            target.hardlink_to(path)
+
+
+def copy_files(paths: list[Path], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        shutil.copyfile(path, folder / path.name)
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def config_text(sections: dict[str, dict[str, Any]], classes=DEFAULT_CLASSES) -> str:
+    lines = [f"classes = {_toml(list(classes))}"]
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {_toml(value)}" for key, value in values.items())
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # fail here, not in a subprocess, if the text is not TOML
+    return text
