@@ -22,41 +22,9 @@ JPEG_QUALITY = 92
 
 def write_bundle(models_dir: Path, classes=DEFAULT_CLASSES, image_size=IMAGE_SIZE, seed=0) -> Path:
     """Ten untrained seed_cnn models + manifest, published like the trainer does."""
-    import keras
+    from gicls.models.untrained import write_untrained_bundle
 
-    from gicls.config import AugmentConfig
-    from gicls.models.architectures import build_model
-    from gicls.models.bundle import (
-        file_sha256,
-        model_file_name,
-        new_manifest,
-        publish_bundle,
-        replace_in_stage,
-        stage_bundle,
-        write_manifest,
-    )
-    from gicls.models.preprocessing import PREPROCESSING_ID
-
-    staging = stage_bundle(models_dir)
-    augment = AugmentConfig()
-    keras.utils.set_random_seed(seed)
-    entries = {}
-    for name in classes:
-        path = replace_in_stage(staging / model_file_name(name))
-        build_model("seed_cnn", image_size, augment).save(path)
-        entries[name] = {"file": path.name, "sha256": file_sha256(path)}
-    manifest = new_manifest(
-        classes=list(classes),
-        image_size=image_size,
-        preprocessing={"decode": PREPROCESSING_ID, "rescale": "in-graph 1/255"},
-        architecture="seed_cnn",
-        augment=augment.model_dump(),
-        precision="float32",
-        models=entries,
-    )
-    write_manifest(manifest, staging)
-    publish_bundle(staging, models_dir)
-    return models_dir
+    return write_untrained_bundle(models_dir, classes, image_size, seed=seed)
 
 
 def write_images(folder: Path, count: int, size: int = IMAGE_SIZE, seed: int = 0) -> list[Path]:

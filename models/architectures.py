@@ -57,14 +57,13 @@ def augmentation_layers(augment: AugmentConfig) -> list[layers.Layer]:
     return augmentation
 
 
-@register("seed_cnn")
-def seed_cnn(image_size: int, augment: AugmentConfig) -> keras.Model:
-    """The classic small CNN, layer for layer: 3x Conv-MaxPool, Dense 64, sigmoid."""
+def classic_network(image_size: int, augmentation: list[layers.Layer], name: str) -> keras.Model:
+    """The classic small CNN around the given augmentation: 3x Conv-MaxPool, Dense 64, sigmoid."""
     return keras.Sequential(
         [
             keras.Input(shape=(image_size, image_size, 3)),
             layers.Rescaling(1.0 / 255),
-            *augmentation_layers(augment),
+            *augmentation,
             layers.Conv2D(32, 3, activation="relu"),
             layers.MaxPooling2D(),
             layers.Conv2D(64, 3, activation="relu"),
@@ -77,8 +76,14 @@ def seed_cnn(image_size: int, augment: AugmentConfig) -> keras.Model:
             # default float32 policy this is what the classic layer was anyway.
             layers.Dense(1, activation="sigmoid", dtype="float32"),
         ],
-        name="seed_cnn",
+        name=name,
     )
+
+
+@register("seed_cnn")
+def seed_cnn(image_size: int, augment: AugmentConfig) -> keras.Model:
+    """The classic small CNN, layer for layer, with the classic flip and rotation."""
+    return classic_network(image_size, augmentation_layers(augment), "seed_cnn")
 
 
 # --- Augmentation suited to capsule frames -------------------------------------------------
@@ -236,23 +241,7 @@ def seed_cnn_capsule(image_size: int, augment: AugmentConfig) -> keras.Model:
     ``seed_cnn`` stays exactly the classic network (only flip and rotation); this one also
     applies rot90, zoom and colour jitter when they are configured.
     """
-    return keras.Sequential(
-        [
-            keras.Input(shape=(image_size, image_size, 3)),
-            layers.Rescaling(1.0 / 255),
-            *capsule_augmentation(augment),
-            layers.Conv2D(32, 3, activation="relu"),
-            layers.MaxPooling2D(),
-            layers.Conv2D(64, 3, activation="relu"),
-            layers.MaxPooling2D(),
-            layers.Conv2D(64, 3, activation="relu"),
-            layers.MaxPooling2D(),
-            layers.Flatten(),
-            layers.Dense(64, activation="relu"),
-            layers.Dense(1, activation="sigmoid", dtype="float32"),
-        ],
-        name="seed_cnn_capsule",
-    )
+    return classic_network(image_size, capsule_augmentation(augment), "seed_cnn_capsule")
 
 
 def _conv_bn(x, filters: int, strides: int = 1, activate: bool = True):

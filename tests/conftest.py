@@ -36,41 +36,10 @@ def make_bundle(tmp_path: Path) -> BundleFactory:
         models_dir: Path | None = None,
         seed: int = 0,
     ) -> Path:
-        import keras
+        from gicls.models.untrained import write_untrained_bundle
 
-        from gicls.config import AugmentConfig
-        from gicls.models.architectures import build_model
-        from gicls.models.bundle import (
-            file_sha256,
-            model_file_name,
-            new_manifest,
-            publish_bundle,
-            replace_in_stage,
-            stage_bundle,
-            write_manifest,
+        return write_untrained_bundle(
+            models_dir or tmp_path / "Models", classes, image_size, seed=seed
         )
-        from gicls.models.preprocessing import PREPROCESSING_ID
-
-        target = models_dir or tmp_path / "Models"
-        staging = stage_bundle(target)
-        augment = AugmentConfig()
-        keras.utils.set_random_seed(seed)
-        entries = {}
-        for name in classes:
-            path = replace_in_stage(staging / model_file_name(name))
-            build_model("seed_cnn", image_size, augment).save(path)
-            entries[name] = {"file": path.name, "sha256": file_sha256(path)}
-        manifest = new_manifest(
-            classes=list(classes),
-            image_size=image_size,
-            preprocessing={"decode": PREPROCESSING_ID, "rescale": "in-graph 1/255"},
-            architecture="seed_cnn",
-            augment=augment.model_dump(),
-            precision="float32",
-            models=entries,
-        )
-        write_manifest(manifest, staging)
-        publish_bundle(staging, target)
-        return target
 
     return factory
