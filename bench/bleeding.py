@@ -43,6 +43,13 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         "balance": {"target_count": 820},
         "train": {"architecture": "seed_cnn", "image_size": 128, "epochs": 30},
     },
+    # The same with per-class Platt calibration fitted on the held-out split (its figures are
+    # cross-fitted; the manifest keeps the uncalibrated ones too).
+    "seed_cnn_platt": {
+        "balance": {"target_count": 820},
+        "train": {"architecture": "seed_cnn", "image_size": 128, "epochs": 30},
+        "calibration": {"method": "platt"},
+    },
     # The classic recipe as config.toml has it (10 epochs, 500 images per side), at 128 px.
     "seed_cnn_classic": {
         "train": {"architecture": "seed_cnn", "image_size": 128},
