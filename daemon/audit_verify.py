@@ -9,7 +9,6 @@ daemon quarantined as ``not_regular``) counts as one entry and is only checked f
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Iterable, Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 from gicls.daemon.audit_read import AuditLog, display, listing
 from gicls.daemon.audit_schema import decode_name
 from gicls.errors import AuditError
+from gicls.hashing import file_sha256
 
 # Rows with these statuses always moved a file; a duplicate row may or may not have.
 MOVING_STATUSES = ("classified", "review", "quarantined")
@@ -146,7 +146,8 @@ def _check_file(
             result.add(NO_SHA, name)
             return
         if destination not in digests:
-            digests[destination] = _sha256(path)
+            # A file swapped for a link since it was listed must not be read through it.
+            digests[destination] = file_sha256(path, follow_symlinks=False)
             result.hashed += 1
     except FileNotFoundError:
         result.add(MISSING, name)
@@ -156,14 +157,6 @@ def _check_file(
         return
     if digests[destination] != sha:
         result.add(CHANGED, name)
-
-
-def _sha256(path: bytes) -> str:
-    # A file swapped after lstat for a link must not be read through it (O_NOFOLLOW), nor
-    # for a FIFO block the run (O_NONBLOCK).
-    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with open(descriptor, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _inside(output_dir: Path, paths: Iterable[Path]) -> Iterator[bytes]:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gicls import __version__
 from gicls.errors import ModelBundleError
+from gicls.hashing import file_sha256
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -84,14 +85,6 @@ class Manifest(BaseModel):
 
 def model_file_name(class_name: str) -> str:
     return f"{class_name}_model.keras"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def bundle_id_for(

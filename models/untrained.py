@@ -12,9 +12,9 @@ from pathlib import Path
 import keras
 
 from gicls.config import AugmentConfig
+from gicls.hashing import file_sha256
 from gicls.models.architectures import build_model
 from gicls.models.bundle import (
-    file_sha256,
     model_file_name,
     new_manifest,
     publish_bundle,

@@ -16,6 +16,7 @@ import numpy as np
 
 from gicls.config import GiclsConfig
 from gicls.errors import DatasetError, GiclsError, ModelBundleError
+from gicls.hashing import file_sha256
 from gicls.logs import get_logger
 from gicls.models.architectures import check_architecture
 from gicls.models.bundle import (
@@ -23,7 +24,6 @@ from gicls.models.bundle import (
     Calibration,
     Manifest,
     discard_stage,
-    file_sha256,
     model_file_name,
     new_manifest,
     now_iso,

@@ -8,7 +8,6 @@ and skipped; a missing or unexpected class folder stops the scan before anything
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gicls.errors import DatasetError
+from gicls.hashing import file_sha256
 from gicls.logs import get_logger
 from gicls.models.preprocessing import has_image_extension
 from gicls.progress import track
@@ -64,14 +64,6 @@ class ScanResult:
         return ScanResult(self.classes, kept, self.skipped)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _class_folders(root: Path, classes: Sequence[str]) -> dict[str, Path]:
     if not root.is_dir():
         raise DatasetError(f"labelled image folder {root} does not exist")
@@ -115,7 +107,7 @@ def scan_labelled_tree(root: Path, classes: Sequence[str], workers: int = 4) -> 
     def hash_one(item: tuple[Path, int]) -> ImageRecord | tuple[Path, str]:
         path, index = item
         try:
-            return ImageRecord(path, index, _sha256(path))
+            return ImageRecord(path, index, file_sha256(path))
         except OSError as exc:
             return (path, f"unreadable: {exc.strerror or exc}")
 

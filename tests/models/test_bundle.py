@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from gicls.errors import ModelBundleError
+from gicls.hashing import file_sha256
 from gicls.models.bundle import (
     MANIFEST_NAME,
-    file_sha256,
     publish_bundle,
     read_manifest,
     stage_bundle,

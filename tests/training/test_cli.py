@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gicls.config import DEFAULT_CLASSES
-from gicls.models.bundle import file_sha256, verify_bundle
+from gicls.hashing import file_sha256
+from gicls.models.bundle import verify_bundle
 from gicls.training.cli import app
 from gicls.training.scan import scan_labelled_tree
 
