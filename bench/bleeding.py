@@ -216,11 +216,8 @@ def rescore(config_path: Path) -> dict[str, Any]:
     data = prepare_data(config, config.train.image_size)
     split = data.split
     ensemble = FusedEnsemble.from_bundle(config.paths.models_dir, config.classes)
-    rows = data.cache.rows(split.validation)
     truth = np.array([r.class_index for r in split.validation])
-    scores = np.concatenate(
-        [ensemble(data.cache.pixels[rows[start : start + 64]]) for start in range(0, len(rows), 64)]
-    )
+    scores = ensemble.score_rows(data.cache.pixels, data.cache.rows(split.validation))
     small_train, _ = decode_many([r.path for r in split.train], NEAR_DUPLICATE_SIZE, 4)
     small_held, _ = decode_many([r.path for r in split.validation], NEAR_DUPLICATE_SIZE, 4)
     distance = nearest_training_distance(small_train, small_held)

@@ -82,7 +82,7 @@ class FusedEnsemble:
                 exact = self._build_graph(members)
                 images = guard_sample(self.image_size)
                 self.bfloat16_agreement = argmax_agreement(
-                    _score_in_chunks(exact, images), _score_in_chunks(fast, images)
+                    _score_in_batches(exact, images), _score_in_batches(fast, images)
                 )
                 if self.bfloat16_agreement < BFLOAT16_MIN_AGREEMENT:
                     log.warning(
@@ -156,23 +156,36 @@ class FusedEnsemble:
         """Score a batch; returns float32 (batch, n_classes)."""
         return self._graph(tf.convert_to_tensor(images, dtype=tf.uint8)).numpy()
 
+    def score_rows(self, pixels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Scores (len(rows), n_classes) of ``pixels[rows]``, gathered and scored batch by batch.
+
+        Never copies all of ``pixels[rows]`` at once: a cache of decoded images can be gigabytes.
+        """
+        if len(rows) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return _score_in_batches(self._graph, pixels, rows)
+
     def warm_up(self, batch_size: int = 1) -> None:
         """Trace and run the graph once so the first real batch pays no compilation cost."""
         self(np.zeros((batch_size, self.image_size, self.image_size, 3), np.uint8))
 
 
-# Images scored per call by the bfloat16 guard: its sample in one call would hold the
-# activations of every image at once (gigabytes at 224 px).
-_GUARD_CHUNK = 32
+# Images per graph call when scoring many at once: all of them in one call would hold the
+# activations of every image together (gigabytes at 224 px).
+_SCORING_BATCH = 32
 
 
-def _score_in_chunks(graph: tf.types.experimental.Function, images: np.ndarray) -> np.ndarray:
-    return np.concatenate(
-        [
-            graph(tf.convert_to_tensor(images[start : start + _GUARD_CHUNK], tf.uint8)).numpy()
-            for start in range(0, len(images), _GUARD_CHUNK)
-        ]
-    )
+def _score_in_batches(
+    graph: tf.types.experimental.Function, images: np.ndarray, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Scores of ``images`` (or of ``images[rows]``) in batches of ``_SCORING_BATCH``."""
+    count = len(images) if rows is None else len(rows)
+    batches = []
+    for start in range(0, count, _SCORING_BATCH):
+        stop = start + _SCORING_BATCH
+        batch = images[start:stop] if rows is None else images[rows[start:stop]]
+        batches.append(graph(tf.convert_to_tensor(batch, tf.uint8)).numpy())
+    return np.concatenate(batches)
 
 
 def _bfloat16_twin(model: keras.Model) -> keras.Model:

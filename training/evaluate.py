@@ -36,7 +36,6 @@ from gicls.training.plots import plot_confusion_matrix, plot_review_tradeoff, pl
 from gicls.training.scan import ImageRecord
 from gicls.training.score import write_metrics_json
 
-SCORING_BATCH = 64
 REVIEW_THRESHOLDS = tuple(np.round(np.arange(0.0, 1.0001, 0.02), 2))
 MAX_REVIEW_RATE = 0.10
 
@@ -46,12 +45,7 @@ def raw_scores(
 ) -> np.ndarray:
     """Uncalibrated fused-ensemble scores (len(records), n_classes) float32, in class order."""
     ensemble = FusedEnsemble(models_dir, manifest.model_copy(update={"calibration": None}))
-    rows = cache.rows(records)
-    chunks = [
-        ensemble(cache.pixels[rows[start : start + SCORING_BATCH]])
-        for start in range(0, len(rows), SCORING_BATCH)
-    ]
-    return np.concatenate(chunks) if chunks else np.zeros((0, len(manifest.classes)), np.float32)
+    return ensemble.score_rows(cache.pixels, cache.rows(records))
 
 
 @dataclass(frozen=True)
