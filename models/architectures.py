@@ -33,17 +33,32 @@ def known_architectures() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def check_architecture(name: str) -> None:
-    """Raise ConfigError naming ``train.architecture`` if ``name`` is not registered."""
+# Architectures that apply only the classic flip and rotation, and the [augment] keys they
+# would silently ignore: configuring one of those keys with them is an error, not a no-op.
+CLASSIC_AUGMENTATION_ONLY = frozenset({"seed_cnn"})
+CAPSULE_AUGMENT_KEYS = ("rot90", "zoom", "brightness", "contrast", "saturation")
+
+
+def check_architecture(name: str, augment: AugmentConfig) -> None:
+    """Raise ConfigError naming the key if ``name`` is unknown or ignores a configured key."""
     if name not in _REGISTRY:
         raise ConfigError(
             f"key 'train.architecture': unknown architecture; allowed: "
             f"{', '.join(known_architectures())}; got {name!r}"
         )
+    if name in CLASSIC_AUGMENTATION_ONLY:
+        for key in CAPSULE_AUGMENT_KEYS:
+            if getattr(augment, key) != AugmentConfig.model_fields[key].default:
+                raise ConfigError(
+                    f"key 'augment.{key}': architecture {name!r} applies only the classic "
+                    f"flip and rotation, so it would ignore this key; use architecture "
+                    f"'seed_cnn_capsule' (the same network) or leave {key} at its default; "
+                    f"got {getattr(augment, key)!r}"
+                )
 
 
 def build_model(name: str, image_size: int, augment: AugmentConfig) -> keras.Model:
-    check_architecture(name)
+    check_architecture(name, augment)
     return _REGISTRY[name](image_size, augment)
 
 

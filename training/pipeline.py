@@ -214,7 +214,7 @@ def train_bundle(
     config: GiclsConfig, names: Sequence[str] | None = None, write_balanced: bool = True
 ) -> TrainingReport:
     """Fit one model per selected condition and publish the bundle atomically."""
-    check_architecture(config.train.architecture)
+    check_architecture(config.train.architecture, config.augment)
     selected = select_classes(config, names)
     models_dir = config.paths.models_dir
     previous = _compatible_previous(config, models_dir, subset=len(selected) < len(config.classes))

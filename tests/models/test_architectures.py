@@ -61,6 +61,15 @@ def test_unknown_architecture_lists_the_known_ones():
         assert name in message
 
 
+@pytest.mark.parametrize("key", ["rot90", "zoom", "brightness", "contrast", "saturation"])
+def test_seed_cnn_refuses_augment_keys_it_would_ignore(key):
+    changed = AugmentConfig(**{key: True if key == "rot90" else 0.1})
+    with pytest.raises(ConfigError, match=f"key 'augment.{key}'"):
+        build_model("seed_cnn", 64, changed)
+    model = build_model("seed_cnn_capsule", 64, changed)  # the same network honours it
+    assert len(model.layers) > len(build_model("seed_cnn", 64, AugmentConfig()).layers)
+
+
 # --- Architectures and capsule augmentation added for the bleeding benchmark ---------------
 
 import numpy as np  # noqa: E402
