@@ -34,19 +34,42 @@ class FitResult:
     seconds: float
 
 
-class EpochProgress(keras.callbacks.Callback):
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of every epoch, and of the validation pass inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch_seconds: list[float] = []
+        self.validation_seconds: list[float] = []
+        self._epoch_started = 0.0
+        self._validation_started = 0.0
+        self._validation = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_started = time.perf_counter()
+        self._validation = 0.0
+
+    def on_test_begin(self, logs: dict | None = None) -> None:
+        self._validation_started = time.perf_counter()
+
+    def on_test_end(self, logs: dict | None = None) -> None:
+        self._validation += time.perf_counter() - self._validation_started
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch_seconds.append(time.perf_counter() - self._epoch_started)
+        self.validation_seconds.append(self._validation)
+
+
+class EpochProgress(EpochTimer):
     """One log line per epoch naming the condition, so long runs show where they are."""
 
     def __init__(self, label: str, epochs: int) -> None:
         super().__init__()
         self.label = label
         self.epochs = epochs
-        self._started = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        super().on_epoch_end(epoch, logs)
         logs = logs or {}
         log.info(
             "epoch_done",
@@ -56,7 +79,8 @@ class EpochProgress(keras.callbacks.Callback):
             accuracy=round(float(logs.get("accuracy", math.nan)), 4),
             val_loss=round(float(logs.get("val_loss", math.nan)), 4),
             val_accuracy=round(float(logs.get("val_accuracy", math.nan)), 4),
-            seconds=round(time.perf_counter() - self._started, 1),
+            seconds=round(self.epoch_seconds[-1], 2),
+            validation_seconds=round(self.validation_seconds[-1], 2),
         )
 
 

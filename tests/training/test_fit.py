@@ -29,3 +29,18 @@ def test_cosine_schedule_runs_every_epoch_and_keeps_the_last_weights(tmp_path):
     assert type(model.optimizer).__name__ == "AdamW"
     # Cosine decay ends near 1 % of the initial rate.
     assert float(model.optimizer.learning_rate) < 0.1 * train.learning_rate
+
+
+def test_epoch_timer_separates_the_validation_pass():
+    from gicls.training.fit import EpochTimer
+
+    model = new_model("seed_cnn", 32, AugmentConfig(), "float32")
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    timer = EpochTimer()
+    # Validation 4x the training set, so its pass is the larger share of every epoch.
+    model.fit(tiny_data(8), validation_data=tiny_data(32), epochs=2, callbacks=[timer], verbose=0)
+    assert len(timer.epoch_seconds) == len(timer.validation_seconds) == 2
+    for epoch, validation in zip(timer.epoch_seconds, timer.validation_seconds, strict=True):
+        assert 0 < validation < epoch
+    model.fit(tiny_data(8), epochs=1, callbacks=[timer], verbose=0)
+    assert timer.validation_seconds[-1] == 0.0  # no validation data, no validation pass
