@@ -94,7 +94,8 @@ class AugmentConfig(_Section):
     )
     # Fraction of a full turn, as keras.layers.RandomRotation takes it; 0 disables rotation.
     rotation: Annotated[float, Field(ge=0.0, le=0.5)] = 0.2
-    # Random quarter turns per image (capsule frames have no "up"; much cheaper than rotation).
+    # Random quarter turns per image (capsule frames have no "up"), for every architecture:
+    # done on uint8 in the input pipeline, far cheaper than rotation inside the model.
     rot90: bool = False
     # Random square crop of side (1 - zoom)..1 of the frame, resized back (0 = off).
     zoom: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0

@@ -35,8 +35,9 @@ def known_architectures() -> list[str]:
 
 # Architectures that apply only the classic flip and rotation, and the [augment] keys they
 # would silently ignore: configuring one of those keys with them is an error, not a no-op.
+# (rot90 is not among them: quarter turns happen in the input pipeline, for every network.)
 CLASSIC_AUGMENTATION_ONLY = frozenset({"seed_cnn"})
-CAPSULE_AUGMENT_KEYS = ("rot90", "zoom", "brightness", "contrast", "saturation")
+CAPSULE_AUGMENT_KEYS = ("zoom", "brightness", "contrast", "saturation")
 
 
 def check_architecture(name: str, augment: AugmentConfig) -> None:
@@ -104,37 +105,9 @@ def seed_cnn(image_size: int, augment: AugmentConfig) -> keras.Model:
 # --- Augmentation suited to capsule frames -------------------------------------------------
 # The camera has no "up": any quarter turn or mirror image of a frame is an equally real frame,
 # so the dihedral group is free augmentation. Arbitrary-angle rotation needs an affine resample
-# per image (slow on CPU) and blackens the corners; quarter turns are only transposes.
+# per image (slow on CPU) and blackens the corners; quarter turns are only transposes, done on
+# uint8 in the input pipeline (training/dataset.py), not by a layer.
 # Colour is the main bleeding cue, so colour jitter stays mild and never shifts hue.
-
-
-@keras.saving.register_keras_serializable(package="gicls")
-class RandomRot90(layers.Layer):
-    """Per image, a random multiple of 90 degrees (training only). Square (b, s, s, c) input."""
-
-    def __init__(self, seed: int | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, inputs, training=None):
-        if not training:
-            return inputs
-        batch = keras.ops.shape(inputs)[0]
-        turns = keras.random.randint((batch, 1, 1, 1), 0, 4, seed=self.seed_generator)
-        out = inputs
-        rotated = inputs
-        for k in (1, 2, 3):
-            # One quarter turn counter-clockwise: transpose the spatial axes, then flip rows.
-            rotated = keras.ops.flip(keras.ops.transpose(rotated, (0, 2, 1, 3)), axis=1)
-            out = keras.ops.where(keras.ops.equal(turns, k), rotated, out)
-        return out
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "seed": self.seed}
 
 
 @keras.saving.register_keras_serializable(package="gicls")
@@ -238,8 +211,6 @@ def capsule_augmentation(augment: AugmentConfig) -> list[layers.Layer]:
     With the capsule keys at their defaults this is exactly ``augmentation_layers``.
     """
     augmentation = augmentation_layers(augment)
-    if augment.rot90:
-        augmentation.append(RandomRot90())
     if augment.zoom > 0:
         augmentation.append(RandomZoomCrop(augment.zoom))
     if augment.brightness > 0 or augment.contrast > 0 or augment.saturation > 0:
@@ -254,7 +225,7 @@ def seed_cnn_capsule(image_size: int, augment: AugmentConfig) -> keras.Model:
     """The classic small CNN layer for layer, with the capsule augmentation keys honoured.
 
     ``seed_cnn`` stays exactly the classic network (only flip and rotation); this one also
-    applies rot90, zoom and colour jitter when they are configured.
+    applies zoom and colour jitter when they are configured.
     """
     return classic_network(image_size, capsule_augmentation(augment), "seed_cnn_capsule")
 

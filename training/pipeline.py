@@ -176,9 +176,14 @@ def run_balance(config: GiclsConfig, names: Sequence[str] | None = None) -> dict
 
 
 def _datasets(
-    data: PreparedData, records: list[ImageRecord], labels: np.ndarray, batch: int, seed: int | None
+    data: PreparedData,
+    records: list[ImageRecord],
+    labels: np.ndarray,
+    batch: int,
+    seed: int | None,
+    quarter_turns: bool = False,
 ):
-    return pixel_dataset(data.cache, data.cache.rows(records), labels, batch, seed)
+    return pixel_dataset(data.cache, data.cache.rows(records), labels, batch, seed, quarter_turns)
 
 
 def _compatible_previous(config: GiclsConfig, models_dir: Path, subset: bool) -> Manifest | None:
@@ -361,7 +366,14 @@ def _train_one(
     )
     result = fit_condition(
         model,
-        _datasets(data, train_records, train_labels, batch, config.balance.seed + index),
+        _datasets(
+            data,
+            train_records,
+            train_labels,
+            batch,
+            config.balance.seed + index,
+            quarter_turns=config.augment.rot90,
+        ),
         _datasets(data, val_records, val_labels, batch, None),
         config.train,
         replace_in_stage(staging / "history" / f"{name}.csv"),

@@ -118,7 +118,7 @@ def test_fitting_one_condition_updates_the_bundle_consistently(tmp_path):
         ('batch_size = "many"', "train.batch_size"),
         ('architecture = "vgg99"', "unknown architecture"),
         # seed_cnn applies only the classic layers: a capsule key would be silently ignored.
-        ("[augment]\nrot90 = true", "key 'augment.rot90': architecture 'seed_cnn'"),
+        ("[augment]\nzoom = 0.1", "key 'augment.zoom': architecture 'seed_cnn'"),
     ],
 )
 def test_config_errors_exit_2_and_write_nothing(tmp_path, extra, fragment):
