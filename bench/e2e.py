@@ -12,9 +12,9 @@ of ten untrained seed_cnn models (speed does not depend on the weights):
      journal, audit rows and every fsync, but not the TensorFlow import or model load
   d  = c with [inference] precision = "bfloat16"; argmax agreement = share of files whose
      predicted_class is the same in the two runs' audit logs
-  e  training: training images per second of epoch time (train + validation pass, 2nd epoch)
-     through `gicls-train fit`, against image_dataset_from_directory + model.fit of the
-     classic recipe on the same balanced folder at the same settings
+  e  training: images per second of training pass through `gicls-train fit`, against
+     image_dataset_from_directory + model.fit of the classic recipe on the same balanced
+     folder at the same settings, and the arithmetic ceiling (bench/training_speed.py)
   f  peak RSS of the daemon (kernel high-water mark via wait4), and one image dropped into an
      idle daemon (default stability_seconds / max_wait_ms), 20 times: drop -> audit row
      (processed_at) and the row's latency_ms (settled -> logged)
@@ -41,9 +41,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bench import fixtures  # noqa: E402
+from bench import fixtures, training_speed  # noqa: E402
 from bench.daemon_runs import (  # noqa: E402
-    BIN,
     Daemon,
     count_rows,
     parse_ts,
@@ -58,7 +57,6 @@ LATENCY_DROPS = 20
 SCALE_COUNTS = (5_000, 50_000)
 SCALE_ROWS = 2_000
 SCALE_IMAGE_SIZE = 64
-TRAIN_CLASSES = ("lesion", "normal")
 
 
 def log(message: str) -> None:
@@ -243,140 +241,6 @@ def scale_rss(work: Path, count: int) -> dict:
     return {"count": count, "peak_rss_mib": run.peak_rss_mib, "waiting": ready.get("waiting")}
 
 
-# -------------------------------------------------------------------------- training figures
-
-
-def training(work: Path, paths: list[Path]) -> dict:
-    """gicls-train fit (one condition, 2 epochs) vs the classic recipe on its balanced set."""
-    work = work.resolve()
-    tree = work / "train_tree"
-    shutil.rmtree(tree, ignore_errors=True)
-    fixtures.write_labelled_tree(tree, paths, TRAIN_CLASSES)
-    per_side = len(paths) // 2
-    variants = {
-        "gicls": {},
-        "gicls_rot90": {"augment": {"rotation": 0.0, "rot90": True}},
-        "gicls_bf16": {"train": {"precision": "mixed_bfloat16"}},
-        "gicls_rot90_bf16": {
-            "augment": {"rotation": 0.0, "rot90": True},
-            "train": {"precision": "mixed_bfloat16"},
-        },
-    }
-    results = {}
-    for name, extra in variants.items():
-        root = work / f"train_{name}"
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        sections = {
-            "paths": {
-                "training_dir": str(tree),
-                "balanced_dir": str(root / "Balanced_Data"),
-                "models_dir": str(root / "Models"),
-            },
-            "balance": {"target_count": per_side, "materialize": "hardlink"},
-            "train": {
-                "image_size": fixtures.IMAGE_SIZE,
-                "batch_size": 32,
-                "epochs": 2,
-                **extra.get("train", {}),
-            },
-            "augment": extra.get("augment", {}),
-        }
-        (root / "config.toml").write_text(fixtures.config_text(sections, TRAIN_CLASSES))
-        log(f"training: gicls-train fit {TRAIN_CLASSES[0]} ({name})")
-        out = subprocess.run(
-            [str(BIN / "gicls-train"), "fit", TRAIN_CLASSES[0], "-c", str(root / "config.toml")],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        (root / "train.log").write_text(out.stdout + out.stderr)
-        if out.returncode != 0:
-            raise RuntimeError(f"gicls-train fit failed; see {root / 'train.log'}")
-        epochs = [
-            json.loads(line)
-            for line in out.stdout.splitlines()
-            if line.startswith("{") and '"epoch_done"' in line
-        ]
-        manifest = json.loads((root / "Models" / "manifest.json").read_text())
-        entry = manifest["models"][TRAIN_CLASSES[0]]
-        results[name] = {
-            "train_images": entry["train_entries"],
-            "val_images": entry["validation_positives"] + entry["validation_negatives"],
-            "epoch_seconds": float(epochs[-1]["seconds"]),
-        }
-        results[name]["rate"] = results[name]["train_images"] / results[name]["epoch_seconds"]
-    # `fit` does not write the balanced folders; `balance` writes the same sets (same seed).
-    root = work / "train_gicls"
-    subprocess.run(
-        [str(BIN / "gicls-train"), "balance", TRAIN_CLASSES[0], "-c", str(root / "config.toml")],
-        cwd=root,
-        capture_output=True,
-        check=True,
-    )
-    # In a fresh process, like gicls-train: nothing left over from the other figures.
-    log("training: classic image_dataset_from_directory + model.fit")
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--classic-training",
-            str(root / "Balanced_Data" / TRAIN_CLASSES[0]),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    results["classic"] = json.loads(out.stdout.strip().splitlines()[-1])
-    return results
-
-
-def classic_training(balanced: Path) -> dict:
-    """The classic recipe: image_dataset_from_directory + model.fit, same model and settings."""
-    import keras
-
-    from gicls.config import AugmentConfig
-    from gicls.models.architectures import build_model
-
-    size = fixtures.IMAGE_SIZE
-    train, val = keras.utils.image_dataset_from_directory(
-        balanced,
-        validation_split=0.2,
-        subset="both",
-        seed=42,
-        image_size=(size, size),
-        batch_size=32,
-        label_mode="binary",
-    )
-    model = build_model("seed_cnn", size, AugmentConfig())
-    model.compile(
-        optimizer=keras.optimizers.Adam(0.001), loss="binary_crossentropy", metrics=["accuracy"]
-    )
-
-    class Timer(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds: list[float] = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self._t)
-
-    timer = Timer()
-    model.fit(train, validation_data=val, epochs=2, callbacks=[timer], verbose=0)
-    images = sum(int(x.shape[0]) for x, _ in train)
-    val_images = sum(int(x.shape[0]) for x, _ in val)
-    return {
-        "train_images": images,
-        "val_images": val_images,
-        "epoch_seconds": timer.seconds[-1],
-        "rate": images / timer.seconds[-1],
-    }
-
-
 # ------------------------------------------------------------------------------------ report
 
 
@@ -426,15 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=192, help="N, the images every figure uses")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
-    parser.add_argument("--classic-training", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bare", type=Path, help=argparse.SUPPRESS)
     parser.add_argument(
         "--skip", default="", help="comma list of: classic,sweep,latency,scale,training,e2e-sweep"
     )
     args = parser.parse_args(argv)
-    if args.classic_training:
-        print(json.dumps(classic_training(args.classic_training)))
-        return 0
     if args.bare:
         print(json.dumps(bare_figures(args.bare, args.work.resolve(), args.images, args.skip)))
         return 0
@@ -521,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             results[f"scale_{count}"] = scale_rss(work, count)
     if "training" not in skip:
         log("e: training")
-        results["e"] = training(work, paths)
+        results["e"] = training_speed.figures(work, log)
 
     results["load_after"] = load_average()
     results["load_before"] = load_before
@@ -585,16 +445,8 @@ def render(r: dict, plot: Path | None) -> str:
                 f"{s['peak_rss_mib']:.0f}",
             )
     if "e" in r:
-        e = r["e"]
-        for name in ("classic", "gicls", "gicls_rot90", "gicls_bf16", "gicls_rot90_bf16"):
-            label = {
-                "classic": "e  classic image_dataset_from_directory + fit (img/s)",
-                "gicls": "e  gicls-train fit, same settings (img/s)",
-                "gicls_rot90": "e  gicls-train fit, rot90 instead of rotation 0.2 (img/s)",
-                "gicls_bf16": "e  gicls-train fit, mixed_bfloat16 (img/s)",
-                "gicls_rot90_bf16": "e  gicls-train fit, rot90 + mixed_bfloat16 (img/s)",
-            }[name]
-            row(label, f"{e[name]['rate']:.1f}")
+        for name, label in training_speed.ROW_LABELS.items():
+            row(f"e  {label} (img/s)", f"{r['e'][name]['rate']:.1f}")
     lines += ["", "ratios (goal)"]
     if "a" in r:
         row("c / a   (>= 15)", f"{r['c'] / r['a']:.1f}")
@@ -602,9 +454,11 @@ def render(r: dict, plot: Path | None) -> str:
     row("d / c   (>= 1.6, agreement >= 99.5 %)", f"{r['d'] / r['c']:.2f}")
     row("d / b'", f"{r['d'] / r['b_bf16']:.2f}")
     if "e" in r:
-        e = r["e"]
-        for name in ("gicls", "gicls_rot90", "gicls_bf16", "gicls_rot90_bf16"):
-            row(f"e  {name} / classic   (>= 1.5)", f"{e[name]['rate'] / e['classic']['rate']:.2f}")
+        classic = r["e"]["classic"]["rate"]
+        for name in training_speed.ROW_LABELS:
+            if name != "classic":
+                goal = "   (>= 1.5)" if name.startswith("gicls") else ""
+                row(f"e  {name} / classic{goal}", f"{r['e'][name]['rate'] / classic:.2f}")
     if "f" in r:
         f = r["f"]
         limit = 1000 * f["stability_seconds"] + 1000

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench import e2e, fixtures
+from bench import e2e, fixtures, training_speed
 from bench.daemon_runs import count_rows, write_site
 from gicls.config import load_config
 
@@ -66,14 +66,8 @@ def test_the_table_reports_every_figure_and_ratio():
         "scale_5000": {"peak_rss_mib": 1000.0},
         "scale_50000": {"peak_rss_mib": 1050.0},
         "e": {
-            name: {"rate": rate}
-            for name, rate in (
-                ("classic", 10.0),
-                ("gicls", 12.0),
-                ("gicls_rot90", 16.0),
-                ("gicls_bf16", 20.0),
-                ("gicls_rot90_bf16", 30.0),
-            )
+            name: {"rate": 10.0 + k}
+            for k, name in enumerate(training_speed.ROW_LABELS)  # classic is 10 img/s
         },
     }
     table = e2e.render(results, None)
@@ -82,5 +76,18 @@ def test_the_table_reports_every_figure_and_ratio():
     assert "d / c   (>= 1.6, agreement >= 99.5 %)" in table and "2.22" in table
     assert "MISSED" in table  # 3400 ms > 2000 + 1000 ms
     assert "1.050" in table  # RSS ratio
-    assert "e  gicls_bf16 / classic   (>= 1.5)" in table and "2.00" in table
-    assert "e  gicls_rot90_bf16 / classic   (>= 1.5)" in table and "3.00" in table
+    assert "e  gicls / classic   (>= 1.5)" in table and "1.10" in table
+    assert "e  gicls_dihedral_bf16 / classic   (>= 1.5)" in table and "1.40" in table
+    # The ceiling is a bound, not a goal.
+    assert (
+        "e  ceiling_float32 / classic " in table
+        and "(>= 1.5)" not in table.split("ceiling_float32 / classic")[1].splitlines()[0]
+    )
+    for label in training_speed.ROW_LABELS.values():
+        assert label in table
+
+
+def test_training_rate_skips_the_tracing_epoch_and_the_validation_pass():
+    figures = training_speed.rate(64, [9.0, 2.5, 3.0], [0.5, 0.5, 1.0])
+    assert figures["train_seconds"] == [2.0, 2.0]
+    assert figures["rate"] == 64 * 2 / 4.0

@@ -1,0 +1,235 @@
+"""Figure e of bench/e2e.py: training speed of gicls-train fit against the classic pipeline.
+
+All on the same synthetic 224x224 JPEGs, two classes, batch 32, image_size 224, the seed_cnn
+network; each run in a fresh process, TRAIN_EPOCHS epochs. The rate of a run is its training
+images per second of training pass (epoch time minus its validation pass), summed over every
+epoch but the first, which also traces the graph:
+
+  classic    image_dataset_from_directory (decodes and resizes every epoch) + model.fit of the
+             classic recipe (Rescaling, flip, rotation 0.2 inside the model) on the balanced
+             folder `gicls-train balance` writes
+  gicls...   `gicls-train fit <one condition>` (real subprocess), rates from its epoch_done
+             log lines; the variants change one setting each (VARIANTS)
+  ceiling    the same network without augmentation layers, fitted on uint8 tensors already in
+             memory: the arithmetic of one training step at this batch and precision, which
+             no input pipeline or cheaper augmentation can beat
+
+    .venv/bin/python -m bench.training_speed              # this figure alone
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import fixtures
+from bench.daemon_runs import BIN
+
+TRAIN_CLASSES = ("lesion", "normal")
+TRAIN_IMAGES = 480
+TRAIN_EPOCHS = 4
+BATCH = 32
+DEFAULT_WORK = Path(__file__).resolve().parent / "results" / "training_speed"
+
+# name -> (table label, config sections layered over the classic settings)
+VARIANTS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
+    "gicls": ("gicls-train fit, same settings: flip + rotation 0.2, float32", {}),
+    "gicls_dihedral": (
+        "gicls-train fit, flip + quarter turns instead of rotation",
+        {"augment": {"rotation": 0.0, "rot90": True}},
+    ),
+    "gicls_bf16": (
+        "gicls-train fit, same settings, mixed_bfloat16",
+        {"train": {"precision": "mixed_bfloat16"}},
+    ),
+    "gicls_dihedral_bf16": (
+        "gicls-train fit, quarter turns + mixed_bfloat16",
+        {"train": {"precision": "mixed_bfloat16"}, "augment": {"rotation": 0.0, "rot90": True}},
+    ),
+}
+
+
+def rate(images: int, epoch_seconds: list[float], validation_seconds: list[float]) -> dict:
+    """Images per second of training pass over every epoch but the first."""
+    train_seconds = [e - v for e, v in zip(epoch_seconds, validation_seconds, strict=True)][1:]
+    return {
+        "train_images": images,
+        "train_seconds": train_seconds,
+        "rate": images * len(train_seconds) / sum(train_seconds),
+    }
+
+
+def gicls_fit(work: Path, tree: Path, name: str, sections: dict[str, dict[str, Any]]) -> dict:
+    """Run `gicls-train fit` on the first class of ``tree``; its rate from the epoch log."""
+    root = work / f"train_{name}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    config = {
+        "paths": {
+            "training_dir": str(tree),
+            "balanced_dir": str(root / "Balanced_Data"),
+            "models_dir": str(root / "Models"),
+        },
+        "balance": {"target_count": TRAIN_IMAGES // 2, "materialize": "hardlink"},
+        "train": {
+            "image_size": fixtures.IMAGE_SIZE,
+            "batch_size": BATCH,
+            "epochs": TRAIN_EPOCHS,
+            # Every epoch runs: the figure must not depend on when early stopping fires.
+            "early_stopping_patience": TRAIN_EPOCHS,
+            **sections.get("train", {}),
+        },
+        "augment": sections.get("augment", {}),
+    }
+    (root / "config.toml").write_text(fixtures.config_text(config, TRAIN_CLASSES))
+    out = subprocess.run(
+        [str(BIN / "gicls-train"), "fit", TRAIN_CLASSES[0], "-c", str(root / "config.toml")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    (root / "train.log").write_text(out.stdout + out.stderr)
+    if out.returncode != 0:
+        raise RuntimeError(f"gicls-train fit failed; see {root / 'train.log'}")
+    epochs = [
+        json.loads(line)
+        for line in out.stdout.splitlines()
+        if line.startswith("{") and '"epoch_done"' in line
+    ]
+    manifest = json.loads((root / "Models" / "manifest.json").read_text())
+    return rate(
+        manifest["models"][TRAIN_CLASSES[0]]["train_entries"],
+        [float(e["seconds"]) for e in epochs],
+        [float(e["validation_seconds"]) for e in epochs],
+    )
+
+
+def in_fresh_process(*args: str) -> dict:
+    """Run this module with ``args`` in a new interpreter: nothing left over from other runs."""
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.training_speed", *args],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def classic_fit(balanced: Path) -> dict:
+    """The classic recipe: image_dataset_from_directory + model.fit, same model and settings."""
+    import keras
+
+    from gicls.config import AugmentConfig
+    from gicls.models.architectures import build_model
+    from gicls.training.fit import EpochTimer
+
+    size = fixtures.IMAGE_SIZE
+    train, val = keras.utils.image_dataset_from_directory(
+        balanced,
+        validation_split=0.2,
+        subset="both",
+        seed=42,
+        image_size=(size, size),
+        batch_size=BATCH,
+        label_mode="binary",
+    )
+    model = build_model("seed_cnn", size, AugmentConfig())
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.001), loss="binary_crossentropy", metrics=["accuracy"]
+    )
+    timer = EpochTimer()
+    model.fit(train, validation_data=val, epochs=TRAIN_EPOCHS, callbacks=[timer], verbose=0)
+    images = sum(int(x.shape[0]) for x, _ in train)
+    return rate(images, timer.epoch_seconds, timer.validation_seconds)
+
+
+def ceiling_fit(images: int, precision: str) -> dict:
+    """seed_cnn without augmentation fitted on in-memory tensors: the arithmetic alone."""
+    import keras
+    import numpy as np
+
+    from gicls.config import AugmentConfig
+    from gicls.training.fit import EpochTimer, new_model
+
+    size = fixtures.IMAGE_SIZE
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (images, size, size, 3), dtype=np.uint8)
+    labels = (np.arange(images) % 2).astype(np.float32).reshape(-1, 1)
+    model = new_model("seed_cnn", size, AugmentConfig(flip="none", rotation=0.0), precision)
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.001), loss="binary_crossentropy", metrics=["accuracy"]
+    )
+    timer = EpochTimer()
+    model.fit(pixels, labels, batch_size=BATCH, epochs=TRAIN_EPOCHS, callbacks=[timer], verbose=0)
+    return rate(images, timer.epoch_seconds, timer.validation_seconds)
+
+
+def figures(work: Path, log=print) -> dict:
+    """Every training figure, each run in its own process, on one set of TRAIN_IMAGES JPEGs."""
+    work = work.resolve()
+    images = sorted((work / "train_images").glob("img_*.jpg"))
+    if len(images) < TRAIN_IMAGES:
+        images = fixtures.write_images(work / "train_images", TRAIN_IMAGES, seed=1)
+    tree = work / "train_tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    fixtures.write_labelled_tree(tree, images[:TRAIN_IMAGES], TRAIN_CLASSES)
+    results = {}
+    for name, (_, sections) in VARIANTS.items():
+        log(f"training: gicls-train fit {TRAIN_CLASSES[0]} ({name})")
+        results[name] = gicls_fit(work, tree, name, sections)
+    # `fit` writes no balanced folders; `balance` writes the same sets (same seed and config).
+    root = work / "train_gicls"
+    subprocess.run(
+        [str(BIN / "gicls-train"), "balance", TRAIN_CLASSES[0], "-c", str(root / "config.toml")],
+        cwd=root,
+        capture_output=True,
+        check=True,
+    )
+    log("training: classic image_dataset_from_directory + model.fit")
+    results["classic"] = in_fresh_process(
+        "--classic", str(root / "Balanced_Data" / TRAIN_CLASSES[0])
+    )
+    for precision in ("float32", "mixed_bfloat16"):
+        log(f"training: ceiling, in-memory tensors, no augmentation, {precision}")
+        results[f"ceiling_{precision}"] = in_fresh_process(
+            "--ceiling", str(results["gicls"]["train_images"]), "--precision", precision
+        )
+    return results
+
+
+ROW_LABELS = {
+    "classic": "classic image_dataset_from_directory + fit",
+    **{name: label for name, (label, _) in VARIANTS.items()},
+    "ceiling_float32": "ceiling: in-memory tensors, no augmentation, float32",
+    "ceiling_mixed_bfloat16": "ceiling: in-memory tensors, no augmentation, mixed_bfloat16",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    parser.add_argument("--classic", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--ceiling", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.classic:
+        print(json.dumps(classic_fit(args.classic)))
+    elif args.ceiling:
+        print(json.dumps(ceiling_fit(args.ceiling, args.precision)))
+    else:
+        results = figures(args.work, log=lambda m: print(m, file=sys.stderr, flush=True))
+        for name, label in ROW_LABELS.items():
+            ratio = results[name]["rate"] / results["classic"]["rate"]
+            print(f"{label:<64} {results[name]['rate']:7.1f} img/s  {ratio:5.2f}x classic")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
