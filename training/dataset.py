@@ -14,17 +14,25 @@ import tensorflow as tf
 
 from gicls.training.image_cache import ImageCache
 
+# Fixed parallelism instead of tf.data's autotuner. With autotuning on, TensorFlow 2.21 on
+# this 2-core CPU left the process idle for ~2.3 s, at random, whenever an iterator was torn
+# down: about every other epoch of a 480-image fit took ~10 s instead of ~5 s, and a bare
+# one-epoch fit returned 2.3 s after its last batch in 4 of 6 runs (none in 14 without it).
+# The work here is a memory copy per batch, so a fixed two-wide gather keeps the step fed.
+PARALLEL_GATHERS = 2
+PREFETCH_BATCHES = 2
 
-def random_quarter_turns(images: tf.Tensor, seed: int) -> tf.Tensor:
-    """Turn each square image of a batch by its own random multiple of 90 degrees.
 
-    A quarter turn is a transpose plus a row flip, a half turn flips both axes: two selects
-    over the batch instead of one per possible turn.
+def gather_turned(pixels: np.ndarray, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The images at ``rows``, each turned by its own random multiple of 90 degrees.
+
+    One strided copy per image straight into the batch (np.rot90 is a view): measured 5 ms
+    for 32 images of 224 px, against 18 ms for the same turns as TensorFlow ops.
     """
-    turns = tf.random.uniform((tf.shape(images)[0], 1, 1, 1), 0, 4, dtype=tf.int32, seed=seed)
-    quarter = tf.reverse(tf.transpose(images, (0, 2, 1, 3)), axis=[1])
-    images = tf.where(turns % 2 == 1, quarter, images)
-    return tf.where(turns >= 2, tf.reverse(images, axis=[1, 2]), images)
+    batch = np.empty((len(rows), *pixels.shape[1:]), pixels.dtype)
+    for target, row, turns in zip(batch, rows, rng.integers(0, 4, len(rows)), strict=True):
+        target[...] = np.rot90(pixels[row], turns)
+    return batch
 
 
 def pixel_dataset(
@@ -48,11 +56,27 @@ def pixel_dataset(
         dataset = dataset.shuffle(len(rows), seed=shuffle_seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
 
+    # numpy Generators lock around each draw, so the parallel map calls can share one.
+    rng = (
+        np.random.default_rng(shuffle_seed) if quarter_turns and shuffle_seed is not None else None
+    )
+
+    def take(batch_rows: np.ndarray) -> np.ndarray:
+        return (
+            cache.pixels[batch_rows]
+            if rng is None
+            else gather_turned(cache.pixels, batch_rows, rng)
+        )
+
     def gather(batch_rows: tf.Tensor, batch_labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        images = tf.numpy_function(lambda r: cache.pixels[r], [batch_rows], tf.uint8)
+        images = tf.numpy_function(take, [batch_rows], tf.uint8)
         images.set_shape((None, size, size, 3))
-        if quarter_turns and shuffle_seed is not None:
-            images = random_quarter_turns(images, shuffle_seed)
         return images, batch_labels
 
-    return dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return (
+        dataset.map(gather, num_parallel_calls=PARALLEL_GATHERS)
+        .prefetch(PREFETCH_BATCHES)
+        .with_options(options)
+    )
