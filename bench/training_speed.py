@@ -2,17 +2,17 @@
 
 All on the same synthetic 224x224 JPEGs, two classes, batch 32, image_size 224, the seed_cnn
 network; each run in a fresh process, TRAIN_EPOCHS epochs. The rate of a run is its training
-images per second of training pass (epoch time minus its validation pass), summed over every
-epoch but the first, which also traces the graph:
+images per second of training pass (epoch time minus its validation pass) over every epoch but
+the first, which also traces the graph, as a mean and in the fastest of those epochs:
 
   classic    image_dataset_from_directory (decodes and resizes every epoch) + model.fit of the
              classic recipe (Rescaling, flip, rotation 0.2 inside the model) on the balanced
              folder `gicls-train balance` writes
   gicls...   `gicls-train fit <one condition>` (real subprocess), rates from its epoch_done
              log lines; the variants change one setting each (VARIANTS)
-  ceiling    the same network without augmentation layers, fitted on uint8 tensors already in
-             memory: the arithmetic of one training step at this batch and precision, which
-             no input pipeline or cheaper augmentation can beat
+  ceiling    the same network without augmentation layers, fitted on one uint8 batch held in
+             memory and repeated: the arithmetic of a training step at this batch and
+             precision, which no input pipeline or cheaper augmentation can beat
 
     .venv/bin/python -m bench.training_speed              # this figure alone
 """
@@ -32,7 +32,7 @@ from bench.daemon_runs import BIN
 
 TRAIN_CLASSES = ("lesion", "normal")
 TRAIN_IMAGES = 480
-TRAIN_EPOCHS = 4
+TRAIN_EPOCHS = 5
 BATCH = 32
 DEFAULT_WORK = Path(__file__).resolve().parent / "results" / "training_speed"
 
@@ -55,12 +55,17 @@ VARIANTS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
 
 
 def rate(images: int, epoch_seconds: list[float], validation_seconds: list[float]) -> dict:
-    """Images per second of training pass over every epoch but the first."""
+    """Images per second of training pass over every epoch but the first, and in the fastest.
+
+    The mean is what a run costs; the fastest epoch is what the pipeline can do when nothing
+    else (the machine's noise, a stall in the input pipeline) gets in the way.
+    """
     train_seconds = [e - v for e, v in zip(epoch_seconds, validation_seconds, strict=True)][1:]
     return {
         "train_images": images,
         "train_seconds": train_seconds,
         "rate": images * len(train_seconds) / sum(train_seconds),
+        "best_rate": images / min(train_seconds),
     }
 
 
@@ -151,24 +156,31 @@ def classic_fit(balanced: Path) -> dict:
 
 
 def ceiling_fit(images: int, precision: str) -> dict:
-    """seed_cnn without augmentation fitted on in-memory tensors: the arithmetic alone."""
+    """seed_cnn without augmentation, fitted on one in-memory batch repeated: arithmetic alone."""
     import keras
     import numpy as np
+    import tensorflow as tf
 
     from gicls.config import AugmentConfig
     from gicls.training.fit import EpochTimer, new_model
 
     size = fixtures.IMAGE_SIZE
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, (images, size, size, 3), dtype=np.uint8)
-    labels = (np.arange(images) % 2).astype(np.float32).reshape(-1, 1)
+    pixels = np.random.default_rng(0).integers(0, 256, (BATCH, size, size, 3), dtype=np.uint8)
+    labels = (np.arange(BATCH) % 2).astype(np.float32).reshape(-1, 1)
     model = new_model("seed_cnn", size, AugmentConfig(flip="none", rotation=0.0), precision)
     model.compile(
         optimizer=keras.optimizers.Adam(0.001), loss="binary_crossentropy", metrics=["accuracy"]
     )
     timer = EpochTimer()
-    model.fit(pixels, labels, batch_size=BATCH, epochs=TRAIN_EPOCHS, callbacks=[timer], verbose=0)
-    return rate(images, timer.epoch_seconds, timer.validation_seconds)
+    steps = images // BATCH
+    model.fit(
+        tf.data.Dataset.from_tensors((pixels, labels)).repeat(),
+        steps_per_epoch=steps,
+        epochs=TRAIN_EPOCHS,
+        callbacks=[timer],
+        verbose=0,
+    )
+    return rate(steps * BATCH, timer.epoch_seconds, timer.validation_seconds)
 
 
 def figures(work: Path, log=print) -> dict:
@@ -225,9 +237,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(ceiling_fit(args.ceiling, args.precision)))
     else:
         results = figures(args.work, log=lambda m: print(m, file=sys.stderr, flush=True))
+        classic = results["classic"]
+        print(f"{'img/s, mean / fastest epoch':<64} {'':>15}  x classic, mean / fastest")
         for name, label in ROW_LABELS.items():
-            ratio = results[name]["rate"] / results["classic"]["rate"]
-            print(f"{label:<64} {results[name]['rate']:7.1f} img/s  {ratio:5.2f}x classic")
+            r = results[name]
+            print(
+                f"{label:<64} {r['rate']:6.1f} / {r['best_rate']:6.1f}  "
+                f"{r['rate'] / classic['rate']:5.2f} / {r['best_rate'] / classic['best_rate']:5.2f}"
+            )
     return 0
 
 
