@@ -21,6 +21,10 @@ LR_FACTOR = 0.5
 MIN_LEARNING_RATE = 1e-6
 # lr_schedule = "cosine": decay from learning_rate to this fraction of it over the run.
 COSINE_FINAL_FRACTION = 0.01
+# A binary model whose training loss sits at ln 2 scores 0.5 for everything: it has collapsed
+# to a constant output (seen on real frames under mixed_bfloat16, in 2 of 4 seed_cnn fits).
+COLLAPSED_LOSS = math.log(2)
+COLLAPSE_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,14 @@ class EpochProgress(EpochTimer):
             seconds=round(self.epoch_seconds[-1], 2),
             validation_seconds=round(self.validation_seconds[-1], 2),
         )
+        if abs(float(logs.get("loss", math.nan)) - COLLAPSED_LOSS) < COLLAPSE_TOLERANCE:
+            log.warning(
+                "constant_output",
+                condition=self.label,
+                epoch=f"{epoch + 1}/{self.epochs}",
+                hint="the model scores every image 0.5; with lr_schedule plateau the best "
+                "earlier epoch is restored at the end; mixed_bfloat16 makes this more likely",
+            )
 
 
 def new_model(

@@ -44,3 +44,16 @@ def test_epoch_timer_separates_the_validation_pass():
         assert 0 < validation < epoch
     model.fit(tiny_data(8), epochs=1, callbacks=[timer], verbose=0)
     assert timer.validation_seconds[-1] == 0.0  # no validation data, no validation pass
+
+
+def test_a_model_stuck_at_chance_loss_is_reported(capsys):
+    from gicls.training.fit import EpochProgress
+
+    progress = EpochProgress("Bleeding", epochs=3)
+    progress.on_epoch_begin(0)
+    progress.on_epoch_end(0, {"loss": 0.45, "accuracy": 0.8})
+    assert "constant_output" not in capsys.readouterr().out
+    progress.on_epoch_begin(1)
+    progress.on_epoch_end(1, {"loss": 0.69315, "accuracy": 0.5})
+    out = capsys.readouterr().out
+    assert "constant_output" in out and "Bleeding" in out and "2/3" in out
