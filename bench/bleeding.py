@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import fixtures
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "wcebleedgen" / "train"
 CLASSES = ("bleeding", "non_bleeding")
@@ -119,16 +121,6 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-
-
 def config_text(
     recipe: dict[str, dict[str, Any]], run_dir: Path, seed: int, data_dir: Path = DATA_DIR
 ) -> str:
@@ -143,11 +135,7 @@ def config_text(
     }
     for section, values in recipe.items():
         sections.setdefault(section, {}).update(values)
-    lines = [f"classes = {toml_value(CLASSES)}"]
-    for section, values in sections.items():
-        lines.append(f"\n[{section}]")
-        lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
-    return "\n".join(lines) + "\n"
+    return fixtures.config_text(sections, CLASSES)
 
 
 def load_recipe(name_or_file: str) -> tuple[str, dict[str, dict[str, Any]]]:

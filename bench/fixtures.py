@@ -7,6 +7,7 @@ capsule-like frames, saved as 224x224 JPEGs; every figure of one run reads the s
 
 from __future__ import annotations
 
+import json
 import shutil
 import tomllib
 from pathlib import Path
@@ -61,21 +62,21 @@ def copy_files(paths: list[Path], folder: Path) -> None:
         shutil.copyfile(path, folder / path.name)
 
 
-def _toml(value: Any) -> str:
+def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return repr(value)
     if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string (paths too)
 
 
 def config_text(sections: dict[str, dict[str, Any]], classes=DEFAULT_CLASSES) -> str:
-    lines = [f"classes = {_toml(list(classes))}"]
+    lines = [f"classes = {toml_value(list(classes))}"]
     for section, values in sections.items():
         lines.append(f"[{section}]")
-        lines.extend(f"{key} = {_toml(value)}" for key, value in values.items())
+        lines.extend(f"{key} = {toml_value(value)}" for key, value in values.items())
     text = "\n".join(lines) + "\n"
     tomllib.loads(text)  # fail here, not in a subprocess, if the text is not TOML
     return text

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.fixtures import config_text
 from gicls.daemon.audit_schema import audit_columns, decode_name
 
 CLASSES = ("Bleeding", "Normal", "Polyp")
@@ -123,15 +124,6 @@ class Site:
         return self.root / "state" / "work"
 
 
-def _toml(value: object) -> str:
-    if isinstance(value, Path):
-        value = str(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(item) for item in value) + "]"
-    # JSON strings and numbers are valid TOML basic strings and numbers.
-    return json.dumps(value)
-
-
 def write_config(root: Path, models_dir: Path, name: str = "config.toml", **daemon: object) -> Site:
     settings: dict[str, object] = {
         "inbox": root / "inbox",
@@ -143,16 +135,10 @@ def write_config(root: Path, models_dir: Path, name: str = "config.toml", **daem
         "max_batch": 32,
         **daemon,
     }
-    lines = [
-        f"classes = {_toml(CLASSES)}",
-        "[paths]",
-        f"models_dir = {_toml(models_dir)}",
-        "[daemon]",
-        *(f"{key} = {_toml(value)}" for key, value in settings.items()),
-    ]
     config = root / name
     root.mkdir(parents=True, exist_ok=True)
-    config.write_text("\n".join(lines) + "\n")
+    sections = {"paths": {"models_dir": models_dir}, "daemon": settings}
+    config.write_text(config_text(sections, CLASSES))
     (root / "inbox").mkdir(exist_ok=True)
     return Site(root, config)
 
