@@ -104,18 +104,21 @@ def bare_figures(models_dir: Path, work: Path, count: int, skip: str) -> dict:
     import numpy as np
 
     from gicls.daemon.serving import configure_threads
-    from gicls.models.ensemble import FusedEnsemble
+    from gicls.models.ensemble import FusedEnsemble, argmax_agreement
     from gicls.models.preprocessing import decode_image
 
     configure_threads()
     paths = sorted((work / "images").glob("img_*.jpg"))[:count]
     pixels = np.stack([decode_image(p, fixtures.IMAGE_SIZE) for p in paths])
+    rows = np.arange(len(pixels))
     f32 = FusedEnsemble.from_bundle(models_dir)
     bf16 = FusedEnsemble.from_bundle(models_dir, precision="bfloat16")
     result = {
         "b": fused_rate(f32, pixels, MAX_BATCH),
         "b_bf16": fused_rate(bf16, pixels, MAX_BATCH),
-        "bare_agreement": float(np.mean(f32(pixels).argmax(1) == bf16(pixels).argmax(1))),
+        "bare_agreement": argmax_agreement(
+            f32.score_rows(pixels, rows), bf16.score_rows(pixels, rows)
+        ),
         "sweep": {},
     }
     if "sweep" not in skip:
@@ -157,15 +160,12 @@ def idle_latency(root: Path, models_dir: Path, samples: list[Path]) -> dict:
     from gicls.config import DaemonConfig
 
     defaults = DaemonConfig()
-    shutil.rmtree(root, ignore_errors=True)
-    write_site(
+    daemon_site(
         root,
         models_dir,
-        {
-            "max_batch": MAX_BATCH,
-            "max_wait_ms": defaults.max_wait_ms,
-            "stability_seconds": defaults.stability_seconds,
-        },
+        [],
+        max_wait_ms=defaults.max_wait_ms,
+        stability_seconds=defaults.stability_seconds,
     )
     daemon = Daemon(root, once=False)
     daemon.wait_for("daemon_ready", timeout=300)
@@ -221,13 +221,8 @@ def scale_rss(work: Path, count: int) -> dict:
         pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)  # always drawn: same files
         if not path.exists():
             Image.fromarray(pixels).save(path, quality=85)
-    root = work / f"scale_{count}"
-    shutil.rmtree(root, ignore_errors=True)
-    write_site(
-        root, models_dir, {"max_batch": MAX_BATCH, "max_wait_ms": 500, "stability_seconds": 0.0}
-    )
-    for n in range(count):
-        os.link(pool / f"s_{n:06d}.jpg", root / "inbox" / f"s_{n:06d}.jpg")
+    waiting = [pool / f"s_{n:06d}.jpg" for n in range(count)]
+    root = daemon_site(work / f"scale_{count}", models_dir, waiting)
     daemon = Daemon(root, once=True)
     deadline = time.monotonic() + 1800
     while count_rows(root / "audit_log.csv") < SCALE_ROWS and daemon.process.poll() is None:
