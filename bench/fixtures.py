@@ -13,8 +13,6 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gicls.config import DEFAULT_CLASSES
 
 IMAGE_SIZE = 224
@@ -32,15 +30,14 @@ def write_images(folder: Path, count: int, size: int = IMAGE_SIZE, seed: int = 0
     """``count`` synthetic JPEGs named img_<n>.jpg, cycling through the classes' cues."""
     from PIL import Image
 
-    from gicls.training.demo_data import synthetic_image
+    from gicls.training.demo_data import seeded_synthetic_image
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for n in range(count):
         index = n % len(DEFAULT_CLASSES)
-        rng = np.random.default_rng([seed, index, n])
         path = folder / f"img_{n:06d}.jpg"
-        pixels = synthetic_image(DEFAULT_CLASSES[index], index, size, rng)
+        pixels = seeded_synthetic_image(DEFAULT_CLASSES[index], index, n, size, seed)
         Image.fromarray(pixels).save(path, quality=JPEG_QUALITY)
         paths.append(path)
     return paths

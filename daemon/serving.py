@@ -41,13 +41,12 @@ def guard_sample(image_size: int, count: int = GUARD_IMAGES) -> np.ndarray:
     cycling through the known conditions' cues) stand in for the real distribution.
     """
     from gicls.config import DEFAULT_CLASSES
-    from gicls.training.demo_data import synthetic_image
+    from gicls.training.demo_data import seeded_synthetic_image
 
     frames = np.empty((count, image_size, image_size, 3), np.uint8)
     for n in range(count):
         index = n % len(DEFAULT_CLASSES)
-        rng = np.random.default_rng([GUARD_SEED, index, n])
-        frames[n] = synthetic_image(DEFAULT_CLASSES[index], index, image_size, rng)
+        frames[n] = seeded_synthetic_image(DEFAULT_CLASSES[index], index, n, image_size, GUARD_SEED)
     return frames
 
 

@@ -187,6 +187,11 @@ def synthetic_image(class_name: str, index: int, size: int, rng: np.random.Gener
     return np.clip(field_of_view(canvas), 0, 255).astype(np.uint8)
 
 
+def seeded_synthetic_image(class_name: str, index: int, n: int, size: int, seed: int) -> np.ndarray:
+    """Image ``n`` of class ``index``: the same (seed, index, n) always gives the same picture."""
+    return synthetic_image(class_name, index, size, np.random.default_rng([seed, index, n]))
+
+
 def generate_demo_data(
     root: Path, classes: Sequence[str], per_class: int, size: int, seed: int = 0
 ) -> int:
@@ -195,11 +200,9 @@ def generate_demo_data(
     (root / NOTICE_FILE).write_text(SYNTHETIC_NOTICE)
     jobs = [(index, name, n) for index, name in enumerate(classes) for n in range(per_class)]
     for index, name, n in track(jobs, len(jobs), "generating synthetic images"):
-        # One generator per image: the same (seed, class, n) always gives the same picture.
-        rng = np.random.default_rng([seed, index, n])
         folder = root / name
         folder.mkdir(exist_ok=True)
-        Image.fromarray(synthetic_image(name, index, size, rng)).save(
+        Image.fromarray(seeded_synthetic_image(name, index, n, size, seed)).save(
             folder / f"synthetic_{n:05d}.jpg", quality=92
         )
     return len(jobs)
