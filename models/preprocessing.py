@@ -28,6 +28,12 @@ DEFAULT_MAX_PIXELS = 50_000_000
 # Transparent pixels are composited onto black, the colour outside the capsule's field of view.
 ALPHA_BACKGROUND = (0, 0, 0)
 PREPROCESSING_ID = "pillow-rgb8-exif-bilinear-v1"
+# What a bundle's manifest records of the preprocessing its models expect.
+PREPROCESSING_INFO = {
+    "decode": PREPROCESSING_ID,
+    "rescale": "in-graph Rescaling(1/255)",
+    "input": "uint8 RGB, resized to image_size x image_size",
+}
 
 
 def has_image_extension(path: Path | str) -> bool:

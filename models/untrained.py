@@ -22,7 +22,7 @@ from gicls.models.bundle import (
     stage_bundle,
     write_manifest,
 )
-from gicls.models.preprocessing import PREPROCESSING_ID
+from gicls.models.preprocessing import PREPROCESSING_INFO
 
 
 def write_untrained_bundle(
@@ -44,7 +44,7 @@ def write_untrained_bundle(
     manifest = new_manifest(
         classes=list(classes),
         image_size=image_size,
-        preprocessing={"decode": PREPROCESSING_ID, "rescale": "in-graph Rescaling(1/255)"},
+        preprocessing=PREPROCESSING_INFO,
         architecture=architecture,
         augment=augment.model_dump(),
         precision="float32",

@@ -34,7 +34,7 @@ from gicls.models.bundle import (
     verify_bundle,
     write_manifest,
 )
-from gicls.models.preprocessing import PREPROCESSING_ID
+from gicls.models.preprocessing import PREPROCESSING_INFO
 from gicls.training.balance import (
     BalancedSet,
     balance_condition,
@@ -48,7 +48,7 @@ from gicls.training.fit import FitResult, fit_condition, new_model
 from gicls.training.image_cache import ImageCache, build_image_cache
 from gicls.training.near_duplicates import difference_hashes, near_duplicate_groups
 from gicls.training.plots import plot_history
-from gicls.training.scan import ImageRecord, scan_labelled_tree
+from gicls.training.scan import scan_labelled_tree
 from gicls.training.split import Split, given_split, holdout_split
 
 log = get_logger(__name__)
@@ -175,17 +175,6 @@ def run_balance(config: GiclsConfig, names: Sequence[str] | None = None) -> dict
     return balance_all(config, data, selected, write=True)
 
 
-def _datasets(
-    data: PreparedData,
-    records: list[ImageRecord],
-    labels: np.ndarray,
-    batch: int,
-    seed: int | None,
-    quarter_turns: bool = False,
-):
-    return pixel_dataset(data.cache, data.cache.rows(records), labels, batch, seed, quarter_turns)
-
-
 def _compatible_previous(config: GiclsConfig, models_dir: Path, subset: bool) -> Manifest | None:
     """The live manifest whose models a partial fit keeps, if it matches this configuration."""
     if not (models_dir / MANIFEST_NAME).exists():
@@ -242,11 +231,7 @@ def train_bundle(
         fields = {
             "classes": list(config.classes),
             "image_size": config.train.image_size,
-            "preprocessing": {
-                "decode": PREPROCESSING_ID,
-                "rescale": "in-graph Rescaling(1/255)",
-                "input": "uint8 RGB, resized to image_size x image_size",
-            },
+            "preprocessing": PREPROCESSING_INFO,
             "architecture": config.train.architecture,
             "augment": config.augment.model_dump(),
             "precision": config.train.precision,
@@ -254,10 +239,9 @@ def train_bundle(
             "data": data.summary,
         }
         manifest = new_manifest(**fields)
-        write_manifest(manifest, staging)
         if manifest.is_complete():
             manifest = new_manifest(**fields, **_evaluate_held_out(config, data, staging, manifest))
-            write_manifest(manifest, staging)
+        write_manifest(manifest, staging)
         publish_bundle(staging, models_dir)
     except BaseException:
         discard_stage(staging)
@@ -366,15 +350,15 @@ def _train_one(
     )
     result = fit_condition(
         model,
-        _datasets(
-            data,
-            train_records,
+        pixel_dataset(
+            data.cache,
+            data.cache.rows(train_records),
             train_labels,
             batch,
             config.balance.seed + index,
             quarter_turns=config.augment.rot90,
         ),
-        _datasets(data, val_records, val_labels, batch, None),
+        pixel_dataset(data.cache, data.cache.rows(val_records), val_labels, batch, None),
         config.train,
         replace_in_stage(staging / "history" / f"{name}.csv"),
         name,
