@@ -104,7 +104,7 @@ def review_tradeoff(
 
 
 def suggest_review_threshold(
-    tradeoff: list[dict[str, float]], max_review_rate: float = 0.10
+    tradeoff: list[dict[str, float]], max_review_rate: float
 ) -> dict[str, float]:
     """The threshold catching the most errors with at most ``max_review_rate`` sent to review."""
     allowed = [row for row in tradeoff if row["review_rate"] <= max_review_rate]

@@ -130,7 +130,9 @@ def write_evaluation(evaluation: Evaluation, out_dir: Path) -> list[Path]:
             evaluation.truth, predicted, classes, out_dir / "confusion_matrix.png"
         ),
         plot_roc_curves(evaluation.truth, evaluation.scores, classes, out_dir / "roc_curves.png"),
-        plot_review_tradeoff(evaluation.report["review_tradeoff"], out_dir / "review_tradeoff.png"),
+        plot_review_tradeoff(
+            evaluation.report["review_tradeoff"], MAX_REVIEW_RATE, out_dir / "review_tradeoff.png"
+        ),
     ]
 
 

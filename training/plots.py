@@ -93,13 +93,21 @@ def plot_roc_curves(
     return _save(figure, path)
 
 
-def plot_review_tradeoff(tradeoff: list[dict[str, float]], path: Path) -> Path:
+def plot_review_tradeoff(
+    tradeoff: list[dict[str, float]], max_review_rate: float, path: Path
+) -> Path:
     """Share of images sent to review vs share of the ensemble's errors caught by it."""
     figure, axis = plt.subplots(figsize=(6, 5))
     axis.plot(
         [r["review_rate"] for r in tradeoff], [r["errors_caught"] for r in tradeoff], marker="."
     )
-    axis.axvline(0.10, color="grey", linestyle="--", linewidth=1, label="10 % review budget")
+    axis.axvline(
+        max_review_rate,
+        color="grey",
+        linestyle="--",
+        linewidth=1,
+        label=f"{max_review_rate:.0%} review budget",
+    )
     axis.set_xlabel("share of images sent to review")
     axis.set_ylabel("share of errors caught")
     axis.set_xlim(0, 1)
