@@ -17,11 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from gicls.daemon.audit_schema import STATUSES, audit_columns, encode_name
-from gicls.errors import AuditError
+from gicls.errors import AuditError, listing
 
 # Columns holding numbers (besides one score column per class); blank cells become NaN.
 NUMBER_COLUMNS = ("bytes", "confidence", "margin", "latency_ms")
-_MAX_LISTED = 5
 
 
 @dataclass(frozen=True)
@@ -41,14 +40,6 @@ class AuditLog:
     table: pd.DataFrame
     line_numbers: tuple[int, ...]
     incomplete_tail: bool
-
-
-def listing(items: Sequence[object]) -> str:
-    """At most five items, comma-separated, then how many more there are."""
-    shown = ", ".join(str(item) for item in items[:_MAX_LISTED])
-    if len(items) > _MAX_LISTED:
-        shown += f", ... and {len(items) - _MAX_LISTED} more"
-    return shown
 
 
 def display(raw: bytes) -> str:

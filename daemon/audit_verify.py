@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gicls.daemon.audit_read import AuditLog, display, listing
+from gicls.daemon.audit_read import AuditLog, display
 from gicls.daemon.audit_schema import decode_name
-from gicls.errors import AuditError
+from gicls.errors import AuditError, listing
 from gicls.hashing import file_sha256
 
 # Rows with these statuses always moved a file; a duplicate row may or may not have.

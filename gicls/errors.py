@@ -5,6 +5,22 @@ subclass of GiclsError with a one-line, human-readable message. The command-line
 these into that message plus a non-zero exit; anything else is a bug and keeps its traceback.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# A one-line message names at most this many of the offending items.
+MAX_LISTED = 5
+
+
+def listing(items: Iterable[object]) -> str:
+    """At most MAX_LISTED items, comma-separated, then how many more there are."""
+    items = list(items)
+    shown = ", ".join(str(item) for item in items[:MAX_LISTED])
+    if len(items) > MAX_LISTED:
+        shown += f", ... and {len(items) - MAX_LISTED} more"
+    return shown
+
 
 class GiclsError(Exception):
     """Base of every error a user can cause and fix."""

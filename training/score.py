@@ -15,14 +15,14 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from gicls.errors import ScoringError
+from gicls.errors import ScoringError, listing
 from gicls.training.metrics import challenge_metrics
 
 PathLike = str | os.PathLike[str]
@@ -31,22 +31,12 @@ IMAGE_PATH = "image_path"
 CLASS_LABEL = "class_label"
 PREDICTED_CLASS = "predicted_class"
 FILE_NAME = "file_name"
-_MAX_LISTED = 5
 _HEADER_ROWS = 2  # data row i (0-based) is spreadsheet row i + 2
 
 
 def file_name(image_path: str) -> str:
     """The part of ``image_path`` after its last ``/`` or ``\\``."""
     return re.split(r"[\\/]", image_path)[-1]
-
-
-def _listing(items: Iterable[object]) -> str:
-    """At most five items, comma-separated, then how many more there are."""
-    items = list(items)
-    shown = ", ".join(str(item) for item in items[:_MAX_LISTED])
-    if len(items) > _MAX_LISTED:
-        shown += f", ... and {len(items) - _MAX_LISTED} more"
-    return shown
 
 
 def _read_table(path: PathLike, what: str) -> pd.DataFrame:
@@ -91,14 +81,14 @@ def _index_by_file_name(table: pd.DataFrame, path: PathLike, what: str) -> pd.Da
     blank = table[IMAGE_PATH].isna() | (table[IMAGE_PATH].astype(str).str.strip() == "")
     if blank.any():
         rows = [i + _HEADER_ROWS for i in np.flatnonzero(blank.to_numpy())]
-        raise ScoringError(f"{what} file {name} has an empty image_path at row(s) {_listing(rows)}")
+        raise ScoringError(f"{what} file {name} has an empty image_path at row(s) {listing(rows)}")
     table = table.copy()
     table[FILE_NAME] = table[IMAGE_PATH].astype(str).str.strip().map(file_name)
     blank = table[FILE_NAME] == ""
     if blank.any():
         rows = [i + _HEADER_ROWS for i in np.flatnonzero(blank.to_numpy())]
         raise ScoringError(
-            f"{what} file {name} has an image_path ending in / or \\ at row(s) {_listing(rows)}"
+            f"{what} file {name} has an image_path ending in / or \\ at row(s) {listing(rows)}"
         )
     repeated = table[FILE_NAME][table[FILE_NAME].duplicated(keep=False)]
     if not repeated.empty:
@@ -108,7 +98,7 @@ def _index_by_file_name(table: pd.DataFrame, path: PathLike, what: str) -> pd.Da
         ]
         raise ScoringError(
             f"{what} file {name} lists {len(groups)} image file name(s) more than once: "
-            f"{_listing(groups)}"
+            f"{listing(groups)}"
         )
     return table.set_index(FILE_NAME, drop=False)
 
@@ -142,7 +132,7 @@ def load_truth(path: PathLike, class_names: Sequence[str] | None = None) -> pd.D
             described = [f"{value} (first at row {row})" for value, row in first_rows.items()]
             raise ScoringError(
                 f"ground-truth file {Path(path).name} has unknown class_label value(s) "
-                f"{_listing(described)}; expected one of: {', '.join(class_names)}"
+                f"{listing(described)}; expected one of: {', '.join(class_names)}"
             )
     return table
 
@@ -218,9 +208,9 @@ def score_submission(
     if len(missing) or len(extra):
         problems = []
         if len(missing):
-            problems.append(f"{len(missing)} test image(s) missing ({_listing(missing)})")
+            problems.append(f"{len(missing)} test image(s) missing ({listing(missing)})")
         if len(extra):
-            problems.append(f"{len(extra)} image(s) not in the ground truth ({_listing(extra)})")
+            problems.append(f"{len(extra)} image(s) not in the ground truth ({listing(extra)})")
         raise ScoringError(
             f"predictions file {Path(predictions_path).name} does not cover the "
             f"{len(truth)} ground-truth images: {'; '.join(problems)}"
