@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gicls.daemon.faults import Faults
-from gicls.daemon.fsutil import fsync_dir
 from gicls.daemon.journal import Entry, Journal
 from gicls.daemon.settle import Settled, stat_signature
+from gicls.fsutil import fsync_dir
 from gicls.logs import get_logger
 
 log = get_logger(__name__)

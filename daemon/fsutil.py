@@ -1,7 +1,6 @@
-"""Small file-system primitives the stages share: directory fsync and safe opening.
+"""Safe opening: a file owned by the daemon is never opened through a link out of the inbox.
 
-A rename or link is only durable once the directory holding the new entry is fsynced, and a
-file owned by the daemon must be opened without ever following a link out of the inbox.
+(Directory fsync, which the stages share with the model bundle, is gicls.fsutil.fsync_dir.)
 """
 
 from __future__ import annotations
@@ -12,14 +11,6 @@ import stat
 from pathlib import Path
 
 _SAFE_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def open_regular(path: Path) -> int | None:

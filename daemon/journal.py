@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gicls.daemon.fsutil import fsync_dir
+from gicls.fsutil import fsync_dir
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
@@ -48,6 +48,9 @@ class Entry:
             "settled_at": self.settled_at,
             "attempt": self.attempt,
         }
+
+    def plan_record(self) -> dict[str, Any]:
+        return {"op": "plan", "id": self.id, "plan": self.plan}
 
 
 def _apply(entries: dict[str, Entry], record: dict[str, Any]) -> None:
@@ -99,7 +102,7 @@ class Journal:
             for entry in entries:
                 handle.write(_line(entry.claim_record()))
                 if entry.plan is not None:
-                    handle.write(_line({"op": "plan", "id": entry.id, "plan": entry.plan}))
+                    handle.write(_line(entry.plan_record()))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(staging, path)
@@ -111,7 +114,7 @@ class Journal:
 
     def plan(self, entry: Entry, plan: dict[str, Any]) -> None:
         entry.plan = plan
-        self._append({"op": "plan", "id": entry.id, "plan": plan})
+        self._append(entry.plan_record())
 
     def done(self, entry: Entry) -> None:
         self._append({"op": "done", "id": entry.id})

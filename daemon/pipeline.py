@@ -28,12 +28,12 @@ from gicls.daemon.decide import decide
 from gicls.daemon.decode import decode_batch
 from gicls.daemon.dedupe import SeenIndex
 from gicls.daemon.faults import Faults
-from gicls.daemon.fsutil import fsync_dir
 from gicls.daemon.intake import Intake, read_claimed
 from gicls.daemon.journal import Entry, Journal
 from gicls.daemon.route import Router, destination_folder
 from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled
+from gicls.fsutil import fsync_dir
 from gicls.logs import get_logger
 
 log = get_logger(__name__)

@@ -14,7 +14,7 @@ import os
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
-from gicls.daemon.fsutil import fsync_dir
+from gicls.fsutil import fsync_dir
 
 REVIEW_FOLDER = "_review"
 QUARANTINE_FOLDER = "_quarantine"

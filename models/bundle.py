@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gicls import __version__
 from gicls.errors import ModelBundleError
+from gicls.fsutil import fsync_dir
 from gicls.hashing import file_sha256
 
 MANIFEST_NAME = "manifest.json"
@@ -207,7 +208,7 @@ def publish_bundle(staging: Path, models_dir: Path) -> None:
         shutil.rmtree(staging)  # now holds the previous bundle
     else:
         os.rename(staging, models_dir)
-    _fsync_dir(models_dir.parent)
+    fsync_dir(models_dir.parent)
 
 
 def discard_stage(staging: Path) -> None:
@@ -227,14 +228,6 @@ def _exchange(a: Path, b: Path) -> None:
         raise ModelBundleError(f"cannot swap {a} into {b}: {os.strerror(err)}")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     for folder, _dirs, files in os.walk(root):
         for name in files:
@@ -243,4 +236,4 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(folder))
+        fsync_dir(Path(folder))
