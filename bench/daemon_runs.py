@@ -62,9 +62,7 @@ class DaemonRun:
         return self.root / "daemon.log"
 
 
-def write_site(
-    root: Path, models_dir: Path, daemon: dict, inference: dict | None = None, classes=None
-) -> Path:
+def write_site(root: Path, models_dir: Path, daemon: dict, inference: dict | None = None) -> Path:
     """A config (inbox/output/state under ``root``) and an empty inbox; returns the config."""
     root.mkdir(parents=True, exist_ok=True)
     settings = {
@@ -77,8 +75,7 @@ def write_site(
     sections = {"paths": {"models_dir": str(models_dir)}, "daemon": settings}
     if inference:
         sections["inference"] = inference
-    text = config_text(sections, classes) if classes else config_text(sections)
-    (root / "config.toml").write_text(text)
+    (root / "config.toml").write_text(config_text(sections))
     (root / "inbox").mkdir(exist_ok=True)
     return root / "config.toml"
 
@@ -86,7 +83,7 @@ def write_site(
 class Daemon:
     """``gicls-daemon run [--once]`` in the background, JSON logs to ``root/daemon.log``."""
 
-    def __init__(self, root: Path, once: bool, env: dict | None = None) -> None:
+    def __init__(self, root: Path, once: bool) -> None:
         self.run = DaemonRun(root)
         args = [str(BIN / "gicls-daemon"), "run", "-c", str(root / "config.toml")]
         if once:
@@ -98,7 +95,6 @@ class Daemon:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=root,
-            env={**os.environ, **(env or {})},
         )
 
     def events(self) -> list[dict]:
@@ -161,8 +157,8 @@ class Daemon:
         return run
 
 
-def run_once(root: Path, env: dict | None = None) -> DaemonRun:
-    return Daemon(root, once=True, env=env).wait()
+def run_once(root: Path) -> DaemonRun:
+    return Daemon(root, once=True).wait()
 
 
 def count_rows(audit_log: Path) -> int:

@@ -8,7 +8,6 @@ capsule-like frames, saved as 224x224 JPEGs; every figure of one run reads the s
 from __future__ import annotations
 
 import json
-import shutil
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,11 @@ IMAGE_SIZE = 224
 JPEG_QUALITY = 92
 
 
-def write_bundle(models_dir: Path, classes=DEFAULT_CLASSES, image_size=IMAGE_SIZE, seed=0) -> Path:
+def write_bundle(models_dir: Path, image_size: int = IMAGE_SIZE) -> Path:
     """Ten untrained seed_cnn models + manifest, published like the trainer does."""
     from gicls.models.untrained import write_untrained_bundle
 
-    return write_untrained_bundle(models_dir, classes, image_size, seed=seed)
+    return write_untrained_bundle(models_dir, DEFAULT_CLASSES, image_size)
 
 
 def write_images(folder: Path, count: int, size: int = IMAGE_SIZE, seed: int = 0) -> list[Path]:
@@ -51,12 +50,6 @@ def write_labelled_tree(root: Path, paths: list[Path], classes: tuple[str, str])
         target = folder / path.name
         if not target.exists():
             target.hardlink_to(path)
-
-
-def copy_files(paths: list[Path], folder: Path) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for path in paths:
-        shutil.copyfile(path, folder / path.name)
 
 
 def toml_value(value: Any) -> str:

@@ -28,9 +28,6 @@ class SeenIndex:
         key = _key(sha256)
         return None if key is None else self._first.get(key)
 
-    def __len__(self) -> int:
-        return len(self._first)
-
 
 # The empty file's hash: placeholders are all "the same bytes" and say nothing about re-drops.
 _EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

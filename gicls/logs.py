@@ -13,14 +13,12 @@ import sys
 import structlog
 
 
-def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
-    """Configure structlog for the whole process; ``json=None`` picks by whether stdout is a tty."""
-    if json is None:
-        json = not sys.stdout.isatty()
+def configure_logging(level: str = "INFO") -> None:
+    """Configure structlog for the whole process: JSON lines unless stdout is a terminal."""
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
-        if json
-        else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        structlog.dev.ConsoleRenderer(colors=True)
+        if sys.stdout.isatty()
+        else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[

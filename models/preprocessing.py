@@ -110,7 +110,7 @@ def _to_rgb8(image: Image.Image) -> Image.Image:
 
 
 def decode_many(
-    paths: Sequence[Path], image_size: int, workers: int, description: str = "decoding"
+    paths: Sequence[Path], image_size: int, workers: int
 ) -> tuple[np.ndarray, dict[int, UnreadableImageError]]:
     """Decode ``paths`` in parallel threads (Pillow releases the GIL while decoding).
 
@@ -127,6 +127,6 @@ def decode_many(
             failures[index] = exc
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for _ in track(pool.map(work, range(len(paths))), len(paths), description):
+        for _ in track(pool.map(work, range(len(paths))), len(paths), "decoding"):
             pass
     return images, failures

@@ -59,10 +59,6 @@ class ScanResult:
             if len({record.class_index for record in group}) > 1
         ]
 
-    def without(self, paths: set[Path]) -> ScanResult:
-        kept = [record for record in self.records if record.path not in paths]
-        return ScanResult(self.classes, kept, self.skipped)
-
 
 def _class_folders(root: Path, classes: Sequence[str]) -> dict[str, Path]:
     if not root.is_dir():
