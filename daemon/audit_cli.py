@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from gicls.cli_support import ConfigOption, run_command
+from gicls.cli_support import ConfigOption, add_version_option, run_command
 from gicls.config import GiclsConfig
 from gicls.daemon.audit_export import ExportFormat, export_log
 from gicls.daemon.audit_read import AuditLog, read_audit_log
@@ -24,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+add_version_option(app)
 
 LogOption = Annotated[
     Path | None,

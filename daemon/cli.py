@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from gicls.cli_support import ConfigOption, run_command
+from gicls.cli_support import ConfigOption, add_version_option, run_command
 from gicls.config import GiclsConfig
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Classify images dropped into an inbox folder; sort them and log every one.",
 )
+add_version_option(app)
 
 
 @app.command()

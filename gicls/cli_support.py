@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from gicls import __version__
 from gicls.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_NAME, GiclsConfig, load_config
 from gicls.errors import GiclsError
 from gicls.logs import configure_logging
@@ -49,3 +51,42 @@ def run_command(config_path: Path | None, action: Callable[[GiclsConfig], None])
     """Load the configuration and run ``action`` with it, reporting user errors plainly."""
     with user_errors():
         action(load(config_path))
+
+
+def _installed(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def version_text() -> str:
+    """gicls' version and the TensorFlow and Keras it runs on, read without importing them."""
+    return (
+        f"gicls {__version__} (TensorFlow {_installed('tensorflow')}, Keras {_installed('keras')})"
+    )
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+VersionOption = Annotated[
+    bool,
+    typer.Option(
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the gicls, TensorFlow and Keras versions and exit.",
+    ),
+]
+
+
+def add_version_option(app: typer.Typer) -> None:
+    """Give ``app`` a ``--version`` option (a callback, so it works without a command)."""
+
+    @app.callback()
+    def _main(show_version: VersionOption = False) -> None:
+        """Run ``--help`` for the commands."""

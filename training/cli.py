@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gicls.cli_support import ConfigOption, load, run_command, user_errors
+from gicls.cli_support import ConfigOption, add_version_option, load, run_command, user_errors
 from gicls.config import GiclsConfig, default_config_path, parse_config
 from gicls.training.evaluate import write_evaluation
 from gicls.training.pipeline import TrainingReport, evaluate_bundle, run_balance, train_bundle
@@ -22,6 +22,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+add_version_option(app)
 console = Console()
 
 ConditionsArgument = Annotated[
