@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gicls.daemon.audit_log import AuditLog
-from gicls.daemon.audit_schema import encode_name, neutralise
+from gicls.audit.schema import encode_name, neutralise
+from gicls.daemon.audit_writer import AuditWriter
 from gicls.daemon.claim import claim_batch
 from gicls.daemon.decide import decide
 from gicls.daemon.decode import decode_batch
@@ -77,7 +77,7 @@ class Pipeline:
         work: Path,
         router: Router,
         journal: Journal,
-        audit: AuditLog,
+        audit: AuditWriter,
         seen: SeenIndex,
         model: ServingModel,
         options: PipelineOptions,

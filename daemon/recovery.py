@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gicls.daemon.audit_log import iter_rows
-from gicls.daemon.audit_schema import encode_name
+from gicls.audit.rows import iter_rows
+from gicls.audit.schema import encode_name
 from gicls.daemon.dedupe import SeenIndex
 from gicls.daemon.journal import Entry, Journal
 from gicls.daemon.pipeline import Pipeline

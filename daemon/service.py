@@ -12,7 +12,7 @@ import functools
 import threading
 
 from gicls.config import GiclsConfig
-from gicls.daemon.audit_log import AuditLog
+from gicls.daemon.audit_writer import AuditWriter
 from gicls.daemon.faults import Faults
 from gicls.daemon.journal import Journal
 from gicls.daemon.lock import StateLock
@@ -67,7 +67,7 @@ def run(
         )
         router = Router(layout.output_dir)
         router.prepare(config.classes)
-        audit = AuditLog(layout.audit_log, config.classes)
+        audit = AuditWriter(layout.audit_log, config.classes)
         cleanup.callback(audit.close)
         journal, entries = Journal.open(layout.journal)
         cleanup.callback(journal.close)

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from bench.fixtures import config_text
-from gicls.daemon.audit_schema import audit_columns, decode_name
+from gicls.audit.schema import audit_columns, decode_name
 
 CLASSES = ("Bleeding", "Normal", "Polyp")
 REPO = Path(__file__).resolve().parents[2]

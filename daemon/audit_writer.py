@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from gicls.daemon.audit_schema import audit_columns
+from gicls.audit.schema import audit_columns
 from gicls.errors import DaemonError
 from gicls.logs import get_logger
 
@@ -51,17 +51,7 @@ def torn_tail_offset(fd: int) -> int | None:
     return 0
 
 
-def iter_rows(path: Path) -> Iterator[dict[str, str]]:
-    """Every row of an audit log as a dict (nothing if it does not exist)."""
-    try:
-        handle = path.open(newline="", encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return
-    with handle:
-        yield from csv.DictReader(handle)
-
-
-class AuditLog:
+class AuditWriter:
     """Appends rows to the audit log at ``path`` with the columns for ``classes``."""
 
     def __init__(self, path: Path, classes: Sequence[str]) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gicls.daemon.audit_cli import app
-from gicls.daemon.audit_read import read_audit_log
-from gicls.daemon.audit_schema import audit_columns
+from gicls.audit.cli import app
+from gicls.audit.reader import read_audit_log
+from gicls.audit.schema import audit_columns
 from gicls.errors import AuditError
 
 CLASSES = ("Bleeding", "Normal", "Polyp")

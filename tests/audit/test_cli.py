@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from gicls.daemon.audit_cli import app
-from gicls.daemon.audit_schema import audit_columns, encode_name
+from gicls.audit.cli import app
+from gicls.audit.schema import audit_columns, encode_name
 
 CLASSES = ("Bleeding", "Normal", "Polyp")
 LONG_NAME = b"x" * 246 + b".jpg"

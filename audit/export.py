@@ -19,8 +19,8 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-from gicls.daemon.audit_read import NUMBER_COLUMNS, AuditLog
-from gicls.daemon.audit_report import SCORED_STATUSES
+from gicls.audit.reader import NUMBER_COLUMNS, AuditTable
+from gicls.audit.summary import SCORED_STATUSES
 from gicls.errors import AuditError
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ class ExportFormat(StrEnum):
     CAPSULE_VISION = "capsule-vision"
 
 
-def export_log(log: AuditLog, export_format: ExportFormat, out: Path) -> int:
+def export_log(log: AuditTable, export_format: ExportFormat, out: Path) -> int:
     """Write ``log`` to ``out`` in ``export_format``; returns the number of data rows written.
 
     capsule-vision keeps classified and review rows: ``image_path`` (the logged file name), one
@@ -54,7 +54,7 @@ def export_log(log: AuditLog, export_format: ExportFormat, out: Path) -> int:
     return len(frame)
 
 
-def _submission(log: AuditLog) -> pd.DataFrame:
+def _submission(log: AuditTable) -> pd.DataFrame:
     scored = log.table["status"].isin(SCORED_STATUSES)
     if not scored.any():
         raise AuditError(f"audit log {log.path} has no classified or review rows to export")

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gicls.daemon.audit_read import AuditLog, display
-from gicls.daemon.audit_schema import decode_name
+from gicls.audit.reader import AuditTable, display
+from gicls.audit.schema import decode_name
 from gicls.errors import AuditError, listing
 from gicls.hashing import file_sha256
 
@@ -69,7 +69,7 @@ class Verification:
         return lines
 
 
-def verify_output(log: AuditLog, output_dir: Path, own_paths: Iterable[Path]) -> Verification:
+def verify_output(log: AuditTable, output_dir: Path, own_paths: Iterable[Path]) -> Verification:
     """Compare ``log`` with the files under ``output_dir``.
 
     ``own_paths`` are the daemon's own files and folders (audit log, state, inbox); those that
@@ -98,7 +98,7 @@ def verify_output(log: AuditLog, output_dir: Path, own_paths: Iterable[Path]) ->
     return result
 
 
-def _destinations(log: AuditLog, result: Verification) -> dict[bytes, list[int]]:
+def _destinations(log: AuditTable, result: Verification) -> dict[bytes, list[int]]:
     """Normalised destination -> row positions, recording rows that have no usable one."""
     text = log.text
     found: dict[bytes, list[int]] = {}

@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from gicls.daemon.audit_read import AuditLog, display
-from gicls.daemon.audit_schema import STATUSES
+from gicls.audit.reader import AuditTable, display
+from gicls.audit.schema import STATUSES
 
 PERCENTILES = (5, 25, 50, 75, 95)
 SCORED_STATUSES = ("classified", "review")
@@ -101,7 +101,7 @@ class Summary:
         return "\n\n".join(sections)
 
 
-def summarise(log: AuditLog) -> Summary:
+def summarise(log: AuditTable) -> Summary:
     """Count and describe the rows of ``log``."""
     table = log.table
     rows = len(table)
@@ -134,7 +134,7 @@ def summarise(log: AuditLog) -> Summary:
     )
 
 
-def tail(log: AuditLog, count: int) -> str:
+def tail(log: AuditTable, count: int) -> str:
     """The last ``count`` rows as a readable table, oldest first."""
     last = log.table.tail(count)
     shown = pd.DataFrame(

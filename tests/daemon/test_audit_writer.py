@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gicls.daemon.audit_log import AuditLog, iter_rows
-from gicls.daemon.audit_schema import audit_columns, decode_name, encode_name
+from gicls.audit.rows import iter_rows
+from gicls.audit.schema import audit_columns, decode_name, encode_name
+from gicls.daemon.audit_writer import AuditWriter
 from gicls.errors import DaemonError
 
 CLASSES = ("Bleeding", "Normal")
@@ -22,7 +23,7 @@ def test_header_is_written_once_and_every_row_is_one_line(tmp_path: Path) -> Non
     path = tmp_path / "audit.csv"
     names = [b"comma, name.jpg", b'quote".jpg', b"new\nline.jpg", b"=cmd|x.jpg", b"\xff.jpg"]
     for _ in range(2):  # reopening must not repeat the header
-        log = AuditLog(path, CLASSES)
+        log = AuditWriter(path, CLASSES)
         with log.batch():
             for raw in names:
                 text, hex_cell = encode_name(raw)
@@ -41,14 +42,14 @@ def test_header_is_written_once_and_every_row_is_one_line(tmp_path: Path) -> Non
 )
 def test_a_torn_last_line_is_truncated_at_start_up(tmp_path: Path, tail: bytes) -> None:
     path = tmp_path / "audit.csv"
-    log = AuditLog(path, CLASSES)
+    log = AuditWriter(path, CLASSES)
     with log.batch():
         log.append({"status": "classified", "file_name": "whole.jpg"})
     log.close()
     whole = path.read_bytes()
     path.write_bytes(whole + tail)
 
-    AuditLog(path, CLASSES).close()
+    AuditWriter(path, CLASSES).close()
 
     assert path.read_bytes() == whole
     assert [row["file_name"] for row in iter_rows(path)] == ["whole.jpg"]
@@ -57,13 +58,13 @@ def test_a_torn_last_line_is_truncated_at_start_up(tmp_path: Path, tail: bytes) 
 def test_a_torn_header_is_rewritten(tmp_path: Path) -> None:
     path = tmp_path / "audit.csv"
     path.write_bytes(b"processed_at,sta\0\0\0")
-    AuditLog(path, CLASSES).close()
+    AuditWriter(path, CLASSES).close()
     assert _records(path) == [audit_columns(CLASSES)]
 
 
 def test_a_log_with_other_classes_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "audit.csv"
-    AuditLog(path, CLASSES).close()
+    AuditWriter(path, CLASSES).close()
     with pytest.raises(DaemonError, match="new file"):
-        AuditLog(path, ("Bleeding", "Polyp"))
+        AuditWriter(path, ("Bleeding", "Polyp"))
     assert os.path.getsize(path) > 0

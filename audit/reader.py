@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gicls.daemon.audit_schema import STATUSES, audit_columns, encode_name
+from gicls.audit.schema import STATUSES, audit_columns, encode_name
 from gicls.errors import AuditError, listing
 
 # Columns holding numbers (besides one score column per class); blank cells become NaN.
@@ -24,7 +24,7 @@ NUMBER_COLUMNS = ("bytes", "confidence", "margin", "latency_ms")
 
 
 @dataclass(frozen=True)
-class AuditLog:
+class AuditTable:
     """The complete rows of an audit log, in file order (index 0..n-1).
 
     ``text`` holds every cell exactly as written (str). ``table`` holds the same rows typed:
@@ -47,7 +47,7 @@ def display(raw: bytes) -> str:
     return encode_name(raw)[0]
 
 
-def read_audit_log(path: Path, classes: Sequence[str]) -> AuditLog:
+def read_audit_log(path: Path, classes: Sequence[str]) -> AuditTable:
     """Read and check the audit log at ``path`` written for ``classes`` (config order)."""
     try:
         data = path.read_bytes()
@@ -74,7 +74,7 @@ def read_audit_log(path: Path, classes: Sequence[str]) -> AuditLog:
         raise AuditError(f"audit log {path} has a header but no rows yet")
     cells = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     refuse = _Refuser(path, line_numbers)
-    return AuditLog(
+    return AuditTable(
         path=path,
         classes=tuple(classes),
         text=cells,

@@ -11,12 +11,12 @@ from typing import Annotated
 
 import typer
 
+from gicls.audit.export import ExportFormat, export_log
+from gicls.audit.reader import AuditTable, read_audit_log
+from gicls.audit.summary import summarise, tail
+from gicls.audit.verify import verify_output
 from gicls.cli_support import ConfigOption, add_version_option, run_command
 from gicls.config import GiclsConfig
-from gicls.daemon.audit_export import ExportFormat, export_log
-from gicls.daemon.audit_read import AuditLog, read_audit_log
-from gicls.daemon.audit_report import summarise, tail
-from gicls.daemon.audit_verify import verify_output
 
 app = typer.Typer(
     name="gicls-audit",
@@ -36,7 +36,7 @@ LogOption = Annotated[
 ]
 
 
-def _read(config: GiclsConfig, log: Path | None) -> AuditLog:
+def _read(config: GiclsConfig, log: Path | None) -> AuditTable:
     return read_audit_log(log or config.daemon.audit_log, config.classes)
 
 
