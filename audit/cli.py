@@ -1,6 +1,7 @@
 """``gicls-audit``: review the daemon's audit log (summary, verify, tail, export).
 
-Every command reads ``daemon.audit_log`` of the configuration, or the log named by ``--log``.
+Every command reads ``daemon.audit_log`` of the configuration, or the log named by ``--log``,
+with all its segments (``gicls.audit.segments``) as one log.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import typer
 
 from gicls.audit.export import ExportFormat, export_log
 from gicls.audit.reader import AuditTable, read_audit_log
+from gicls.audit.segments import segment_paths
 from gicls.audit.summary import summarise, tail
 from gicls.audit.verify import verify_output
 from gicls.cli_support import ConfigOption, add_version_option, run_command
@@ -65,7 +67,12 @@ def verify(config: ConfigOption = None, log: LogOption = None) -> None:
         result = verify_output(
             audit,
             daemon.output_dir,
-            own_paths=(audit.path, daemon.audit_log, daemon.state_dir, daemon.inbox),
+            own_paths=(
+                *(segment.path for segment in audit.segments),
+                *segment_paths(daemon.audit_log),
+                daemon.state_dir,
+                daemon.inbox,
+            ),
         )
         if audit.incomplete_tail:
             typer.echo(

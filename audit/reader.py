@@ -2,8 +2,9 @@
 
 The log is read as one snapshot of its complete lines: the daemon may be appending while we
 read, and a row it has not finished (or one torn by a crash, which the daemon repairs at its
-next start) must not show up as a damaged row. Everything else that is wrong with the file is
-an ``AuditError`` whose one-line message names the file and the line.
+next start) must not show up as a damaged row. Every segment (``gicls.audit.segments``) is
+read, in order, as one log, whatever schema version each holds. Everything else that is wrong
+with a file is an ``AuditError`` whose one-line message names the file and the line.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from gicls.audit.schema import STATUSES, audit_columns, encode_name
+from gicls.audit.schema import STATUSES, VERSION_COLUMN, audit_columns, encode_name, layout_version
+from gicls.audit.segments import Segment, segment_paths
 from gicls.errors import AuditError, listing
 
 # Columns holding numbers (besides one score column per class); blank cells become NaN.
@@ -25,20 +27,42 @@ NUMBER_COLUMNS = ("bytes", "confidence", "margin", "latency_ms")
 
 @dataclass(frozen=True)
 class AuditTable:
-    """The complete rows of an audit log, in file order (index 0..n-1).
+    """The complete rows of an audit log, every segment in order (index 0..n-1), in pandas.
 
-    ``text`` holds every cell exactly as written (str). ``table`` holds the same rows typed:
-    ``processed_at`` as datetime64 UTC, ``NUMBER_COLUMNS`` and the class score columns as float64
-    (blank = NaN), every other column as in ``text``. ``line_numbers[i]`` is the physical line
-    of row ``i`` (the header is line 1). ``incomplete_tail`` tells that an unterminated last
-    line was left out.
+    ``text`` holds every cell exactly as written (str), in the columns of the current schema
+    version: a column that a row's version did not have reads as "", except ``schema_version``,
+    which reads as the row's version. ``table`` holds the same rows typed: ``processed_at`` as
+    datetime64 UTC, ``NUMBER_COLUMNS`` and the class score columns as float64 (blank = NaN),
+    every other column as in ``text``. Row ``i`` is on physical line ``line_numbers[i]`` of
+    ``segments[segment_of[i]]`` (the header is line 1). ``incomplete_tail`` tells that an
+    unterminated last line was left out.
     """
 
     path: Path
     classes: tuple[str, ...]
+    segments: tuple[Segment, ...]
     text: pd.DataFrame
     table: pd.DataFrame
+    segment_of: tuple[int, ...]
     line_numbers: tuple[int, ...]
+    incomplete_tail: bool
+
+    def where(self, row: int) -> str:
+        """Where row ``row`` is: its line, and its file when the log has several segments."""
+        line = f"line {self.line_numbers[row]}"
+        if len(self.segments) == 1:
+            return line
+        return f"{self.segments[self.segment_of[row]].path.name} {line}"
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One segment's rows, already in the current columns."""
+
+    segment: Segment
+    text: pd.DataFrame
+    table: pd.DataFrame
+    line_numbers: list[int]
     incomplete_tail: bool
 
 
@@ -48,19 +72,41 @@ def display(raw: bytes) -> str:
 
 
 def read_audit_log(path: Path, classes: Sequence[str]) -> AuditTable:
-    """Read and check the audit log at ``path`` written for ``classes`` (config order)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    """Read and check the audit log configured as ``path``, written for ``classes``."""
+    paths = segment_paths(path)
+    if not paths:
         raise AuditError(
             f"audit log {path} does not exist (no file processed yet? --log PATH reads another)"
-        ) from None
+        )
+    # A segment the daemon has only just created may not hold its header yet.
+    parts = [_read_segment(file, classes, alone=len(paths) == 1) for file in paths]
+    found = [part for part in parts if part is not None]
+    if not any(part.line_numbers for part in found):
+        raise AuditError(f"audit log {path} has a header but no rows yet")
+    return AuditTable(
+        path=path,
+        classes=tuple(classes),
+        segments=tuple(part.segment for part in found),
+        text=pd.concat([part.text for part in found], ignore_index=True),
+        table=pd.concat([part.table for part in found], ignore_index=True),
+        segment_of=tuple(k for k, part in enumerate(found) for _ in part.line_numbers),
+        line_numbers=tuple(line for part in found for line in part.line_numbers),
+        incomplete_tail=any(part.incomplete_tail for part in found),
+    )
+
+
+def _read_segment(path: Path, classes: Sequence[str], alone: bool) -> _Part | None:
+    """One segment, checked; None for a segment with no header yet unless it is ``alone``."""
+    try:
+        data = path.read_bytes()
     except OSError as exc:
         raise AuditError(f"cannot read audit log {path}: {exc.strerror}") from None
     # A crash after the file grew but before the data landed leaves NUL bytes at the end.
     data = data.rstrip(b"\0")
     end = data.rfind(b"\n") + 1
     if end == 0:
+        if not alone:
+            return None
         raise AuditError(f"audit log {path} is empty (not even a header line)")
     try:
         text = data[:end].decode("utf-8")
@@ -68,33 +114,38 @@ def read_audit_log(path: Path, classes: Sequence[str]) -> AuditTable:
         line = data[: exc.start].count(b"\n") + 1
         raise AuditError(f"audit log {path} is not UTF-8 text (line {line})") from None
 
-    header, line_numbers = _check_structure(text, path)
-    _check_header(header, classes, path)
-    if not line_numbers:
-        raise AuditError(f"audit log {path} has a header but no rows yet")
+    header, first, line_numbers = _check_structure(text, path)
+    declared = first[header.index(VERSION_COLUMN)] if first and VERSION_COLUMN in header else None
+    version = layout_version(header, classes, declared, path)
     cells = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     refuse = _Refuser(path, line_numbers)
-    return AuditTable(
-        path=path,
-        classes=tuple(classes),
+    if version > 1:
+        refuse(cells[VERSION_COLUMN] != str(version), f"schema_version is not {version}")
+    cells = cells.reindex(columns=audit_columns(classes), fill_value="")
+    cells[VERSION_COLUMN] = str(version)
+    return _Part(
+        segment=Segment(path, version),
         text=cells,
         table=_typed(cells, classes, refuse),
-        line_numbers=tuple(line_numbers),
+        line_numbers=line_numbers,
         incomplete_tail=end < len(data),
     )
 
 
-def _check_structure(text: str, path: Path) -> tuple[list[str], list[int]]:
-    """Header and the line number of each row; every row must have the header's field count.
+def _check_structure(text: str, path: Path) -> tuple[list[str], list[str], list[int]]:
+    """Header, first row ([] if none) and the line number of each row.
 
-    pandas pads a short row with empty cells without a word, so the count is checked here.
+    Every row must have the header's field count: pandas pads a short row with empty cells
+    without a word, so the count is checked here.
     """
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    first: list[str] = []
     try:
         header = next(reader)
         line_numbers: list[int] = []
         wrong: list[str] = []
         for record in reader:
+            first = first or record
             line_numbers.append(reader.line_num)
             if len(record) != len(header):
                 wrong.append(f"{reader.line_num} ({len(record)} fields)")
@@ -105,39 +156,7 @@ def _check_structure(text: str, path: Path) -> tuple[list[str], list[int]]:
             f"audit log {path}: {len(wrong)} row(s) do not have the header's {len(header)} "
             f"fields, on line(s) {listing(wrong)}"
         )
-    return header, line_numbers
-
-
-def _check_header(header: list[str], classes: Sequence[str], path: Path) -> None:
-    expected = audit_columns(classes)
-    if header == expected:
-        return
-    problems = []
-    missing = [name for name in expected if name not in header]
-    unexpected = [name for name in header if name not in expected]
-    repeated = sorted({name for name in header if header.count(name) > 1})
-    if missing:
-        problems.append(f"missing column(s) {_quoted(missing)}")
-    if unexpected:
-        problems.append(f"unexpected column(s) {_quoted(unexpected)}")
-    if repeated:
-        problems.append(f"repeated column(s) {_quoted(repeated)}")
-    if not problems:
-        logged = [name for name in header if name in classes]
-        if logged != list(classes):
-            problems.append(
-                f"class columns in another order: log {_quoted(logged)}, "
-                f"configuration {_quoted(list(classes))}"
-            )
-        else:
-            problems.append(f"columns in another order: {_quoted(header)}")
-    raise AuditError(
-        f"audit log {path} does not match the configured classes: " + "; ".join(problems)
-    )
-
-
-def _quoted(names: Sequence[str]) -> str:
-    return ", ".join(repr(name) for name in names)
+    return header, first, line_numbers
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,7 @@ def summarise(log: AuditTable) -> Summary:
     span_hours = (last_at - first_at).total_seconds() / 3600
     latency = table["latency_ms"].dropna()
     return Summary(
-        log=str(log.path),
+        log=" + ".join(str(segment.path) for segment in log.segments),
         rows=rows,
         first_at=first_at,
         last_at=last_at,

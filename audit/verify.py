@@ -113,11 +113,11 @@ def _destinations(log: AuditTable, result: Verification) -> dict[bytes, list[int
     ):
         if not cell and not hex_cell:
             if status in MOVING_STATUSES:
-                result.add(NO_DESTINATION, f"{file_cell} (line {log.line_numbers[row]})")
+                result.add(NO_DESTINATION, f"{file_cell} ({log.where(row)})")
             continue
         destination = _normalise(decode_name(cell, hex_cell))
         if destination is None:
-            result.add(OUTSIDE, f"{cell} (line {log.line_numbers[row]})")
+            result.add(OUTSIDE, f"{cell} ({log.where(row)})")
             continue
         found.setdefault(destination, []).append(row)
     return found

@@ -35,6 +35,7 @@ from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled
 from gicls.fsutil import fsync_dir
 from gicls.logs import get_logger
+from gicls.models.ensemble import FusedEnsemble
 
 log = get_logger(__name__)
 
@@ -132,7 +133,7 @@ class Pipeline:
                 earlier[k],
                 scores_of.get(k),
                 batch_id,
-                ensemble.bundle_id,
+                ensemble,
                 reserved,
             )
             self.journal.plan(entry, plan)
@@ -150,7 +151,7 @@ class Pipeline:
         earlier: str | None,
         scores: np.ndarray | None,
         batch_id: str,
-        bundle_id: str,
+        ensemble: FusedEnsemble,
         reserved: set[str],
     ) -> dict[str, Any]:
         name_text, name_hex = encode_name(os.fsencode(entry.name))
@@ -177,7 +178,8 @@ class Pipeline:
                 predicted_class=predicted,
                 confidence=_score(decision.confidence),
                 margin=_score(decision.margin),
-                model_bundle=bundle_id,
+                model_bundle=ensemble.bundle_id,
+                precision=ensemble.precision,
             )
             cells.update(zip(self.options.classes, map(_score, scores), strict=True))
         cells["status"] = status

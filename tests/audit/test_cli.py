@@ -134,6 +134,8 @@ class Site:
             "duplicate_of": duplicate_of,
             "file_name_hex": file_hex,
             "destination_hex": destination_hex,
+            "precision": "" if confidence is None else "float32",
+            "schema_version": "2",
         }
         self.rows.append(row)
         return row

@@ -33,6 +33,8 @@ def row(
         "Polyp": "0.05",
         "destination": "Bleeding/a.jpg",
         "latency_ms": "12",
+        "precision": "float32",
+        "schema_version": "2",
         **cells,
     }
     return [values.get(column, "") for column in audit_columns(CLASSES)]
@@ -70,7 +72,7 @@ def run(tmp_path: Path, *args: str) -> tuple[int, str, str]:
         ),
         (
             (csv_text(row()) + "2024-05-01T11:00:00+00:00,classified,b.jpg\r\n").encode(),
-            "audit log {log}: 1 row(s) do not have the header's 19 fields, on line(s) 3 (3 fields)",
+            "audit log {log}: 1 row(s) do not have the header's 21 fields, on line(s) 3 (3 fields)",
         ),
         (
             csv_text(row(), row(status="lost"), row(status="")).encode(),

@@ -10,6 +10,7 @@ from gicls.audit.rows import iter_rows
 from gicls.audit.schema import audit_columns, decode_name, encode_name
 from gicls.daemon.audit_writer import AuditWriter
 from gicls.errors import DaemonError
+from tests.audit.v1_log import v1_columns, write_v1_log
 
 CLASSES = ("Bleeding", "Normal")
 
@@ -68,3 +69,79 @@ def test_a_log_with_other_classes_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DaemonError, match="new file"):
         AuditWriter(path, ("Bleeding", "Polyp"))
     assert os.path.getsize(path) > 0
+
+
+def _v1_rows() -> list[dict[str, str]]:
+    return [
+        {
+            "processed_at": "2024-05-01T10:00:00.000+00:00",
+            "status": "classified",
+            "file_name": "old.jpg",
+            "predicted_class": "Normal",
+            "Bleeding": "0.1",
+            "Normal": "0.9",
+        },
+    ]
+
+
+def test_an_older_log_is_left_as_it_is_and_continued_in_a_new_segment(tmp_path: Path) -> None:
+    path = tmp_path / "audit.csv"
+    old = write_v1_log(path, CLASSES, _v1_rows())
+    for name in ("first.jpg", "second.jpg"):  # the second start appends to the same segment
+        log = AuditWriter(path, CLASSES)
+        with log.batch():
+            log.append({"status": "classified", "file_name": name, "precision": "float32"})
+        log.close()
+
+    assert path.read_bytes() == old
+    assert log.path == tmp_path / "audit.v2.csv"
+    records = _records(log.path)
+    assert records[0] == [*v1_columns(CLASSES), "precision", "schema_version"]
+    assert [(r[2], r[-2], r[-1]) for r in records[1:]] == [
+        ("first.jpg", "float32", "2"),
+        ("second.jpg", "float32", "2"),
+    ]
+    assert [row["file_name"] for row in iter_rows(path)] == ["old.jpg", "first.jpg", "second.jpg"]
+
+
+def test_a_torn_last_line_of_the_older_log_is_truncated_before_the_new_segment(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.csv"
+    old = write_v1_log(path, CLASSES, _v1_rows())
+    path.write_bytes(old + b"2024-05-01T11:00:00.000+00:00,classif" + b"\0" * 40)
+
+    AuditWriter(path, CLASSES).close()
+
+    assert path.read_bytes() == old
+    assert _records(tmp_path / "audit.v2.csv") == [audit_columns(CLASSES)]
+
+
+def test_an_older_log_with_other_classes_is_refused_and_nothing_is_created(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "audit.csv"
+    old = write_v1_log(path, ("Bleeding", "Polyp"), _v1_rows())
+
+    with pytest.raises(
+        DaemonError,
+        match=r"does not match the configured classes: missing "
+        r"column.s. 'Normal'; unexpected column.s. 'Polyp'.*new file",
+    ):
+        AuditWriter(path, CLASSES)
+
+    assert path.read_bytes() == old
+    assert sorted(os.listdir(tmp_path)) == ["audit.csv"]
+
+
+@pytest.mark.parametrize("file_name", ["audit.csv", "audit.v3.csv"])
+def test_a_log_of_a_newer_schema_version_is_refused(tmp_path: Path, file_name: str) -> None:
+    future = [*v1_columns(CLASSES), "precision", "study", "source_path", "flags", "schema_version"]
+    row = ["2030-01-01T00:00:00+00:00", "classified", "x.jpg", *[""] * (len(future) - 4), "3"]
+    (tmp_path / file_name).write_text(",".join(future) + "\r\n" + ",".join(row) + "\r\n")
+    before = sorted(os.listdir(tmp_path))
+
+    with pytest.raises(DaemonError, match="schema version 3; this gicls reads versions 1 to 2"):
+        AuditWriter(tmp_path / "audit.csv", CLASSES)
+
+    assert sorted(os.listdir(tmp_path)) == before
