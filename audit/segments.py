@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gicls.audit.schema import VERSION_COLUMN, layout_version
+from gicls.errors import AuditError
 
 # Enough for the header and the first row of any log gicls writes.
 HEAD_BYTES = 64 * 1024
@@ -43,6 +44,8 @@ def segment_paths(log: Path) -> list[Path]:
         names = os.listdir(log.parent)
     except FileNotFoundError:
         names = []
+    except OSError as exc:
+        raise AuditError(f"cannot list the folder of audit log {log}: {exc.strerror}") from None
     numbered = sorted(
         (int(match[1]), log.parent / name)
         for name in names
@@ -73,6 +76,10 @@ def read_segments(log: Path, classes: Sequence[str]) -> list[Segment]:
     """Every existing segment of ``log`` with its version, checked against ``classes``."""
     found = []
     for path in segment_paths(log):
-        with path.open("rb") as handle:
-            found.append(Segment(path, head_version(handle.read(HEAD_BYTES), classes, path)))
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(HEAD_BYTES)
+        except OSError as exc:
+            raise AuditError(f"cannot read audit log {path}: {exc.strerror}") from None
+        found.append(Segment(path, head_version(head, classes, path)))
     return found

@@ -77,6 +77,22 @@ def _locked(fd: int, operation: int) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+def _repair_closed_segment(path: Path) -> None:
+    """Cut a torn last line off a segment no longer appended to; a whole one is only read.
+
+    The older writer may have crashed mid-row; an archived log may well be read-only.
+    """
+    with path.open("rb") as handle:
+        if torn_tail_offset(handle.fileno()) is None:
+            return
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        with _locked(fd, fcntl.LOCK_EX):
+            repair_torn_tail(fd, path)
+    finally:
+        os.close(fd)
+
+
 def log_segments(log_path: Path, classes: Sequence[str]) -> list[Segment]:
     """The existing segments of the log configured as ``log_path``, oldest first.
 
@@ -115,13 +131,7 @@ class AuditWriter:
         self.path = append_target(log_path, segments)
         previous = segments[-1] if segments and segments[-1].path != self.path else None
         if previous is not None:
-            # The older writer may have crashed mid-row: its file keeps its complete rows only.
-            fd = os.open(previous.path, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                with _locked(fd, fcntl.LOCK_EX):
-                    repair_torn_tail(fd, previous.path)
-            finally:
-                os.close(fd)
+            _repair_closed_segment(previous.path)
         self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o660)
         version, started = self._prepare()
         if version != SCHEMA_VERSION:

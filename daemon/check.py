@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+from pathlib import Path
+
+from gicls.audit.schema import SCHEMA_VERSION
 from gicls.config import GiclsConfig
+from gicls.daemon.audit_writer import append_target, log_segments
 from gicls.daemon.journal import replay
 from gicls.daemon.lock import StateLock
 from gicls.daemon.route import DUPLICATES_FOLDER, QUARANTINE_FOLDER, REVIEW_FOLDER
 from gicls.daemon.settle import empty_timeout
-from gicls.daemon.startup import Layout, check_layout
+from gicls.daemon.startup import Layout, check_layout, existing_ancestor
+from gicls.errors import DaemonError
 from gicls.models.bundle import verify_bundle
 
 
@@ -15,11 +22,66 @@ def _state(path_exists: bool) -> str:
     return "" if path_exists else " (will be created)"
 
 
+def _user() -> str:
+    uid = os.geteuid()
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _not_writable(path: Path, what: int) -> str | None:
+    """Why the running user cannot write ``path`` (None if it can).
+
+    access(2) with the effective ids answers for this process as the kernel would: it also
+    refuses writes on read-only mounts (as systemd's ProtectSystem makes) and to immutable
+    files, which permission bits do not show and which stop even root.
+    """
+    if os.access(path, what, effective_ids=True):
+        return None
+    return "read-only file system" if os.statvfs(path).f_flag & os.ST_RDONLY else "no permission"
+
+
+def check_writable(layout: Layout, audit_target: Path) -> None:
+    """Raise DaemonError naming each folder (or the audit log file) ``run`` could not write."""
+    folders = {
+        "daemon.inbox": layout.inbox,
+        "daemon.output_dir": layout.output_dir,
+        "daemon.state_dir": layout.state_dir,
+        "daemon.audit_log": audit_target.parent,
+    }
+    problems = []
+    for key, folder in folders.items():
+        # A folder that does not exist yet is created in its nearest existing parent.
+        where = existing_ancestor(folder)
+        reason = _not_writable(where, os.W_OK | os.X_OK)
+        if reason is not None:
+            place = "" if where == folder.absolute() else f" (to be created in {where})"
+            problems.append(f"{key} {folder}{place}: {reason}")
+    if audit_target.exists():
+        reason = _not_writable(audit_target, os.W_OK)
+        if reason is not None:
+            problems.append(f"daemon.audit_log {audit_target}: {reason}")
+    if problems:
+        raise DaemonError(f"not writable by {_user()}: " + "; ".join(problems))
+
+
+def _audit_line(target: Path, older: list[str]) -> str:
+    line = f"audit log: {target}{_state(target.exists())}, schema version {SCHEMA_VERSION}"
+    if older:
+        line += f"; earlier rows kept as they are in {', '.join(older)}"
+    return line
+
+
 def describe(config: GiclsConfig) -> list[str]:
     """Lines describing what ``run`` would do; raises the error ``run`` would stop with."""
     settings = config.daemon
     layout = Layout.of(settings)
     check_layout(layout)
+    segments = log_segments(layout.audit_log, config.classes)
+    audit_target = append_target(layout.audit_log, segments)
+    check_writable(layout, audit_target)
+    older = [f"{s.path} (schema version {s.version})" for s in segments if s.path != audit_target]
     manifest = verify_bundle(config.paths.models_dir, config.classes)
     lock = StateLock(layout.state_dir)
     open_entries = len(replay(layout.journal))
@@ -47,7 +109,7 @@ def describe(config: GiclsConfig) -> list[str]:
         f"{', '.join(config.classes)}, {REVIEW_FOLDER}, {QUARANTINE_FOLDER}/<reason>",
         f"review threshold: {threshold}",
         f"duplicates: {duplicates}",
-        f"audit log: {layout.audit_log}{_state(layout.audit_log.exists())}",
+        _audit_line(audit_target, older),
         f"state: {layout.state_dir}{_state(layout.state_dir.exists())}, "
         f"{open_entries} unfinished journal entries to recover",
         "inbox, state and output are on one file system",

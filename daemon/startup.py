@@ -44,7 +44,7 @@ class Layout:
         }
 
 
-def _existing_ancestor(path: Path) -> Path:
+def existing_ancestor(path: Path) -> Path:
     path = path.absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
@@ -64,7 +64,7 @@ def check_layout(layout: Layout) -> None:
             "daemon.inbox, daemon.state_dir and daemon.output_dir must be three different "
             f"folders; got {', '.join(f'{k}={v}' for k, v in resolved.items())}"
         )
-    devices = {key: os.stat(_existing_ancestor(path)).st_dev for key, path in folders.items()}
+    devices = {key: os.stat(existing_ancestor(path)).st_dev for key, path in folders.items()}
     if len(set(devices.values())) > 1:
         raise DaemonError(
             "daemon.inbox, daemon.state_dir and daemon.output_dir must be on one file system "

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,21 @@ def test_a_log_of_a_newer_schema_version_is_refused(tmp_path: Path, file_name: s
         AuditWriter(tmp_path / "audit.csv", CLASSES)
 
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_an_older_log_that_cannot_be_written_is_still_continued(tmp_path: Path) -> None:
+    """An archived log may be read-only; immutable (chattr +i) stops even root writing it."""
+    path = tmp_path / "audit.csv"
+    old = write_v1_log(path, CLASSES, _v1_rows())
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        log = AuditWriter(path, CLASSES)
+        with log.batch():
+            log.append({"status": "classified", "file_name": "new.jpg"})
+        log.close()
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+    assert path.read_bytes() == old
+    assert [row["file_name"] for row in iter_rows(path)] == ["old.jpg", "new.jpg"]
