@@ -12,7 +12,7 @@ from rich.table import Table
 
 from gicls.cli_support import ConfigOption, add_version_option, load, run_command, user_errors
 from gicls.config import GiclsConfig, default_config_path, parse_config
-from gicls.training.evaluate import write_evaluation
+from gicls.training.evaluate import evaluation_folder, write_evaluation
 from gicls.training.pipeline import TrainingReport, evaluate_bundle, run_balance, train_bundle
 from gicls.training.scan import scan_labelled_tree
 from gicls.training.score import score_submission, write_metrics_json
@@ -103,7 +103,12 @@ def evaluate(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Output folder [default: <models_dir>/evaluation[/<data name>]]."),
+        typer.Option(
+            help="Output folder [default: <models_dir>-evaluations/<bundle id>/<data name or "
+            "held-out>]. Never inside the live bundle: the daemon reads it and training "
+            "replaces it whole, so files written into it would race the next publish or be "
+            "lost with it."
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
@@ -111,10 +116,13 @@ def evaluate(
 
     def action(cfg: GiclsConfig) -> None:
         evaluation = evaluate_bundle(cfg, data)
-        target = out or cfg.paths.models_dir / "evaluation" / (data.name if data else "")
+        target = out or evaluation_folder(
+            cfg.paths.models_dir, evaluation.bundle_id, data.name if data else "held-out"
+        )
         written = write_evaluation(evaluation, target)
         console.print(_class_table(evaluation.metrics))
         _print_evaluation_summary(evaluation.report, "images" if data else "held-out images")
+        console.print(f"Scored in {evaluation.report['precision']}.")
         console.print("Wrote: " + ", ".join(str(p) for p in written))
 
     run_command(config, action)

@@ -40,12 +40,30 @@ REVIEW_THRESHOLDS = tuple(np.round(np.arange(0.0, 1.0001, 0.02), 2))
 MAX_REVIEW_RATE = 0.10
 
 
+# A bfloat16 evaluation is guarded like the daemon's serving, on (up to) this many of the
+# images being evaluated: their own float32 and bfloat16 argmax must agree.
+GUARD_IMAGES = 256
+
+
 def raw_scores(
-    models_dir: Path, manifest: Manifest, cache: ImageCache, records: Sequence[ImageRecord]
-) -> np.ndarray:
-    """Uncalibrated fused-ensemble scores (len(records), n_classes) float32, in class order."""
-    ensemble = FusedEnsemble(models_dir, manifest.model_copy(update={"calibration": None}))
-    return ensemble.score_rows(cache.pixels, cache.rows(records))
+    models_dir: Path,
+    manifest: Manifest,
+    cache: ImageCache,
+    records: Sequence[ImageRecord],
+    precision: str = "float32",
+) -> tuple[np.ndarray, str]:
+    """Uncalibrated fused-ensemble scores (len(records), n_classes) float32, in class order.
+
+    Also returns the precision the ensemble really served (bfloat16 can be refused).
+    """
+    rows = cache.rows(records)
+    ensemble = FusedEnsemble(
+        models_dir,
+        manifest.model_copy(update={"calibration": None}),
+        precision,
+        guard_sample=lambda _size: cache.pixels[rows[:GUARD_IMAGES]],
+    )
+    return ensemble.score_rows(cache.pixels, rows), ensemble.precision
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,10 @@ class Evaluation:
     # map was fitted on these images, so that no figure is measured on what the map saw).
     scores: np.ndarray
     report: dict[str, Any]
+
+    @property
+    def bundle_id(self) -> str:
+        return self.report["bundle_id"]
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -72,6 +94,8 @@ def evaluate_scores(
     calibration: Calibration | None,
     calibration_fitted_here: bool,
     seed: int,
+    precision: str,
+    bundle_id: str,
 ) -> Evaluation:
     """Metrics with and without calibration, and the review-threshold trade-off.
 
@@ -80,7 +104,9 @@ def evaluate_scores(
     """
     classes = list(classes)
     report: dict[str, Any] = {
+        "bundle_id": bundle_id,
         "images": len(truth),
+        "precision": precision,
         "uncalibrated": _with_accuracy(challenge_metrics(truth, raw, classes), raw, truth),
     }
     scores = raw
@@ -106,6 +132,11 @@ def evaluate_scores(
 def _with_accuracy(metrics: dict[str, Any], scores: np.ndarray, truth: np.ndarray) -> dict:
     accuracy = float(np.mean(scores.argmax(axis=1) == truth)) if len(truth) else None
     return {**metrics, "accuracy": accuracy}
+
+
+def evaluation_folder(models_dir: Path, bundle_id: str, name: str) -> Path:
+    """Where an evaluation goes by default: beside the live bundle, never inside it."""
+    return models_dir.parent / f"{models_dir.name}-evaluations" / bundle_id / name
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: Path) -> list[Path]:

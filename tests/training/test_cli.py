@@ -208,7 +208,8 @@ def test_evaluate_writes_metrics_predictions_and_plots(tmp_path, method):
     # The held-out default replays the bundle's own split.
     held_out = runner.invoke(app, ["evaluate", "-c", str(config)])
     assert held_out.exit_code == 0, held_out.output
-    report = json.loads((tmp_path / "Models" / "evaluation" / "report.json").read_text())
+    replayed = tmp_path / "Models-evaluations" / manifest.bundle_id / "held-out"
+    report = json.loads((replayed / "report.json").read_text())
     assert report["images"] == sum(manifest.data["validation_images"].values())
     assert ("calibrated" in report) == (method != "none")
 
