@@ -6,6 +6,7 @@ never reads configuration beyond what it is handed.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +138,7 @@ def prepare_data(config: GiclsConfig, decode_size: int) -> PreparedData:
                 config.paths.validation_dir,
             ),
             held_out_rows(split, classes),
+            split.fractions,
         ),
     }
     log.info("split_done", train=sum(train_counts), validation=sum(validation_counts))
@@ -149,11 +151,13 @@ def _near_duplicate_groups(cache: ImageCache, max_distance: int) -> dict[str, st
         return {}
     hashes_by_row = sorted(cache.row_of_hash, key=cache.row_of_hash.__getitem__)
     labels = near_duplicate_groups(difference_hashes(cache.pixels), max_distance)
-    sizes = np.bincount(labels)
+    members: dict[int, list[str]] = defaultdict(list)
+    for sha, label in zip(hashes_by_row, labels, strict=True):
+        members[label].append(sha)
+    # Keyed by content (its first member's hash), not by label number: labels renumber when
+    # any image anywhere is added, and the split orders groups by key.
     group_of = {
-        sha: f"near-{label}"
-        for sha, label in zip(hashes_by_row, labels, strict=True)
-        if sizes[label] > 1
+        sha: f"near-{min(shas)}" for shas in members.values() if len(shas) > 1 for sha in shas
     }
     log.info(
         "near_duplicates_grouped",

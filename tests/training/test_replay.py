@@ -56,6 +56,7 @@ def test_the_split_is_recorded_replayed_exactly_and_guards_partial_fits(tmp_path
     record = manifest.data["split"]
     assert record["settings"]["balance.seed"] == 42
     assert record["settings"]["balance.near_duplicate_bits"] == 10
+    assert record["fractions"]["Normal"] == {"requested": 0.2, "achieved": 0.2}
     assert len(held_out_paths(tmp_path)) == record["held_out_images"]
     assert record["held_out_images"] == manifest.metrics["validation"]["images"]
 
