@@ -12,7 +12,7 @@ from rich.table import Table
 
 from gicls.cli_support import ConfigOption, add_version_option, load, run_command, user_errors
 from gicls.config import GiclsConfig, default_config_path, parse_config
-from gicls.training.evaluate import evaluation_folder, write_evaluation
+from gicls.training.evaluate import IN_SAMPLE, evaluation_folder, write_evaluation
 from gicls.training.pipeline import TrainingReport, evaluate_bundle, run_balance, train_bundle
 from gicls.training.scan import scan_labelled_tree
 from gicls.training.score import score_submission, write_metrics_json
@@ -59,12 +59,14 @@ def _print_report(report: TrainingReport) -> None:
 
 
 def _print_evaluation_summary(report: dict[str, Any], what: str) -> None:
+    in_sample = report.get("calibration", {}).get("in_sample", False)
     for variant in ("uncalibrated", "calibrated"):
         if variant not in report:
             continue
         figures = report[variant]
+        label = f"{variant}, {IN_SAMPLE}" if variant == "calibrated" and in_sample else variant
         console.print(
-            f"Ensemble on {report['images']} {what} ({variant}): "
+            f"Ensemble on {report['images']} {what} ({label}): "
             f"accuracy {figures['accuracy']:.3f}, "
             f"balanced accuracy {figures['balanced_accuracy']:.3f}, "
             f"mean AUC {_fmt(figures['mean_auc'])}"

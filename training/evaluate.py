@@ -38,6 +38,8 @@ from gicls.training.score import write_metrics_json
 
 REVIEW_THRESHOLDS = tuple(np.round(np.arange(0.0, 1.0001, 0.02), 2))
 MAX_REVIEW_RATE = 0.10
+# How figures measured on the images the calibration maps were fitted on are labelled.
+IN_SAMPLE = "in-sample"
 
 
 # A bfloat16 evaluation is guarded like the daemon's serving, on (up to) this many of the
@@ -111,14 +113,23 @@ def evaluate_scores(
     }
     scores = raw
     if calibration is not None:
-        scores = (
-            cross_fitted_scores(raw, truth, classes, calibration.method, seed)
-            if calibration_fitted_here
-            else apply_calibration(raw, calibration, classes)
-        )
+        in_sample = False
+        if calibration_fitted_here:
+            scores, crossed = cross_fitted_scores(raw, truth, classes, calibration.method, seed)
+            in_sample = not crossed
+            figures = (
+                "cross-fitted on this split"
+                if crossed
+                else IN_SAMPLE + " (fitted and measured on these images: a class has fewer "
+                "than 2 of them, too few to cross-fit)"
+            )
+        else:
+            scores = apply_calibration(raw, calibration, classes)
+            figures = "as applied (the bundle's maps, not fitted on these images)"
         report["calibration"] = {
             "method": calibration.method,
-            "figures": "cross-fitted on this split" if calibration_fitted_here else "as applied",
+            "figures": figures,
+            "in_sample": in_sample,
         }
         report["calibrated"] = _with_accuracy(
             challenge_metrics(truth, scores, classes), scores, truth
