@@ -22,6 +22,8 @@ from gicls.models.bundle import Calibration, ClassCalibration
 _EPSILON = 1e-7
 CROSS_FIT_FOLDS = 5
 MIN_SCALE = 1e-3
+# How figures measured on the images the calibration maps were fitted on are labelled.
+IN_SAMPLE = "in-sample"
 
 
 def logit(scores: np.ndarray) -> np.ndarray:

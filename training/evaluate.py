@@ -25,6 +25,7 @@ import pandas as pd
 from gicls.models.bundle import Calibration, Manifest
 from gicls.models.ensemble import FusedEnsemble
 from gicls.training.calibration import (
+    IN_SAMPLE,
     apply_calibration,
     cross_fitted_scores,
     review_tradeoff,
@@ -38,8 +39,6 @@ from gicls.training.score import write_metrics_json
 
 REVIEW_THRESHOLDS = tuple(np.round(np.arange(0.0, 1.0001, 0.02), 2))
 MAX_REVIEW_RATE = 0.10
-# How figures measured on the images the calibration maps were fitted on are labelled.
-IN_SAMPLE = "in-sample"
 
 
 # A bfloat16 evaluation is guarded like the daemon's serving, on (up to) this many of the
