@@ -3,7 +3,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from gicls.daemon.decode import decode_batch
 from tests.daemon import harness
@@ -44,16 +44,12 @@ def test_good_files_decode_to_their_known_pixels_and_bad_ones_are_reported_by_in
     assert not images[1].any()
 
 
-def test_an_odd_decoder_exception_quarantines_that_file_only(monkeypatch) -> None:
-    real = ImageOps.exif_transpose
-
-    def fails_on_33_px(image, *args, **kwargs):
-        if image.size == (33, 33):
-            raise KeyError("odd decoder state")
-        return real(image, *args, **kwargs)
-
-    monkeypatch.setattr(ImageOps, "exif_transpose", fails_on_33_px)
-    blobs = [harness.png(1), encoded(np.zeros((33, 33, 3), np.uint8)), harness.png(2)]
+def test_an_odd_decoder_exception_quarantines_that_file_only(pillow_chokes_on_odd_size) -> None:
+    blobs = [
+        harness.png(1),
+        encoded(np.zeros((pillow_chokes_on_odd_size,) * 2 + (3,), np.uint8)),
+        harness.png(2),
+    ]
     images, failures = decode_batch(blobs, 16)
     assert {k: e.reason for k, e in failures.items()} == {1: "corrupt"}
     assert "KeyError" in str(failures[1])
