@@ -30,14 +30,18 @@ START_UP_NOISE = re.compile(
 @contextmanager
 def start_up_noise_filtered() -> Iterator[None]:
     """Capture fd 2 for the duration, then write back all but ``START_UP_NOISE`` lines."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+    _flush_stderr()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 at all: nothing would reach a terminal anyway
+        yield
+        return
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:
             yield
         finally:
-            sys.stderr.flush()
+            _flush_stderr()
             os.dup2(saved, 2)
             os.close(saved)
             captured.seek(0)
@@ -48,6 +52,11 @@ def start_up_noise_filtered() -> Iterator[None]:
             ]
             if kept:
                 os.write(2, b"".join(kept))
+
+
+def _flush_stderr() -> None:
+    if sys.stderr is not None:  # None when the process started without fd 2
+        sys.stderr.flush()
 
 
 class _QuietLoader(importlib.abc.Loader):

@@ -87,3 +87,19 @@ def test_logs_go_to_stderr_and_stdout_keeps_the_table(tmp_path):
     assert "scan_done" not in done.stdout
     scan_done = [json.loads(line) for line in done.stderr.splitlines() if "scan_done" in line]
     assert [event["images"] for event in scan_done] == [6]
+
+
+@pytest.mark.slow
+def test_tensorflow_imports_in_a_process_started_without_stderr():
+    """The start-up filter holds fd 2; with no fd 2 at all it must stand aside."""
+    code = "import gicls, tensorflow; print('imported')"
+    done = subprocess.run(
+        f"'{sys.executable}' -c \"{code}\" 2>&-",
+        shell=True,
+        capture_output=False,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, "imported\n")
