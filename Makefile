@@ -9,11 +9,14 @@ DEMO_DIR ?= demo
 
 install: $(STAMP)
 
-# Re-installs only when the package metadata changes, so `make test` stays cheap to repeat.
-$(STAMP): pyproject.toml
+# Re-installs only when the package metadata or the lock changes, so `make test` stays cheap
+# to repeat. The lock pins every package (dev tools included) to the versions the tests passed
+# with; gicls itself is then installed without resolving anything again.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -104,7 +104,7 @@ def gicls_fit(work: Path, tree: Path, name: str, sections: dict[str, dict[str, A
         raise RuntimeError(f"gicls-train fit failed; see {root / 'train.log'}")
     epochs = [
         json.loads(line)
-        for line in out.stdout.splitlines()
+        for line in out.stderr.splitlines()  # logs go to stderr
         if line.startswith("{") and '"epoch_done"' in line
     ]
     manifest = json.loads((root / "Models" / "manifest.json").read_text())

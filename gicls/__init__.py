@@ -3,9 +3,14 @@
 import os
 from importlib.metadata import PackageNotFoundError, version
 
-# TensorFlow's C++ info and warning logs would bury our own output; errors still show.
-# Users can override it by setting the variable themselves.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from gicls import quiet_tensorflow
+
+# TensorFlow's C++ logs would bury our own output. Level 3 hides its INFO, WARNING and
+# ERROR lines (a C++ error that matters also reaches Python as an exception; the one seen on
+# every CPU-only machine is "failed call to cuInit"). Users can set the variable themselves.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# What TensorFlow prints while its libraries load comes before that setting is read.
+quiet_tensorflow.install()
 
 try:
     __version__ = version("gicls")

@@ -46,7 +46,8 @@ def decode_image(
     """Decode one image file into a uint8 array of shape (image_size, image_size, 3).
 
     Raises UnreadableImageError with reason ``not_image``, ``too_large``, ``truncated``,
-    ``corrupt`` or ``unsupported_mode``.
+    ``corrupt`` or ``unsupported_mode``, and nothing else: callers skip or quarantine the
+    file on that one exception.
     """
     try:
         with warnings.catch_warnings():
@@ -78,6 +79,10 @@ def decode_image(
         raise UnreadableImageError(reason, _first_line(exc)) from None
     except (ValueError, SyntaxError, EOFError) as exc:
         raise UnreadableImageError("corrupt", _first_line(exc)) from None
+    except Exception as exc:
+        # Any other exception out of a decoder is a hostile or odd file, not a reason to stop
+        # a training run hours in or the daemon: it is reported like every unreadable image.
+        raise UnreadableImageError("corrupt", f"{type(exc).__name__}: {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -43,3 +43,25 @@ def make_bundle(tmp_path: Path) -> BundleFactory:
         )
 
     return factory
+
+
+ODD_IMAGE_SIZE = 33
+
+
+@pytest.fixture
+def pillow_chokes_on_odd_size(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Pillow raises a KeyError (no OSError, no ValueError) on images of the returned size.
+
+    Stands in for the unusual exception a hostile or odd file can raise deep in a decoder.
+    """
+    from PIL import ImageOps
+
+    real = ImageOps.exif_transpose
+
+    def exif_transpose(image, *args, **kwargs):
+        if image.size == (ODD_IMAGE_SIZE, ODD_IMAGE_SIZE):
+            raise KeyError("odd decoder state")
+        return real(image, *args, **kwargs)
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", exif_transpose)
+    return ODD_IMAGE_SIZE

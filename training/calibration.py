@@ -22,6 +22,8 @@ from gicls.models.bundle import Calibration, ClassCalibration
 _EPSILON = 1e-7
 CROSS_FIT_FOLDS = 5
 MIN_SCALE = 1e-3
+# How figures measured on the images the calibration maps were fitted on are labelled.
+IN_SAMPLE = "in-sample"
 
 
 def logit(scores: np.ndarray) -> np.ndarray:
@@ -65,18 +67,24 @@ def apply_calibration(
 
 def cross_fitted_scores(
     scores: np.ndarray, truth: np.ndarray, classes: Sequence[str], method: str, seed: int
-) -> np.ndarray:
-    """Calibrated scores where each image's map was fitted without that image."""
+) -> tuple[np.ndarray, bool]:
+    """Calibrated scores where each image's map was fitted without that image.
+
+    Returns the scores and whether they really are cross-fitted: with fewer than two images
+    of some class there are no stratified folds, and the maps are fitted and applied on the
+    same images (in-sample figures, which flatter the calibration).
+    """
     smallest = int(np.bincount(truth, minlength=len(classes)).min())
     folds = min(CROSS_FIT_FOLDS, smallest)
     if folds < 2:
-        return apply_calibration(scores, fit_calibration(scores, truth, classes, method), classes)
+        maps = fit_calibration(scores, truth, classes, method)
+        return apply_calibration(scores, maps, classes), False
     calibrated = np.empty_like(scores, dtype=np.float32)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fit_rows, apply_rows in splitter.split(scores, truth):
         maps = fit_calibration(scores[fit_rows], truth[fit_rows], classes, method)
         calibrated[apply_rows] = apply_calibration(scores[apply_rows], maps, classes)
-    return calibrated
+    return calibrated, True
 
 
 def review_tradeoff(

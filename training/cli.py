@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -12,10 +12,12 @@ from rich.table import Table
 
 from gicls.cli_support import ConfigOption, add_version_option, load, run_command, user_errors
 from gicls.config import GiclsConfig, default_config_path, parse_config
-from gicls.training.evaluate import write_evaluation
-from gicls.training.pipeline import TrainingReport, evaluate_bundle, run_balance, train_bundle
-from gicls.training.scan import scan_labelled_tree
-from gicls.training.score import score_submission, write_metrics_json
+
+# TensorFlow, Keras, scikit-learn and pandas take seconds to import (NumPy and Pillow a
+# fraction of one): each command imports what it runs, so `--help` and `--version` answer
+# at once.
+if TYPE_CHECKING:
+    from gicls.training.pipeline import TrainingReport
 
 app = typer.Typer(
     help="Train the gicls one-vs-all ensemble (research use only, not for diagnosis).",
@@ -59,12 +61,16 @@ def _print_report(report: TrainingReport) -> None:
 
 
 def _print_evaluation_summary(report: dict[str, Any], what: str) -> None:
+    from gicls.training.calibration import IN_SAMPLE
+
+    in_sample = report.get("calibration", {}).get("in_sample", False)
     for variant in ("uncalibrated", "calibrated"):
         if variant not in report:
             continue
         figures = report[variant]
+        label = f"{variant}, {IN_SAMPLE}" if variant == "calibrated" and in_sample else variant
         console.print(
-            f"Ensemble on {report['images']} {what} ({variant}): "
+            f"Ensemble on {report['images']} {what} ({label}): "
             f"accuracy {figures['accuracy']:.3f}, "
             f"balanced accuracy {figures['balanced_accuracy']:.3f}, "
             f"mean AUC {_fmt(figures['mean_auc'])}"
@@ -103,18 +109,29 @@ def evaluate(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Output folder [default: <models_dir>/evaluation[/<data name>]]."),
+        typer.Option(
+            help="Output folder [default: <models_dir>-evaluations/<bundle id>/<data name or "
+            "held-out>]. Never inside the live bundle: the daemon reads it and training "
+            "replaces it whole, so files written into it would race the next publish or be "
+            "lost with it."
+        ),
     ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run the bundle's fused ensemble on labelled images; write metrics, predictions, plots."""
 
     def action(cfg: GiclsConfig) -> None:
+        from gicls.training.evaluate import evaluation_folder, write_evaluation
+        from gicls.training.pipeline import evaluate_bundle
+
         evaluation = evaluate_bundle(cfg, data)
-        target = out or cfg.paths.models_dir / "evaluation" / (data.name if data else "")
+        target = out or evaluation_folder(
+            cfg.paths.models_dir, evaluation.bundle_id, data.name if data else "held-out"
+        )
         written = write_evaluation(evaluation, target)
         console.print(_class_table(evaluation.metrics))
         _print_evaluation_summary(evaluation.report, "images" if data else "held-out images")
+        console.print(f"Scored in {evaluation.report['precision']}.")
         console.print("Wrote: " + ", ".join(str(p) for p in written))
 
     run_command(config, action)
@@ -136,6 +153,8 @@ def score(
     """Score a Capsule Vision 2024 submission file with the challenge's own metrics."""
 
     def action(cfg: GiclsConfig) -> None:
+        from gicls.training.score import score_submission, write_metrics_json
+
         metrics = score_submission(truth, predictions, cfg.classes)
         console.print(_class_table(metrics))
         console.print(
@@ -154,6 +173,8 @@ def score(
 @app.command()
 def fit(conditions: ConditionsArgument = None, config: ConfigOption = None) -> None:
     """Train one binary model per condition and publish the bundle (balanced sets not written)."""
+    from gicls.training.pipeline import train_bundle
+
     run_command(
         config, lambda cfg: _print_report(train_bundle(cfg, conditions, write_balanced=False))
     )
@@ -162,6 +183,8 @@ def fit(conditions: ConditionsArgument = None, config: ConfigOption = None) -> N
 @app.command("all")
 def all_(config: ConfigOption = None) -> None:
     """Balance, fit every condition, evaluate the ensemble and write the bundle."""
+    from gicls.training.pipeline import train_bundle
+
     run_command(config, lambda cfg: _print_report(train_bundle(cfg)))
 
 
@@ -170,6 +193,8 @@ def balance(conditions: ConditionsArgument = None, config: ConfigOption = None) 
     """Hold out validation, then write Balanced_Data/<Class>/{positive,negative}/."""
 
     def action(cfg: GiclsConfig) -> None:
+        from gicls.training.pipeline import run_balance
+
         sets = run_balance(cfg, conditions)
         for name, balanced in sets.items():
             console.print(
@@ -185,6 +210,8 @@ def scan(config: ConfigOption = None) -> None:
     """Count images per class, duplicates and skipped files, without writing anything."""
 
     def action(cfg: GiclsConfig) -> None:
+        from gicls.training.scan import scan_labelled_tree
+
         result = scan_labelled_tree(cfg.paths.training_dir, cfg.classes)
         table = Table(title=str(cfg.paths.training_dir))
         table.add_column("class")

@@ -25,6 +25,7 @@ import pandas as pd
 from gicls.models.bundle import Calibration, Manifest
 from gicls.models.ensemble import FusedEnsemble
 from gicls.training.calibration import (
+    IN_SAMPLE,
     apply_calibration,
     cross_fitted_scores,
     review_tradeoff,
@@ -40,12 +41,30 @@ REVIEW_THRESHOLDS = tuple(np.round(np.arange(0.0, 1.0001, 0.02), 2))
 MAX_REVIEW_RATE = 0.10
 
 
+# A bfloat16 evaluation is guarded like the daemon's serving, on (up to) this many of the
+# images being evaluated: their own float32 and bfloat16 argmax must agree.
+GUARD_IMAGES = 256
+
+
 def raw_scores(
-    models_dir: Path, manifest: Manifest, cache: ImageCache, records: Sequence[ImageRecord]
-) -> np.ndarray:
-    """Uncalibrated fused-ensemble scores (len(records), n_classes) float32, in class order."""
-    ensemble = FusedEnsemble(models_dir, manifest.model_copy(update={"calibration": None}))
-    return ensemble.score_rows(cache.pixels, cache.rows(records))
+    models_dir: Path,
+    manifest: Manifest,
+    cache: ImageCache,
+    records: Sequence[ImageRecord],
+    precision: str = "float32",
+) -> tuple[np.ndarray, str]:
+    """Uncalibrated fused-ensemble scores (len(records), n_classes) float32, in class order.
+
+    Also returns the precision the ensemble really served (bfloat16 can be refused).
+    """
+    rows = cache.rows(records)
+    ensemble = FusedEnsemble(
+        models_dir,
+        manifest.model_copy(update={"calibration": None}),
+        precision,
+        guard_sample=lambda _size: cache.pixels[rows[:GUARD_IMAGES]],
+    )
+    return ensemble.score_rows(cache.pixels, rows), ensemble.precision
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,10 @@ class Evaluation:
     # map was fitted on these images, so that no figure is measured on what the map saw).
     scores: np.ndarray
     report: dict[str, Any]
+
+    @property
+    def bundle_id(self) -> str:
+        return self.report["bundle_id"]
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -72,6 +95,8 @@ def evaluate_scores(
     calibration: Calibration | None,
     calibration_fitted_here: bool,
     seed: int,
+    precision: str,
+    bundle_id: str,
 ) -> Evaluation:
     """Metrics with and without calibration, and the review-threshold trade-off.
 
@@ -80,19 +105,30 @@ def evaluate_scores(
     """
     classes = list(classes)
     report: dict[str, Any] = {
+        "bundle_id": bundle_id,
         "images": len(truth),
+        "precision": precision,
         "uncalibrated": _with_accuracy(challenge_metrics(truth, raw, classes), raw, truth),
     }
     scores = raw
     if calibration is not None:
-        scores = (
-            cross_fitted_scores(raw, truth, classes, calibration.method, seed)
-            if calibration_fitted_here
-            else apply_calibration(raw, calibration, classes)
-        )
+        in_sample = False
+        if calibration_fitted_here:
+            scores, crossed = cross_fitted_scores(raw, truth, classes, calibration.method, seed)
+            in_sample = not crossed
+            figures = (
+                "cross-fitted on this split"
+                if crossed
+                else IN_SAMPLE + " (fitted and measured on these images: a class has fewer "
+                "than 2 of them, too few to cross-fit)"
+            )
+        else:
+            scores = apply_calibration(raw, calibration, classes)
+            figures = "as applied (the bundle's maps, not fitted on these images)"
         report["calibration"] = {
             "method": calibration.method,
-            "figures": "cross-fitted on this split" if calibration_fitted_here else "as applied",
+            "figures": figures,
+            "in_sample": in_sample,
         }
         report["calibrated"] = _with_accuracy(
             challenge_metrics(truth, scores, classes), scores, truth
@@ -106,6 +142,11 @@ def evaluate_scores(
 def _with_accuracy(metrics: dict[str, Any], scores: np.ndarray, truth: np.ndarray) -> dict:
     accuracy = float(np.mean(scores.argmax(axis=1) == truth)) if len(truth) else None
     return {**metrics, "accuracy": accuracy}
+
+
+def evaluation_folder(models_dir: Path, bundle_id: str, name: str) -> Path:
+    """Where an evaluation goes by default: beside the live bundle, never inside it."""
+    return models_dir.parent / f"{models_dir.name}-evaluations" / bundle_id / name
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: Path) -> list[Path]:

@@ -6,6 +6,7 @@ never reads configuration beyond what it is handed.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,8 @@ from gicls.logs import get_logger
 from gicls.models.architectures import check_architecture
 from gicls.models.bundle import (
     MANIFEST_NAME,
-    Calibration,
     Manifest,
+    bundle_id_for,
     discard_stage,
     model_file_name,
     new_manifest,
@@ -48,8 +49,18 @@ from gicls.training.fit import FitResult, fit_condition, new_model
 from gicls.training.image_cache import ImageCache, build_image_cache
 from gicls.training.near_duplicates import difference_hashes, near_duplicate_groups
 from gicls.training.plots import plot_history
-from gicls.training.scan import scan_labelled_tree
+from gicls.training.scan import ImageRecord, scan_labelled_tree
 from gicls.training.split import Split, given_split, holdout_split
+from gicls.training.split_record import (
+    SPLIT_FILE,
+    held_out_rows,
+    read_split_csv,
+    replay_held_out,
+    split_changes,
+    split_record,
+    split_settings,
+    write_split_csv,
+)
 
 log = get_logger(__name__)
 
@@ -119,6 +130,16 @@ def prepare_data(config: GiclsConfig, decode_size: int) -> PreparedData:
         "near_duplicate_groups": len(set(group_of.values())),
         "images_in_near_duplicate_groups": len(group_of),
         "conflicting_label_groups": len(training.conflicting_labels()),
+        "split": split_record(
+            split_settings(
+                config.balance.seed,
+                config.balance.validation_fraction if validation is None else None,
+                config.balance.near_duplicate_bits,
+                config.paths.validation_dir,
+            ),
+            held_out_rows(split, classes),
+            split.fractions,
+        ),
     }
     log.info("split_done", train=sum(train_counts), validation=sum(validation_counts))
     return PreparedData(classes, split, cache, summary)
@@ -130,11 +151,13 @@ def _near_duplicate_groups(cache: ImageCache, max_distance: int) -> dict[str, st
         return {}
     hashes_by_row = sorted(cache.row_of_hash, key=cache.row_of_hash.__getitem__)
     labels = near_duplicate_groups(difference_hashes(cache.pixels), max_distance)
-    sizes = np.bincount(labels)
+    members: dict[int, list[str]] = defaultdict(list)
+    for sha, label in zip(hashes_by_row, labels, strict=True):
+        members[label].append(sha)
+    # Keyed by content (its first member's hash), not by label number: labels renumber when
+    # any image anywhere is added, and the split orders groups by key.
     group_of = {
-        sha: f"near-{label}"
-        for sha, label in zip(hashes_by_row, labels, strict=True)
-        if sizes[label] > 1
+        sha: f"near-{min(shas)}" for shas in members.values() if len(shas) > 1 for sha in shas
     }
     log.info(
         "near_duplicates_grouped",
@@ -197,6 +220,22 @@ def _compatible_previous(config: GiclsConfig, models_dir: Path, subset: bool) ->
     return None
 
 
+def _require_same_split(previous: Manifest, models_dir: Path, data: PreparedData) -> None:
+    """A partial fit keeps the other models only if they were validated on today's split."""
+    recorded = previous.data.get("split")
+    changes = split_changes(
+        recorded,
+        read_split_csv(models_dir / SPLIT_FILE) if recorded else [],
+        data.summary["split"]["settings"],
+        held_out_rows(data.split, data.classes),
+    )
+    if changes:
+        raise ModelBundleError(
+            f"cannot keep the other models of {models_dir}: their held-out split is not "
+            f"today's ({'; '.join(changes)}); run gicls-train all to retrain every condition"
+        )
+
+
 @dataclass(frozen=True)
 class TrainingReport:
     manifest: Manifest
@@ -211,8 +250,11 @@ def train_bundle(
     check_architecture(config.train.architecture, config.augment)
     selected = select_classes(config, names)
     models_dir = config.paths.models_dir
-    previous = _compatible_previous(config, models_dir, subset=len(selected) < len(config.classes))
+    subset = len(selected) < len(config.classes)
+    previous = _compatible_previous(config, models_dir, subset)
     data = prepare_data(config, config.train.image_size)
+    if subset and previous is not None:
+        _require_same_split(previous, models_dir, data)
     balanced = balance_all(config, data, selected, write=write_balanced)
     staging = stage_bundle(models_dir)
     try:
@@ -241,6 +283,9 @@ def train_bundle(
         manifest = new_manifest(**fields)
         if manifest.is_complete():
             manifest = new_manifest(**fields, **_evaluate_held_out(config, data, staging, manifest))
+        write_split_csv(
+            held_out_rows(data.split, data.classes), replace_in_stage(staging / SPLIT_FILE)
+        )
         write_manifest(manifest, staging)
         publish_bundle(staging, models_dir)
     except BaseException:
@@ -263,28 +308,11 @@ def _evaluate_held_out(
     Returns the manifest fields ``calibration`` and ``metrics``; the full evaluation (plots,
     predictions, trade-off table) goes to ``evaluation/`` in the bundle.
     """
-    evaluation, calibration = _held_out_evaluation(config, data, staging, manifest, refit=True)
-    write_evaluation(evaluation, staging / "evaluation")
-    summary = {k: v for k, v in evaluation.report.items() if k != "review_tradeoff"}
-    return {"calibration": calibration, "metrics": {"validation": summary}}
-
-
-def _held_out_evaluation(
-    config: GiclsConfig, data: PreparedData, models_dir: Path, manifest: Manifest, refit: bool
-) -> tuple[Evaluation, Calibration | None]:
-    """Evaluate on the held-out split; ``refit`` fits the configured calibration anew.
-
-    The calibration is fitted on this very split either way, so its figures are cross-fitted.
-    """
     records = data.split.validation
-    raw = raw_scores(models_dir, manifest, data.cache, records)
-    truth = np.fromiter((r.class_index for r in records), dtype=np.int64)
-    calibration = manifest.calibration
-    if refit:
-        method = config.calibration.method
-        calibration = (
-            None if method == "none" else fit_calibration(raw, truth, data.classes, method)
-        )
+    raw, served = raw_scores(staging, manifest, data.cache, records)
+    truth = _truth(records)
+    method = config.calibration.method
+    calibration = None if method == "none" else fit_calibration(raw, truth, data.classes, method)
     evaluation = evaluate_scores(
         raw,
         truth,
@@ -293,41 +321,62 @@ def _held_out_evaluation(
         calibration,
         calibration_fitted_here=True,
         seed=config.balance.seed,
+        precision=served,
+        # The id of the bundle being published, whose manifest carries this calibration.
+        bundle_id=bundle_id_for(manifest.classes, manifest.models, calibration),
     )
-    return evaluation, calibration
+    write_evaluation(evaluation, staging / "evaluation")
+    summary = {k: v for k, v in evaluation.report.items() if k != "review_tradeoff"}
+    return {"calibration": calibration, "metrics": {"validation": summary}}
+
+
+def _truth(records: Sequence[ImageRecord]) -> np.ndarray:
+    return np.fromiter((r.class_index for r in records), dtype=np.int64)
 
 
 def evaluate_bundle(config: GiclsConfig, data_dir: Path | None) -> Evaluation:
-    """`gicls-train evaluate`: the live bundle on ``data_dir`` or on its own held-out split."""
+    """`gicls-train evaluate`: the live bundle on ``data_dir`` or on its own held-out split.
+
+    Without ``data_dir`` it replays exactly the images of the bundle's ``split.csv`` (found by
+    sha256 in today's training folders) with the calibration settings it was validated with,
+    so its figures are the manifest's ``metrics.validation``.
+    """
     models_dir = config.paths.models_dir
     manifest = verify_bundle(models_dir, config.classes)
     if data_dir is not None:
-        scanned = scan_labelled_tree(data_dir, manifest.classes)
-        cache, records, _failed = build_image_cache(scanned.records, manifest.image_size)
-        raw = raw_scores(models_dir, manifest, cache, records)
-        truth = np.fromiter((r.class_index for r in records), dtype=np.int64)
-        return evaluate_scores(
-            raw,
-            truth,
-            manifest.classes,
-            [r.path.name for r in records],
-            manifest.calibration,
-            calibration_fitted_here=False,
-            seed=config.balance.seed,
+        records = scan_labelled_tree(data_dir, manifest.classes).records
+        fitted_here, seed = False, config.balance.seed
+    else:
+        rows = read_split_csv(models_dir / SPLIT_FILE)
+        roots = [config.paths.training_dir]
+        if config.paths.validation_dir is not None:
+            roots.append(config.paths.validation_dir)
+        scanned = [r for root in roots for r in scan_labelled_tree(root, manifest.classes).records]
+        where = " and ".join(str(root) for root in roots)
+        records = replay_held_out(rows, scanned, manifest.classes, where)
+        # The calibration was fitted on these very images: report it cross-fitted, with the
+        # folds the training run drew.
+        fitted_here = True
+        seed = manifest.data["split"]["settings"]["balance.seed"]
+    cache, readable, failed = build_image_cache(records, manifest.image_size)
+    if data_dir is None and failed:
+        raise DatasetError(
+            f"{len(failed)} held-out image(s) no longer decode (first: {failed[0][0].path}): "
+            "the held-out figures cannot be replayed"
         )
-    # Rebuild exactly the split the bundle was validated on, whatever the config says now.
-    split_seed = manifest.data.get("split_seed", config.balance.seed)
-    fraction = manifest.data.get("validation_fraction") or config.balance.validation_fraction
-    replay = config.model_copy(
-        update={
-            "balance": config.balance.model_copy(
-                update={"seed": split_seed, "validation_fraction": fraction}
-            )
-        }
+    precision = config.inference.precision
+    raw, served = raw_scores(models_dir, manifest, cache, readable, precision)
+    return evaluate_scores(
+        raw,
+        _truth(readable),
+        manifest.classes,
+        [r.path.name for r in readable],
+        manifest.calibration,
+        calibration_fitted_here=fitted_here,
+        seed=seed,
+        precision=served,
+        bundle_id=manifest.bundle_id,
     )
-    data = prepare_data(replay, manifest.image_size)
-    evaluation, _ = _held_out_evaluation(replay, data, models_dir, manifest, refit=False)
-    return evaluation
 
 
 def _train_one(

@@ -8,9 +8,10 @@ copy of an image (and, given groups, every near-duplicate) stays on the side it 
 
 from __future__ import annotations
 
-from collections import defaultdict
+import zlib
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,15 +22,46 @@ from gicls.training.scan import ImageRecord
 log = get_logger(__name__)
 
 
+# Achieved validation fractions further than this from the requested one are warned about.
+FRACTION_TOLERANCE = 0.05
+
+
 @dataclass(frozen=True)
 class Split:
     train: list[ImageRecord]
     validation: list[ImageRecord]
+    # Per class: requested and achieved validation fraction, in images (held-out splits only).
+    fractions: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def counts(self, n_classes: int) -> tuple[list[int], list[int]]:
         train = np.bincount([r.class_index for r in self.train], minlength=n_classes)
         validation = np.bincount([r.class_index for r in self.validation], minlength=n_classes)
         return train.tolist(), validation.tolist()
+
+
+def class_stream(seed: int, class_name: str) -> np.random.Generator:
+    """The random stream of one class: an image added to one class leaves the others' draws
+    (and so their held-out sets) alone."""
+    return np.random.default_rng([seed, zlib.crc32(class_name.encode())])
+
+
+def _pick_groups(order: Sequence[int], sizes: Sequence[int], held: int, target: float) -> list[int]:
+    """Positions of the groups to hold out so that ``held`` images get closest to ``target``.
+
+    Groups are indivisible: in the random ``order``, every group that still fits is taken,
+    then the first one whose overshoot is closer to the target than stopping short.
+    """
+    chosen: list[int] = []
+    for position in order:
+        if held + sizes[position] <= target:
+            chosen.append(position)
+            held += sizes[position]
+    taken = set(chosen)
+    for position in order:
+        if position not in taken and abs(held + sizes[position] - target) < abs(held - target):
+            chosen.append(position)
+            break
+    return chosen
 
 
 def holdout_split(
@@ -39,10 +71,12 @@ def holdout_split(
     seed: int,
     group_of: Mapping[str, str] | None = None,
 ) -> Split:
-    """Stratified split by content: ``fraction`` of each class's unique images to validation.
+    """Stratified split by content: ``fraction`` of each class's images to validation.
 
     ``group_of`` maps a content hash to a group key (near-duplicates share one); a group is
-    one unit of the split. Each class with at least two groups keeps one on each side.
+    one indivisible unit of the split, and groups are picked until the class's held-out image
+    count is closest to ``fraction``. Each class with at least two groups keeps one on each
+    side.
     """
     group_of = group_of or {}
     if fraction <= 0:
@@ -50,30 +84,46 @@ def holdout_split(
             "key 'balance.validation_fraction' is 0 and no 'paths.validation_dir' is set: "
             "there would be nothing to validate on"
         )
-    rng = np.random.default_rng(seed)
+
+    def group(record: ImageRecord) -> str:
+        return group_of.get(record.sha256, record.sha256)
+
     side_of_group: dict[str, str] = {}
+    fractions: dict[str, dict[str, float]] = {}
     for index, name in enumerate(classes):
+        members = [r for r in records if r.class_index == index]
         # Groups already assigned (the same image filed under an earlier class) keep their side.
-        groups = sorted(
-            {group_of.get(r.sha256, r.sha256) for r in records if r.class_index == index}
-            - side_of_group.keys()
-        )
+        held = sum(side_of_group.get(group(r)) == "validation" for r in members)
+        size_of = Counter(group(r) for r in members if group(r) not in side_of_group)
+        groups = sorted(size_of)
         if len(groups) < 2:
             raise DatasetError(
                 f"class {name!r} has {len(groups)} distinct image(s) (near-duplicates counted "
                 "once); at least 2 are needed to train and validate"
             )
-        order = rng.permutation(len(groups))
-        n_validation = min(max(1, round(len(groups) * fraction)), len(groups) - 1)
-        for rank, position in enumerate(order):
-            side_of_group[groups[position]] = "validation" if rank < n_validation else "train"
-
-    def side(record: ImageRecord) -> str:
-        return side_of_group[group_of.get(record.sha256, record.sha256)]
-
-    train = [r for r in records if side(r) == "train"]
-    validation = [r for r in records if side(r) == "validation"]
-    return Split(train, validation)
+        order = class_stream(seed, name).permutation(len(groups)).tolist()
+        sizes = [size_of[g] for g in groups]
+        chosen = _pick_groups(order, sizes, held, fraction * len(members)) or order[:1]
+        if len(chosen) == len(groups):
+            chosen.pop()
+        held_out = set(chosen)
+        for position, key in enumerate(groups):
+            side_of_group[key] = "validation" if position in held_out else "train"
+        held += sum(sizes[position] for position in chosen)
+        fractions[name] = {"requested": fraction, "achieved": round(held / len(members), 4)}
+        if abs(held / len(members) - fraction) > FRACTION_TOLERANCE:
+            log.warning(
+                "validation_fraction_off",
+                class_name=name,
+                requested=fraction,
+                achieved=round(held / len(members), 4),
+                images=len(members),
+                reason="near-duplicate groups are indivisible",
+            )
+    log.info("validation_fractions", **{n: f["achieved"] for n, f in fractions.items()})
+    train = [r for r in records if side_of_group[group(r)] == "train"]
+    validation = [r for r in records if side_of_group[group(r)] == "validation"]
+    return Split(train, validation, fractions)
 
 
 def given_split(

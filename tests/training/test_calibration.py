@@ -37,7 +37,8 @@ def test_temperature_keeps_order_within_a_class_and_platt_fixes_the_offset():
 
 def test_cross_fitted_scores_never_use_the_image_they_score():
     scores, truth = overconfident_scores(n=100)
-    crossed = cross_fitted_scores(scores, truth, CLASSES, "platt", seed=0)
+    crossed, really = cross_fitted_scores(scores, truth, CLASSES, "platt", seed=0)
+    assert really
     full = apply_calibration(scores, fit_calibration(scores, truth, CLASSES, "platt"), CLASSES)
     assert crossed.shape == scores.shape
     assert not np.allclose(crossed, full)  # different maps per fold

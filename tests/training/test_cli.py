@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -39,6 +40,11 @@ def write_config(folder: Path, extra: str = "", classes: tuple[str, ...] | None 
     return path
 
 
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def nothing_written(folder: Path) -> bool:
     return not (folder / "Models").exists() and not (folder / "Balanced_Data").exists()
 
@@ -74,16 +80,18 @@ def test_all_builds_a_verified_ten_model_bundle(tmp_path):
     assert set(validation["uncalibrated"]) >= {"mean_auc", "balanced_accuracy", "accuracy"}
     assert validation["suggested_review_threshold"]["review_rate"] <= 0.10
 
-    # No image content on both sides: balanced training entries vs the validation split.
+    # No image content on both sides: every balanced training entry against the recorded
+    # held-out split, whose rows are real images of the data folder.
     train_hashes = {
-        line.rsplit(",", 1)[1]
+        entry["sha256"]
         for name in DEFAULT_CLASSES
-        for line in (tmp_path / "Balanced_Data" / name / "manifest.csv").read_text().split()[1:]
+        for entry in read_csv(tmp_path / "Balanced_Data" / name / "manifest.csv")
     }
-    all_hashes = {r.sha256 for r in scan_labelled_tree(tmp_path / "data", DEFAULT_CLASSES).records}
-    validation_hashes = all_hashes - train_hashes
-    assert len(validation_hashes) == held_out
-    assert train_hashes.isdisjoint(validation_hashes)
+    held_out_rows = read_csv(models / "split.csv")
+    assert len(held_out_rows) == held_out
+    scanned = scan_labelled_tree(tmp_path / "data", DEFAULT_CLASSES).records
+    assert {row["sha256"] for row in held_out_rows} <= {r.sha256 for r in scanned}
+    assert train_hashes and train_hashes.isdisjoint(row["sha256"] for row in held_out_rows)
 
 
 @pytest.mark.slow
@@ -208,7 +216,8 @@ def test_evaluate_writes_metrics_predictions_and_plots(tmp_path, method):
     # The held-out default replays the bundle's own split.
     held_out = runner.invoke(app, ["evaluate", "-c", str(config)])
     assert held_out.exit_code == 0, held_out.output
-    report = json.loads((tmp_path / "Models" / "evaluation" / "report.json").read_text())
+    replayed = tmp_path / "Models-evaluations" / manifest.bundle_id / "held-out"
+    report = json.loads((replayed / "report.json").read_text())
     assert report["images"] == sum(manifest.data["validation_images"].values())
     assert ("calibrated" in report) == (method != "none")
 

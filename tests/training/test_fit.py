@@ -47,13 +47,16 @@ def test_epoch_timer_separates_the_validation_pass():
 
 
 def test_a_model_stuck_at_chance_loss_is_reported(capsys):
+    from gicls.logs import configure_logging
     from gicls.training.fit import EpochProgress
+
+    configure_logging()
 
     progress = EpochProgress("Bleeding", epochs=3)
     progress.on_epoch_begin(0)
     progress.on_epoch_end(0, {"loss": 0.45, "accuracy": 0.8})
-    assert "constant_output" not in capsys.readouterr().out
+    assert "constant_output" not in capsys.readouterr().err
     progress.on_epoch_begin(1)
     progress.on_epoch_end(1, {"loss": 0.69315, "accuracy": 0.5})
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err  # logs go to stderr
     assert "constant_output" in out and "Bleeding" in out and "2/3" in out
