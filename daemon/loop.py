@@ -5,10 +5,12 @@ waited ``max_wait``; with a backlog every batch is full, so batches grow with th
 partial batch is sent at once when no other file can become ready before that deadline
 (nothing is settling and a new file needs ``stability`` seconds to settle), so one file
 dropped into an idle daemon does not wait for company that cannot come. Between
-batches the loop reloads the model if asked, rescans the inbox on schedule, supervises the
+batches the loop swaps in a bundle that finished loading in the background (and starts a load
+when the manifest changed or SIGHUP asked), rescans the inbox on schedule, supervises the
 observer, and pings the systemd watchdog, but only while it is going round and the observer is
-alive: a stuck loop or a dead observer must look dead to systemd. ``stop`` is only looked at
-between batches, so the batch in flight always finishes.
+alive: a stuck loop or a dead observer must look dead to systemd. Bundle loads run on their
+own thread, so a slow load never holds up a turn. ``stop`` is only looked at between batches,
+so the batch in flight always finishes.
 """
 
 from __future__ import annotations
