@@ -15,10 +15,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from bench.daemon_runs import parse_ts
 from gicls.daemon.loop import Loop, LoopSettings
 from gicls.daemon.notify import Notifier
 from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import SettleTracker
+from gicls.daemon.startup import InboxGuard
+from gicls.daemon.watch import InboxWatcher
 from tests.daemon import harness
 from tests.daemon.harness import CLASSES, DaemonProcess, NotifyListener, wait_until
 
@@ -83,6 +86,71 @@ def test_the_loop_keeps_pinging_while_a_slow_bundle_loads_and_a_sighup_waits_its
             thread.join(30)
         listener.close()
     assert loads == [1, 2, 3]
+
+
+def test_a_pause_keeps_pinging_but_a_dead_observer_withholds_pings(tmp_path: Path) -> None:
+    """Any wait of the loop (idle, a storage-full back-off) goes through ``_pause``."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    models_dir = tmp_path / "Models"
+    models_dir.mkdir()
+    model = ServingModel(
+        models_dir,
+        CLASSES,
+        "float32",
+        loader=lambda *_: SimpleNamespace(bundle_id="b"),  # type: ignore[arg-type,return-value]
+    )
+    watcher = InboxWatcher(inbox, "inotify")
+    watcher.start()
+    listener = NotifyListener()
+    loop = _idle_loop(
+        inbox,
+        model,
+        Notifier(listener.address, watchdog_usec=PING_USEC),
+        watcher=watcher,
+        guard=InboxGuard.of(inbox),
+    )
+    try:
+        loop._pause(1.0)
+        alive_pings = _pings(listener)
+        watcher.stop()  # the observer thread is gone
+        loop._pause(1.0)
+        dead_pings = _pings(listener) - alive_pings
+    finally:
+        watcher.stop()
+        listener.close()
+    assert alive_pings >= 5 and dead_pings == 0, (alive_pings, dead_pings)
+
+
+@pytest.mark.slow
+def test_watchdog_pings_arrive_from_a_real_daemon_while_it_loads_a_bundle(
+    tmp_path: Path, make_bundle
+) -> None:
+    models_dir = make_bundle(image_size=64, seed=0)
+    site = harness.write_config(tmp_path, models_dir)
+    listener = NotifyListener()
+    daemon = DaemonProcess(
+        site.config,
+        env={"NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": str(PING_USEC)},
+        log_name="daemon.log",
+    )
+    try:
+        daemon.wait_ready()
+        make_bundle(image_size=64, models_dir=models_dir, seed=1)
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: daemon.logged("bundle_loaded"), 90, "bundle_loaded")
+    finally:
+        daemon.stop()
+        listener.close()
+    assert daemon.process.returncode == 0, daemon.output()
+    started = parse_ts(_first(daemon, "bundle_loading")["timestamp"])
+    loaded = parse_ts(_first(daemon, "bundle_loaded")["timestamp"])
+    during = [
+        at for at, message in listener.arrivals if started < at < loaded and message == "WATCHDOG=1"
+    ]
+    # Pings are due every 0.05 s; a load of a 64 px bundle takes far longer than a few of those.
+    assert loaded - started > 0.3, "the load was too quick to show anything"
+    assert len(during) >= 3, (len(during), loaded - started)
 
 
 def _first(daemon: DaemonProcess, event: str) -> dict[str, object]:
