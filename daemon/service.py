@@ -12,7 +12,6 @@ import contextlib
 import functools
 import threading
 from dataclasses import dataclass
-from types import TracebackType
 
 from gicls.config import GiclsConfig
 from gicls.daemon.audit_log import AuditLog
@@ -65,17 +64,6 @@ class Daemon:
     def close(self) -> None:
         self.cleanup.close()
 
-    def __enter__(self) -> Daemon:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def build_daemon(
     config: GiclsConfig,
@@ -104,6 +92,7 @@ def build_daemon(
             config.inference.precision,
             loader=functools.partial(load_ensemble, warm_batch=settings.max_batch),
         )
+        cleanup.callback(model.close)
         router = Router(layout.output_dir)
         router.prepare(config.classes)
         audit = AuditLog(layout.audit_log, config.classes)
@@ -186,7 +175,7 @@ def run(
     Returns the number of files processed. Raises DaemonError/ModelBundleError/ConfigError
     when it cannot start or continue safely.
     """
-    with build_daemon(config, stop, reload, once, notifier, faults) as daemon:
+    with contextlib.closing(build_daemon(config, stop, reload, once, notifier, faults)) as daemon:
         layout, model = daemon.layout, daemon.model
         log.info(
             "daemon_ready",

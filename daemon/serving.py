@@ -159,6 +159,12 @@ class ServingModel:
             )
         return swapped
 
+    def close(self) -> None:
+        """Wait for a load in progress: TensorFlow aborts the process if it exits under one."""
+        if self.loading and self._load is not None:
+            log.info("bundle_load_awaited", models_dir=str(self._models_dir))
+            self._load.future.exception()  # waits; the outcome no longer matters
+
     def _adopt(self, load: _BackgroundLoad) -> bool:
         seconds = round(time.monotonic() - load.started, 3)
         error = load.future.exception()
@@ -181,12 +187,12 @@ class ServingModel:
 
 
 class _BackgroundLoad:
-    """One bundle load on a daemon thread: at exit an unfinished load is abandoned, not awaited."""
+    """One bundle load on its own thread (not a daemon thread: exit waits for it, see close)."""
 
     def __init__(self, load: Callable[[], FusedEnsemble]) -> None:
         self.started = time.monotonic()
         self.future: Future[FusedEnsemble] = Future()
-        threading.Thread(target=self._run, args=(load,), name="bundle-load", daemon=True).start()
+        threading.Thread(target=self._run, args=(load,), name="bundle-load").start()
 
     def _run(self, load: Callable[[], FusedEnsemble]) -> None:
         try:
