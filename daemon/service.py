@@ -12,6 +12,7 @@ import contextlib
 import functools
 import threading
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 from gicls.config import GiclsConfig
 from gicls.daemon.audit_log import AuditLog
@@ -65,21 +66,26 @@ class Daemon:
         self.cleanup.close()
 
 
+class StartOptions(TypedDict, total=False):
+    once: bool  # no observer, no rescans: exit once the inbox is done (default False)
+    notifier: Notifier  # default: from NOTIFY_SOCKET / WATCHDOG_USEC
+    faults: Faults  # default: from GICLS_FAULT
+
+
 def build_daemon(
     config: GiclsConfig,
     stop: threading.Event,
     reload: threading.Event,
-    once: bool = False,
-    notifier: Notifier | None = None,
-    faults: Faults | None = None,
+    **options: Unpack[StartOptions],
 ) -> Daemon:
     """Check, lock, load, recover and scan; everything acquired is released if a step fails.
 
     Raises DaemonError/ModelBundleError/ConfigError when the daemon cannot start safely.
     """
     settings = config.daemon
-    notifier = notifier or Notifier.from_env()
-    faults = faults or Faults.from_env()
+    once = options.get("once", False)
+    notifier = options.get("notifier") or Notifier.from_env()
+    faults = options.get("faults") or Faults.from_env()
     layout = Layout.of(settings)
     prepare_layout(layout)
     with contextlib.ExitStack() as cleanup:
@@ -166,22 +172,20 @@ def run(
     config: GiclsConfig,
     stop: threading.Event,
     reload: threading.Event,
-    once: bool = False,
-    notifier: Notifier | None = None,
-    faults: Faults | None = None,
+    **options: Unpack[StartOptions],
 ) -> int:
     """Run until ``stop`` is set (or, with ``once``, until the inbox is empty).
 
     Returns the number of files processed. Raises DaemonError/ModelBundleError/ConfigError
     when it cannot start or continue safely.
     """
-    with contextlib.closing(build_daemon(config, stop, reload, once, notifier, faults)) as daemon:
+    with contextlib.closing(build_daemon(config, stop, reload, **options)) as daemon:
         layout, model = daemon.layout, daemon.model
         log.info(
             "daemon_ready",
             inbox=str(layout.inbox),
             bundle_id=model.bundle_id,
-            observer="none (--once)" if once else config.daemon.observer,
+            observer="none (--once)" if daemon.watcher is None else config.daemon.observer,
             waiting=len(daemon.tracker),
             recovered=daemon.recovered,
         )
