@@ -12,14 +12,18 @@ One JSON object per line, each written with a single ``os.write`` on an O_APPEND
   lost a race, the file is still where it was).
 
 At start-up the journal is replayed into the open entries and compacted (rewritten with only
-those), so it stays small. A line that does not parse can only be the unsynced tail of a crash
-and is ignored: nothing acts on a record before it is fsynced.
+those). While running it is compacted too, so a daemon that ran for a month does not replay a
+month at its next start: whenever a sync finds no entry open (the end of every batch) the file
+is truncated to empty, and if entries stay open while it grows it is rewritten with only those.
+A line that does not parse can only be the unsynced tail of a crash and is ignored: nothing
+acts on a record before it is fsynced.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,10 @@ from gicls.fsutil import fsync_dir
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
+
+# With entries open, the journal is rewritten once it is past this size and 4x its size after
+# the last rewrite, so rewrites stay rare however many entries remain open.
+COMPACT_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -87,29 +95,30 @@ def replay(path: Path) -> list[Entry]:
 
 
 class Journal:
-    """Appends records; ``sync`` makes everything appended so far durable."""
+    """Appends records; ``sync`` makes everything appended so far durable, and compacts."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        entries: Sequence[Entry] | None = None,
+        compact_bytes: int = COMPACT_BYTES,
+    ) -> None:
+        """``entries``: the open entries recorded at ``path`` (None: replay the file to know)."""
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o660)
+        self._open = {entry.id: entry for entry in (replay(path) if entries is None else entries)}
+        self._compact_bytes = compact_bytes
+        self._fd = self._open_for_appends()
+        self._rewrite_at = max(compact_bytes, 4 * self._size)
 
     @classmethod
     def open(cls, path: Path) -> tuple[Journal, list[Entry]]:
         """Replay the journal, rewrite it with only the open entries, and open it for appends."""
         entries = replay(path)
-        staging = path.with_name(path.name + ".compact")
-        with staging.open("wb") as handle:
-            for entry in entries:
-                handle.write(_line(entry.claim_record()))
-                if entry.plan is not None:
-                    handle.write(_line(entry.plan_record()))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(staging, path)
-        fsync_dir(path.parent)
-        return cls(path), entries
+        _rewrite(path, entries)
+        return cls(path, entries), entries
 
     def claim(self, entry: Entry) -> None:
+        self._open[entry.id] = entry
         self._append(entry.claim_record())
 
     def plan(self, entry: Entry, plan: dict[str, Any]) -> None:
@@ -117,19 +126,59 @@ class Journal:
         self._append(entry.plan_record())
 
     def done(self, entry: Entry) -> None:
+        self._open.pop(entry.id, None)
         self._append({"op": "done", "id": entry.id})
 
     def drop(self, entry: Entry) -> None:
+        self._open.pop(entry.id, None)
         self._append({"op": "drop", "id": entry.id})
 
     def sync(self) -> None:
+        """Make everything appended durable; with no entry open, leave an empty journal.
+
+        An empty journal and one holding only finished entries replay to the same nothing, so
+        truncating before the fsync is crash-safe either way the crash falls, and costs no
+        extra fsync. Open entries in a large file: rewritten like at start-up.
+        """
+        if not self._open and self._size > 0:
+            os.ftruncate(self._fd, 0)
+            self._size = 0
         os.fsync(self._fd)
+        if self._size > self._rewrite_at:
+            self._compact()
 
     def close(self) -> None:
         os.close(self._fd)
 
     def _append(self, record: dict[str, Any]) -> None:
-        os.write(self._fd, _line(record))
+        self._size += os.write(self._fd, _line(record))
+
+    def _open_for_appends(self) -> int:
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o660)
+        self._size = os.fstat(fd).st_size
+        return fd
+
+    def _compact(self) -> None:
+        before = self._size
+        os.close(self._fd)  # the rewrite replaces the file: appends must go to the new one
+        _rewrite(self.path, list(self._open.values()))
+        self._fd = self._open_for_appends()
+        self._rewrite_at = max(self._compact_bytes, 4 * self._size)
+        log.info("journal_compacted", open=len(self._open), bytes_before=before, bytes=self._size)
+
+
+def _rewrite(path: Path, entries: Sequence[Entry]) -> None:
+    """Replace the journal at ``path`` by the records of ``entries``: staging, rename, dir fsync."""
+    staging = path.with_name(path.name + ".compact")
+    with staging.open("wb") as handle:
+        for entry in entries:
+            handle.write(_line(entry.claim_record()))
+            if entry.plan is not None:
+                handle.write(_line(entry.plan_record()))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(staging, path)
+    fsync_dir(path.parent)
 
 
 def _line(record: dict[str, Any]) -> bytes:

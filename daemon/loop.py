@@ -5,10 +5,13 @@ waited ``max_wait``; with a backlog every batch is full, so batches grow with th
 partial batch is sent at once when no other file can become ready before that deadline
 (nothing is settling and a new file needs ``stability`` seconds to settle), so one file
 dropped into an idle daemon does not wait for company that cannot come. Between
-batches the loop reloads the model if asked, rescans the inbox on schedule, supervises the
+batches the loop swaps in a bundle that finished loading in the background (and starts a load
+when the manifest changed or SIGHUP asked), rescans the inbox on schedule, supervises the
 observer, and pings the systemd watchdog, but only while it is going round and the observer is
-alive: a stuck loop or a dead observer must look dead to systemd. ``stop`` is only looked at
-between batches, so the batch in flight always finishes.
+alive: a stuck loop or a dead observer must look dead to systemd. WATCHDOG=1 means "the loop
+is alive", so nothing long runs inside a turn: bundle loads run on their own thread, and every
+wait (idle, or a back-off) goes through ``_pause``, which keeps pinging. ``stop`` is only
+looked at between batches, so the batch in flight always finishes.
 """
 
 from __future__ import annotations
@@ -85,8 +88,20 @@ class Loop:
             elif self.settings.once and not self._ready and len(self.tracker) == 0:
                 break
             else:
-                self.stop.wait(self.settings.tick)
+                self._pause(self.settings.tick)
             self._heartbeat()
+
+    def _pause(self, seconds: float) -> None:
+        """Wait up to ``seconds`` (less if stopped), still pinging the watchdog when due."""
+        deadline = self._clock() + seconds
+        while not self.stop.is_set():
+            self._heartbeat()
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return
+            interval = self.notifier.watchdog_interval
+            # Slices of half the ping interval: a due ping is late by at most that much.
+            self.stop.wait(remaining if interval is None else min(remaining, interval / 2))
 
     def _refresh_model(self) -> None:
         forced = self.reload.is_set()

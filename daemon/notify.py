@@ -3,7 +3,8 @@
 A datagram per message to the AF_UNIX socket systemd names; a leading '@' means the abstract
 namespace. Without NOTIFY_SOCKET (not under systemd) every call is a no-op. WATCHDOG_USEC asks
 for a WATCHDOG=1 ping at least that often; we ping at half the interval, as sd_watchdog_enabled
-recommends, and only for our own pid when WATCHDOG_PID is set.
+recommends, and only for our own pid when WATCHDOG_PID is set. A failing socket is logged
+once per outage, not once per ping.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class Notifier:
     def __init__(self, address: str | None, watchdog_usec: int | None = None) -> None:
         self._address = "\0" + address[1:] if address and address.startswith("@") else address
         self.watchdog_interval = watchdog_usec / 2_000_000 if watchdog_usec else None
+        self._failing = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> Notifier:
@@ -38,7 +40,11 @@ class Notifier:
                 sock.sendto("\n".join(assignments).encode(), socket.MSG_DONTWAIT, self._address)
             except OSError as exc:
                 # systemd gone or the socket unreachable: not a reason to stop classifying.
-                log.warning("notify_failed", error=str(exc))
+                if not self._failing:
+                    log.warning("notify_failed", error=str(exc))
+                self._failing = True
+                return
+        self._failing = False
 
     def ready(self, status: str) -> None:
         self.send("READY=1", f"STATUS={status}")

@@ -1,8 +1,9 @@
 """The daemon's life cycle: start-up checks, recovery, READY, the loop, an orderly stop.
 
-Order matters: nothing is moved before the configuration, the folders and the bundle are
-known good and the single-instance lock is held; READY=1 is only sent once the model is warm,
-the journal has been replayed and the inbox scanned, so systemd's "started" means "working".
+``build_daemon`` assembles the parts and ``run`` drives them. Order matters: nothing is moved
+before the configuration, the folders and the bundle are known good and the single-instance
+lock is held; READY=1 is only sent once the model is warm, the journal has been replayed and
+the inbox scanned, so systemd's "started" means "working".
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 from gicls.config import GiclsConfig
 from gicls.daemon.audit_writer import AuditWriter
@@ -38,25 +41,55 @@ def idle_tick(stability_seconds: float, max_wait_ms: int) -> float:
     return max(0.01, min(bounds))
 
 
-def run(
+@dataclass
+class Daemon:
+    """Every part of a started daemon, recovered and ready to loop; ``close`` releases them.
+
+    The cleanup stack releases in reverse order of acquisition: the observer stops, the
+    journal and the audit log close, and the state lock goes last.
+    """
+
+    layout: Layout
+    model: ServingModel
+    router: Router
+    audit: AuditLog
+    journal: Journal
+    pipeline: Pipeline
+    recovered: int  # files finished by recovery before the loop starts
+    watcher: InboxWatcher | None  # None with --once
+    tracker: SettleTracker
+    loop: Loop
+    notifier: Notifier
+    cleanup: contextlib.ExitStack
+
+    def close(self) -> None:
+        self.cleanup.close()
+
+
+class StartOptions(TypedDict, total=False):
+    once: bool  # no observer, no rescans: exit once the inbox is done (default False)
+    notifier: Notifier  # default: from NOTIFY_SOCKET / WATCHDOG_USEC
+    faults: Faults  # default: from GICLS_FAULT
+
+
+def build_daemon(
     config: GiclsConfig,
     stop: threading.Event,
     reload: threading.Event,
-    once: bool = False,
-    notifier: Notifier | None = None,
-    faults: Faults | None = None,
-) -> int:
-    """Run until ``stop`` is set (or, with ``once``, until the inbox is empty).
+    **options: Unpack[StartOptions],
+) -> Daemon:
+    """Check, lock, load, recover and scan; everything acquired is released if a step fails.
 
-    Returns the number of files processed. Raises DaemonError/ModelBundleError/ConfigError
-    when it cannot start or continue safely.
+    Raises DaemonError/ModelBundleError/ConfigError when the daemon cannot start safely.
     """
     settings = config.daemon
-    notifier = notifier or Notifier.from_env()
-    faults = faults or Faults.from_env()
+    once = options.get("once", False)
+    notifier = options.get("notifier") or Notifier.from_env()
+    faults = options.get("faults") or Faults.from_env()
     layout = Layout.of(settings)
     prepare_layout(layout)
-    with contextlib.ExitStack() as cleanup, StateLock(layout.state_dir):
+    with contextlib.ExitStack() as cleanup:
+        cleanup.enter_context(StateLock(layout.state_dir))
         notifier.status("loading model bundle")
         configure_threads()
         model = ServingModel(
@@ -65,6 +98,7 @@ def run(
             config.inference.precision,
             loader=functools.partial(load_ensemble, warm_batch=settings.max_batch),
         )
+        cleanup.callback(model.close)
         router = Router(layout.output_dir)
         router.prepare(config.classes)
         audit = AuditWriter(layout.audit_log, config.classes)
@@ -117,18 +151,49 @@ def run(
             stop=stop,
             reload=reload,
         )
+        daemon = Daemon(
+            layout=layout,
+            model=model,
+            router=router,
+            audit=audit,
+            journal=journal,
+            pipeline=pipeline,
+            recovered=recovered,
+            watcher=watcher,
+            tracker=tracker,
+            loop=loop,
+            notifier=notifier,
+            cleanup=cleanup.pop_all(),  # from here on the caller closes them
+        )
+    return daemon
+
+
+def run(
+    config: GiclsConfig,
+    stop: threading.Event,
+    reload: threading.Event,
+    **options: Unpack[StartOptions],
+) -> int:
+    """Run until ``stop`` is set (or, with ``once``, until the inbox is empty).
+
+    Returns the number of files processed. Raises DaemonError/ModelBundleError/ConfigError
+    when it cannot start or continue safely.
+    """
+    with contextlib.closing(build_daemon(config, stop, reload, **options)) as daemon:
+        layout, model = daemon.layout, daemon.model
         log.info(
             "daemon_ready",
             inbox=str(layout.inbox),
             bundle_id=model.bundle_id,
-            observer="none (--once)" if once else settings.observer,
-            waiting=len(tracker),
-            recovered=recovered,
+            observer="none (--once)" if daemon.watcher is None else config.daemon.observer,
+            waiting=len(daemon.tracker),
+            recovered=daemon.recovered,
         )
-        notifier.ready(f"watching {layout.inbox} with bundle {model.bundle_id}")
+        daemon.notifier.ready(f"watching {layout.inbox} with bundle {model.bundle_id}")
         try:
-            loop.run()
+            daemon.loop.run()
         finally:
-            notifier.stopping()
-        log.info("daemon_stopped", processed=loop.processed + recovered)
-        return loop.processed + recovered
+            daemon.notifier.stopping()
+        processed = daemon.loop.processed + daemon.recovered
+        log.info("daemon_stopped", processed=processed)
+        return processed

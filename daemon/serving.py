@@ -13,7 +13,10 @@ logged. A refused bundle is not retried until its manifest changes again or SIGH
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +96,14 @@ def manifest_stamp(models_dir: Path) -> ManifestStamp:
 
 
 class ServingModel:
+    """The bundle being served, and at most one new bundle loading beside it.
+
+    A load (verify, build, bfloat16 guard, warm-up) runs on its own thread, because it can take
+    longer than systemd's WatchdogSec and the loop must keep turning (and pinging) meanwhile;
+    the old bundle serves until the loop adopts the new one between batches. Only the loop's
+    thread calls ``refresh``, so ``ensemble`` never changes under a batch.
+    """
+
     def __init__(
         self,
         models_dir: Path,
@@ -107,30 +118,84 @@ class ServingModel:
         self._loader = loader
         self._stamp = manifest_stamp(models_dir)
         self.ensemble = loader(models_dir, self._classes, precision)
+        self._load: _BackgroundLoad | None = None
+        self._forced_again = False  # SIGHUP during a load: load once more after it
 
     @property
     def bundle_id(self) -> str:
         return self.ensemble.bundle_id
 
+    @property
+    def loading(self) -> bool:
+        """True while a new bundle is being loaded (not yet finished)."""
+        return self._load is not None and not self._load.future.done()
+
     def refresh(self, force: bool = False) -> bool:
-        """Load a new bundle if the manifest changed (or ``force``); True if one was swapped in."""
+        """Adopt a finished load; start one if the manifest changed (or ``force``). Never waits.
+
+        A ``force`` (SIGHUP) while a load runs starts no second load beside it: it is
+        remembered and honoured once the running one has finished. Returns True if a new
+        bundle was swapped in.
+        """
+        swapped = False
+        if self._load is not None:
+            if not self._load.future.done():
+                self._forced_again = self._forced_again or force
+                return False
+            swapped = self._adopt(self._load)
+            self._load = None
+            force, self._forced_again = force or self._forced_again, False
         stamp = manifest_stamp(self._models_dir)
-        if stamp == self._stamp and not force:
-            return False
-        self._stamp = stamp
-        try:
-            candidate = self._loader(self._models_dir, self._classes, self._precision)
-        except Exception as exc:
+        if force or stamp != self._stamp:
+            self._stamp = stamp
+            log.info(
+                "bundle_loading",
+                models_dir=str(self._models_dir),
+                forced=force,
+                serving=self.bundle_id,
+            )
+            self._load = _BackgroundLoad(
+                lambda: self._loader(self._models_dir, self._classes, self._precision)
+            )
+        return swapped
+
+    def close(self) -> None:
+        """Wait for a load in progress: TensorFlow aborts the process if it exits under one."""
+        if self.loading and self._load is not None:
+            log.info("bundle_load_awaited", models_dir=str(self._models_dir))
+            self._load.future.exception()  # waits; the outcome no longer matters
+
+    def _adopt(self, load: _BackgroundLoad) -> bool:
+        seconds = round(time.monotonic() - load.started, 3)
+        error = load.future.exception()
+        if error is not None:
             # Anything a broken bundle raises (ours, Keras', h5py's) means: keep the old one.
             log.error(
                 "bundle_refused",
                 models_dir=str(self._models_dir),
-                error=str(exc),
+                error=str(error),
                 serving=self.bundle_id,
+                seconds=seconds,
             )
             return False
+        candidate = load.future.result()
         if candidate.bundle_id == self.bundle_id:
             return False
         previous, self.ensemble = self.bundle_id, candidate
-        log.info("bundle_loaded", bundle_id=candidate.bundle_id, previous=previous)
+        log.info("bundle_loaded", bundle_id=candidate.bundle_id, previous=previous, seconds=seconds)
         return True
+
+
+class _BackgroundLoad:
+    """One bundle load on its own thread (not a daemon thread: exit waits for it, see close)."""
+
+    def __init__(self, load: Callable[[], FusedEnsemble]) -> None:
+        self.started = time.monotonic()
+        self.future: Future[FusedEnsemble] = Future()
+        threading.Thread(target=self._run, args=(load,), name="bundle-load").start()
+
+    def _run(self, load: Callable[[], FusedEnsemble]) -> None:
+        try:
+            self.future.set_result(load())
+        except Exception as exc:
+            self.future.set_exception(exc)

@@ -1,5 +1,7 @@
-"""systemd/gicls.service and its example drop-in: the directives the daemon relies on, and
-systemd's own checks (``systemd-analyze verify`` and ``security``, Debian package systemd).
+"""systemd/gicls.service and its example drop-in: the daemon run the way the unit starts,
+reloads and stops it, the properties of the unit that matter (writable paths under the
+sandbox, the watchdog's room), and systemd's own checks (``systemd-analyze verify`` and
+``security``, Debian package systemd).
 
 The unit's ExecStart names /opt/gicls, which does not exist on a test machine and would make
 verify fail for that reason alone; the checked copies point ExecStart at a real script instead.
@@ -7,9 +9,12 @@ verify fail for that reason alone; the checked copies point ExecStart at a real 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -67,62 +72,130 @@ def unit() -> Directives:
     return parse_unit(UNIT.read_text())
 
 
-def test_service_type_life_cycle_and_restart(unit: Directives) -> None:
-    assert value(unit, "Service", "Type") == "notify"
-    assert value(unit, "Service", "NotifyAccess") == "main"
-    assert value(unit, "Service", "Restart") == "on-failure"
-    assert seconds(value(unit, "Service", "RestartSec")) > 0
-    assert seconds(value(unit, "Service", "WatchdogSec")) == 60
-    assert seconds(value(unit, "Service", "TimeoutStartSec")) >= 300
-    assert seconds(value(unit, "Service", "TimeoutStopSec")) >= 30
-    assert value(unit, "Service", "KillMode") == "mixed"
-    assert value(unit, "Service", "ExecReload") == "/bin/kill -HUP $MAINPID"
-    assert value(unit, "Install", "WantedBy") == "multi-user.target"
-
-
-def test_exec_start_runs_the_venv_daemon_with_an_absolute_config(unit: Directives) -> None:
-    program, command, option, config = value(unit, "Service", "ExecStart").split()
-
-    assert program.startswith("/") and program.endswith("/.venv/bin/gicls-daemon")
-    assert (command, option) == ("run", "--config")
-    assert config.startswith("/") and config.endswith(".toml")
-
-
-def test_fixed_account_and_its_directories(unit: Directives) -> None:
-    assert value(unit, "Service", "User") == "gicls"
-    assert value(unit, "Service", "Group") == "gicls"
-    assert values(unit, "Service", "DynamicUser") in ([], ["no"])
-    assert value(unit, "Service", "UMask") == "0007"
-    state = value(unit, "Service", "StateDirectory")
-    cache = value(unit, "Service", "CacheDirectory")
-    environment = dict(
+def _environment(directives: Directives) -> dict[str, str]:
+    return dict(
         item.split("=", 1)
-        for line in values(unit, "Service", "Environment")
+        for line in values(directives, "Service", "Environment")
         for item in line.split()
     )
-    # HOME and KERAS_HOME must be writable under ProtectSystem=strict: inside those directories.
-    assert environment["HOME"] == f"/var/lib/{state}"
-    assert environment["KERAS_HOME"].startswith(f"/var/cache/{cache}/")
 
 
-def test_sandbox(unit: Directives) -> None:
-    for key, expected in [
-        ("ProtectSystem", "strict"),
-        ("ProtectHome", "yes"),
-        ("PrivateTmp", "yes"),
-        ("NoNewPrivileges", "yes"),
-        ("ProtectKernelTunables", "yes"),
-        ("ProtectControlGroups", "yes"),
-        ("RestrictSUIDSGID", "yes"),
-        ("LockPersonality", "yes"),
-        ("RestrictRealtime", "yes"),
-    ]:
-        assert value(unit, "Service", key) == expected, key
-    writable = " ".join(values(unit, "Service", "ReadWritePaths")).split()
-    assert writable and all(path.startswith("/") for path in writable)
-    assert re.fullmatch(r"\d+[KMGT]", value(unit, "Service", "MemoryMax"))
-    # TensorFlow's JIT needs writable+executable memory.
+def _writable_roots(directives: Directives) -> list[Path]:
+    """What stays writable under ProtectSystem=strict: ReadWritePaths and the unit's dirs."""
+    roots = [
+        Path(p) for line in values(directives, "Service", "ReadWritePaths") for p in line.split()
+    ]
+    roots += [Path("/var/lib") / d for d in values(directives, "Service", "StateDirectory")]
+    roots += [Path("/var/cache") / d for d in values(directives, "Service", "CacheDirectory")]
+    return roots
+
+
+def _within(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def test_everything_the_daemon_writes_outside_its_data_is_writable(unit: Directives) -> None:
+    """ProtectSystem=strict makes the whole tree read-only: HOME, KERAS_HOME (Keras writes its
+    config there) and the working directory must lie in a writable root, and the data folders
+    (ReadWritePaths) must wait for their mount."""
+    assert value(unit, "Service", "ProtectSystem") == "strict"  # what makes this matter
+    roots = _writable_roots(unit)
+    environment = _environment(unit)
+    for path in (
+        environment["HOME"],
+        environment["KERAS_HOME"],
+        value(unit, "Service", "WorkingDirectory"),
+    ):
+        assert _within(Path(path), roots), path
+    mounts = [Path(p) for line in values(unit, "Unit", "RequiresMountsFor") for p in line.split()]
+    data = [Path(p) for line in values(unit, "Service", "ReadWritePaths") for p in line.split()]
+    assert data and all(_within(path, mounts) for path in data), (data, mounts)
+
+
+def test_the_account_is_fixed_so_researchers_keep_owning_the_output(unit: Directives) -> None:
+    # DynamicUser would hand files to a uid that disappears with the service.
+    assert value(unit, "Service", "User") and values(unit, "Service", "DynamicUser") in ([], ["no"])
+    # TensorFlow's oneDNN/XLA JIT needs writable+executable memory: the first batch would die.
     assert values(unit, "Service", "MemoryDenyWriteExecute") in ([], ["no"])
+
+
+def test_the_watchdog_interval_leaves_room_for_the_daemons_pings(unit: Directives) -> None:
+    from gicls.daemon.notify import Notifier
+
+    watchdog = seconds(value(unit, "Service", "WatchdogSec"))
+    pings = Notifier.from_env({"NOTIFY_SOCKET": "@x", "WATCHDOG_USEC": str(int(watchdog * 1e6))})
+    assert pings.watchdog_interval is not None and pings.watchdog_interval <= watchdog / 2
+
+
+@pytest.mark.slow
+def test_the_daemon_lives_through_the_units_start_reload_and_stop(
+    unit: Directives, tmp_path: Path, make_bundle
+) -> None:
+    """ExecStart's command line with the unit's Environment and UMask, as systemd starts it:
+    READY=1 within TimeoutStartSec (Type=notify), ExecReload's command reloads the bundle
+    and leaves the daemon running, SIGTERM to the main process (KillMode=mixed) stops it
+    within TimeoutStopSec with exit 0 (Restart=on-failure leaves it stopped), and what it
+    creates has the unit's permissions."""
+    from tests.daemon import harness
+
+    assert value(unit, "Service", "Type") == "notify"
+    program, *arguments = value(unit, "Service", "ExecStart").split()
+    config_option = arguments.index("--config")
+    site = harness.write_config(tmp_path / "site", make_bundle())
+    arguments[config_option + 1] = str(site.config)
+
+    # The unit's directories (HOME, KERAS_HOME, WorkingDirectory), as systemd creates them,
+    # moved under tmp_path.
+    def moved(path: str) -> Path:
+        return tmp_path / path.lstrip("/")
+
+    environment = {
+        key: str(moved(text)) if text.startswith("/") else text
+        for key, text in _environment(unit).items()
+    }
+    working = moved(value(unit, "Service", "WorkingDirectory"))
+    for folder in (working, Path(environment["HOME"]), Path(environment["KERAS_HOME"])):
+        folder.mkdir(parents=True, exist_ok=True)
+    umask = int(value(unit, "Service", "UMask"), 8)
+    listener = harness.NotifyListener()
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("wb") as log:
+        daemon = subprocess.Popen(
+            [str(REPO_ROOT / ".venv" / "bin" / Path(program).name), *arguments],
+            env={**os.environ, **environment, "NOTIFY_SOCKET": listener.address},
+            cwd=working,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: os.umask(umask),
+        )
+    try:
+        harness.wait_until(
+            lambda: "READY=1" in listener.lifecycle(),
+            seconds(value(unit, "Service", "TimeoutStartSec")),
+            "READY=1",
+        )
+        reload = value(unit, "Service", "ExecReload").replace("$MAINPID", str(daemon.pid))
+        subprocess.run(reload.split(), check=True, timeout=10)
+        harness.wait_until(lambda: b"bundle_loading" in log_path.read_bytes(), 30, "a reload")
+        (site.inbox / "one.png").write_bytes(harness.png(1))
+        harness.wait_until(lambda: harness.row_count(site.audit_log) == 1, 60, "a row")
+        assert daemon.poll() is None, "the reload signal ended the daemon"
+        stopping = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(seconds(value(unit, "Service", "TimeoutStopSec")))
+        stopped_in = time.monotonic() - stopping
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+        listener.close()
+    assert code == 0, log_path.read_text()[-3000:]
+    assert listener.lifecycle()[-1] == "STOPPING=1"
+    folders = [path for path in site.output.iterdir() if path.is_dir()]
+    for created in (site.audit_log, site.output, *folders):  # made by the daemon
+        mode = created.stat().st_mode
+        assert mode & 0o007 == 0 and mode & 0o060 == 0o060, (created, oct(mode))
+    assert stopped_in < seconds(value(unit, "Service", "TimeoutStopSec"))
 
 
 def test_drop_in_example_resets_list_settings_before_setting_them() -> None:

@@ -11,11 +11,14 @@ import hashlib
 import io
 import json
 import os
+import socket
 import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -202,6 +205,41 @@ class DaemonProcess:
         if self.process.poll() is None:
             self.process.terminate()
             self.wait(60)
+
+
+class NotifyListener:
+    """An abstract-namespace datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self) -> None:
+        self.address = f"@gicls-test-{uuid.uuid4().hex}"
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind("\0" + self.address[1:])
+        self._socket.settimeout(0.2)
+        self.messages: list[str] = []
+        self.arrivals: list[tuple[float, str]] = []  # (time.time() on arrival, message)
+        self._done = threading.Event()
+        # Read continuously: unread datagrams would fill the queue (max_dgram_qlen).
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._done.is_set():
+            try:
+                message = self._socket.recv(4096).decode()
+            except TimeoutError:
+                continue
+            self.arrivals.append((time.time(), message))
+            self.messages.append(message)
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._socket.close()
+
+    def lifecycle(self) -> list[str]:
+        """READY/WATCHDOG/STOPPING assignments in arrival order (STATUS lines left out)."""
+        wanted = {"READY=1", "WATCHDOG=1", "STOPPING=1"}
+        return [line for m in self.messages for line in m.splitlines() if line in wanted]
 
 
 def run_once(config: Path, env: Mapping[str, str] | None = None, log_name: str = "") -> int:

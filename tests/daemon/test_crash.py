@@ -22,8 +22,11 @@ import pytest
 from gicls.daemon.faults import FAULT_ENV, KILLED_EXIT_STATUS, STEPS
 from gicls.daemon.journal import replay
 from tests.daemon import harness
+from tests.daemon.harness import wait_until
 
 pytestmark = pytest.mark.slow
+
+ROUNDS = 4  # SIGKILLs in the random-kill test
 
 # Steps reached once per file are hit the 2nd time, so the crash lands inside a batch.
 PER_FILE_STEPS = {"linked", "unlinked", "audit_written"}
@@ -82,17 +85,52 @@ def test_sigkill_at_random_moments_then_restarted_loses_and_duplicates_nothing(
             (site.inbox / name).write_bytes(data)
             dropped[(os.fsencode(name), harness.sha256(data))] += 1
 
-    for round_number in range(4):
+    journal = site.root / "state" / "journal.jsonl"
+    in_flight = 0  # kills that landed with work under way (journal entries open or files claimed)
+    for round_number in range(ROUNDS):
         drop(10, f"r{round_number}_before")
         daemon = harness.DaemonProcess(site.config, log_name=f"kill-{round_number}.log")
         daemon.wait_ready()
-        drop(10, f"r{round_number}_during")
+        drop(30, f"r{round_number}_during")
+        wait_until(lambda d=daemon: d.logged("batch_done"), 60, "work under way")
         # The moment of the kill is the random variable here, not an expectation on timing.
-        time.sleep(moments.uniform(0.0, 1.5))
+        time.sleep(moments.uniform(0.0, 0.5))
         daemon.process.send_signal(signal.SIGKILL)
         assert daemon.wait() == -signal.SIGKILL
+        # Dead now: what it left is what it was doing at the kill.
+        in_flight += bool(replay(journal) or any(site.work.iterdir()))
 
+    assert in_flight >= ROUNDS - 1, f"only {in_flight} of {ROUNDS} kills landed mid-work"
     final = harness.DaemonProcess(site.config, "--once", log_name="final.log")
     assert final.wait() == 0, final.output()
     harness.assert_invariant(site, dropped)
     assert replay(site.root / "state" / "journal.jsonl") == []
+
+
+def test_killed_after_and_before_an_online_journal_compaction_loses_nothing(
+    tmp_path: Path, make_bundle
+) -> None:
+    """The journal is truncated by the last sync of every batch (step "done" follows it)."""
+    site = harness.write_config(tmp_path, make_bundle(), stability_seconds=0.2, max_batch=4)
+    journal = site.root / "state" / "journal.jsonl"
+    dropped: Counter[tuple[bytes, str]] = Counter()
+    for n in range(12):
+        data = harness.png(3000 + n)
+        (site.inbox / f"c{n}.png").write_bytes(data)
+        dropped[(f"c{n}.png".encode(), harness.sha256(data))] += 1
+
+    after = harness.DaemonProcess(site.config, "--once", env={FAULT_ENV: "done:2"})
+    assert after.wait() == KILLED_EXIT_STATUS, after.output()
+    assert harness.row_count(site.audit_log) >= 2
+    assert journal.stat().st_size == 0, "two batches finished, yet the journal kept them"
+
+    before = harness.DaemonProcess(site.config, "--once", env={FAULT_ENV: "audited"})
+    assert before.wait() == KILLED_EXIT_STATUS, before.output()
+    left_open = replay(journal)
+    assert left_open and all(entry.plan is not None for entry in left_open)
+
+    final = harness.DaemonProcess(site.config, "--once", log_name="final.log")
+    assert final.wait() == 0, final.output()
+    assert final.logged("journal_recovery")
+    harness.assert_invariant(site, dropped)
+    assert journal.stat().st_size == 0

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import threading
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +12,7 @@ import pytest
 
 from gicls.daemon.journal import replay
 from tests.daemon import harness
-from tests.daemon.harness import DaemonProcess, wait_until
+from tests.daemon.harness import DaemonProcess, NotifyListener, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -28,38 +25,6 @@ def _drop(inbox: Path, prefix: str, count: int, seed: int = 0) -> Counter[tuple[
         (inbox / name).write_bytes(data)
         dropped[(os.fsencode(name), harness.sha256(data))] += 1
     return dropped
-
-
-class NotifyListener:
-    """An abstract-namespace datagram socket standing in for systemd's NOTIFY_SOCKET."""
-
-    def __init__(self) -> None:
-        self.address = f"@gicls-test-{uuid.uuid4().hex}"
-        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._socket.bind("\0" + self.address[1:])
-        self._socket.settimeout(0.2)
-        self.messages: list[str] = []
-        self._done = threading.Event()
-        # Read continuously: unread datagrams would fill the queue (max_dgram_qlen).
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        while not self._done.is_set():
-            try:
-                self.messages.append(self._socket.recv(4096).decode())
-            except TimeoutError:
-                continue
-
-    def close(self) -> None:
-        self._done.set()
-        self._thread.join()
-        self._socket.close()
-
-    def lifecycle(self) -> list[str]:
-        """READY/WATCHDOG/STOPPING assignments in arrival order (STATUS lines left out)."""
-        wanted = {"READY=1", "WATCHDOG=1", "STOPPING=1"}
-        return [line for m in self.messages for line in m.splitlines() if line in wanted]
 
 
 def test_sigterm_mid_batch_exits_0_loses_nothing_and_notifies_in_order(

@@ -15,9 +15,11 @@ from gicls.config import load_config
 from gicls.daemon import service
 from gicls.daemon.cli import app
 from gicls.daemon.journal import Entry, Journal
+from gicls.daemon.lock import StateLock
 from gicls.daemon.notify import Notifier
+from gicls.errors import DaemonError
 from tests.daemon import harness
-from tests.daemon.harness import wait_until
+from tests.daemon.harness import NotifyListener, wait_until
 
 
 class ServiceThread:
@@ -127,3 +129,44 @@ def test_recovery_poisons_a_file_after_three_crashes_and_retries_the_others(
     assert rows["killer.png"]["destination"] == "_quarantine/poison/killer.png"
     assert rows["killer.png"]["reason"] == "poison"
     assert rows["bystander.png"]["status"] == "classified"
+
+
+def test_build_daemon_recovers_and_scans_without_ready_and_close_releases_it(
+    tmp_path: Path, make_bundle
+) -> None:
+    """Building is everything before READY: recovery has run, the inbox is tracked, the lock
+    is held and nothing is announced yet; closing stops the observer and frees the lock."""
+    site = harness.write_config(tmp_path, make_bundle())
+    site.work.mkdir(parents=True)
+    journal = Journal(site.root / "state" / "journal.jsonl")
+    left_over = harness.png(1)
+    (site.work / ("c" * 32)).write_bytes(left_over)
+    journal.claim(Entry("c" * 32, "left.png", time.time()))
+    journal.sync()
+    journal.close()
+    (site.inbox / "waiting.png").write_bytes(harness.png(2))
+    listener = NotifyListener()
+    try:
+        daemon = service.build_daemon(
+            load_config(site.config),
+            threading.Event(),
+            threading.Event(),
+            notifier=Notifier(listener.address),
+        )
+        try:
+            assert daemon.recovered == 1 and harness.row_count(site.audit_log) == 1
+            assert len(daemon.tracker) == 1  # waiting.png, seen by the start-up scan
+            assert daemon.watcher is not None and daemon.watcher.alive()
+            with pytest.raises(DaemonError, match="another gicls-daemon"):
+                StateLock(site.root / "state").acquire()
+            wait_until(lambda: len(listener.messages) >= 2, 10, "the start-up STATUS lines")
+            assert not [line for line in listener.lifecycle() if line == "READY=1"]
+        finally:
+            daemon.close()
+    finally:
+        listener.close()
+    assert not daemon.watcher.alive()
+    lock = StateLock(site.root / "state")
+    lock.acquire()
+    lock.release()
+    assert (site.inbox / "waiting.png").exists()  # built, never run: nothing else moved

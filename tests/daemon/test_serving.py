@@ -8,7 +8,7 @@ import numpy as np
 
 from gicls.daemon.serving import ServingModel
 from gicls.models.bundle import publish_bundle, read_manifest, replace_in_stage, stage_bundle
-from tests.daemon.harness import CLASSES
+from tests.daemon.harness import CLASSES, wait_until
 
 
 def _publish_broken(models_dir: Path) -> None:
@@ -19,21 +19,31 @@ def _publish_broken(models_dir: Path) -> None:
     publish_bundle(staging, models_dir)
 
 
+def _refreshed(serving: ServingModel, force: bool = False) -> bool:
+    """``refresh`` as the loop calls it, until the load it started (if any) is adopted."""
+    swapped = serving.refresh(force)
+    wait_until(lambda: not serving.loading, 60, "the background load")
+    return serving.refresh() or swapped
+
+
 def test_new_bundles_are_swapped_in_and_broken_ones_refused(make_bundle) -> None:
     models_dir = make_bundle(CLASSES, seed=0)
     serving = ServingModel(models_dir, CLASSES, "float32")
     first = serving.bundle_id
-    assert not serving.refresh()
+    assert not _refreshed(serving)
 
     make_bundle(CLASSES, models_dir=models_dir, seed=1)
+    assert not serving.refresh()  # the load has only started: the old bundle still serves
+    assert serving.loading and serving.bundle_id == first
+    wait_until(lambda: not serving.loading, 60, "the background load")
     assert serving.refresh()
     second = serving.bundle_id
     assert second != first
 
     _publish_broken(models_dir)
-    assert not serving.refresh()
+    assert not _refreshed(serving)
     assert serving.bundle_id == second
-    assert not serving.refresh(force=True)  # SIGHUP retries, and refuses again
+    assert not _refreshed(serving, force=True)  # SIGHUP retries, and refuses again
     images = np.zeros((2, 32, 32, 3), np.uint8)
     assert serving.ensemble(images).shape == (2, len(CLASSES))  # the old one still serves
 
