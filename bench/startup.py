@@ -6,7 +6,7 @@ real NOTIFY_SOCKET (an AF_UNIX datagram socket bound here, as systemd binds one)
 
 (a) fresh: no audit log, no journal;
 (b) aged: an audit log of ``--rows`` rows and a journal of ``--journal-files`` files, each a
-    claim, plan and done record, written through the daemon's own AuditLog and Journal classes
+    claim, plan and done record, written through the daemon's own AuditWriter and Journal classes
     (what a month of work left behind before the journal was compacted while running);
 (c) the same audit log with the journal a running daemon now leaves (compacted: empty).
 
@@ -34,7 +34,7 @@ from pathlib import Path
 from bench.daemon_runs import BIN, write_site
 from bench.fixtures import write_bundle
 from gicls.config import DEFAULT_CLASSES
-from gicls.daemon.audit_log import AuditLog
+from gicls.daemon.audit_writer import AuditWriter
 from gicls.daemon.journal import Entry, Journal
 from gicls.daemon.startup import JOURNAL_NAME
 
@@ -61,7 +61,7 @@ def fake_cells(n: int) -> dict[str, str]:
 
 
 def write_audit_log(path: Path, rows: int) -> None:
-    audit = AuditLog(path, DEFAULT_CLASSES)
+    audit = AuditWriter(path, DEFAULT_CLASSES)
     try:
         for start in range(0, rows, BATCH):
             with audit.batch():

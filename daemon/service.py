@@ -52,7 +52,7 @@ class Daemon:
     layout: Layout
     model: ServingModel
     router: Router
-    audit: AuditLog
+    audit: AuditWriter
     journal: Journal
     pipeline: Pipeline
     recovered: int  # files finished by recovery before the loop starts
