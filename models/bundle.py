@@ -30,9 +30,14 @@ from gicls import __version__
 from gicls.errors import ModelBundleError
 from gicls.fsutil import fsync_dir
 from gicls.hashing import file_sha256
+from gicls.models.preprocessing import PREPROCESSING_ID
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+# 2: bundle id over the whole decision description, guard frames. Format 1 bundles (written
+# before) are migrated by UPGRADE_COMMAND, never served as they are.
+FORMAT_VERSION = 2
+UPGRADE_COMMAND = "gicls-train upgrade-bundle -c CONFIG"
+REBUILD_COMMAND = "gicls-train all -c CONFIG"
 
 
 class ModelEntry(BaseModel):
@@ -65,7 +70,7 @@ class Calibration(BaseModel):
 class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    format_version: int = FORMAT_VERSION
+    format_version: int
     bundle_id: str
     classes: list[str]
     image_size: int
@@ -79,6 +84,8 @@ class Manifest(BaseModel):
     metrics: dict[str, Any] = {}
     created_at: str
     code_version: str
+    # Set by ``gicls-train upgrade-bundle``: the format and bundle id this one was migrated from.
+    migrated_from: dict[str, Any] | None = None
 
     def is_complete(self) -> bool:
         return all(name in self.models for name in self.classes)
@@ -115,6 +122,7 @@ def new_manifest(**fields: Any) -> Manifest:
     if calibration is not None:
         calibration = Calibration.model_validate(calibration)
     fields = {**fields, "models": models, "calibration": calibration}
+    fields.setdefault("format_version", FORMAT_VERSION)
     fields.setdefault("created_at", now_iso())
     fields.setdefault("code_version", __version__)
     fields["bundle_id"] = bundle_id_for(list(fields["classes"]), models, calibration)
@@ -130,6 +138,7 @@ def write_manifest(manifest: Manifest, folder: Path) -> Path:
 
 
 def read_manifest(models_dir: Path) -> Manifest:
+    """The manifest of any format this code can read (``verify_bundle`` says if it serves it)."""
     path = models_dir / MANIFEST_NAME
     try:
         data = json.loads(path.read_text())
@@ -154,11 +163,19 @@ def verify_bundle(models_dir: Path, classes: list[str] | tuple[str, ...] | None 
     must agree on what each score column means).
     """
     manifest = read_manifest(models_dir)
+    check_servable(manifest, models_dir)
     if classes is not None and list(classes) != manifest.classes:
         raise ModelBundleError(
             f"bundle {models_dir} was trained for classes {manifest.classes}, "
             f"the configuration has {list(classes)}"
         )
+    check_model_files(manifest, models_dir)
+    if bundle_id_for(manifest.classes, manifest.models, manifest.calibration) != manifest.bundle_id:
+        raise ModelBundleError(f"bundle {models_dir}: bundle_id does not match its model hashes")
+    return manifest
+
+
+def check_model_files(manifest: Manifest, models_dir: Path) -> None:
     missing = [name for name in manifest.classes if name not in manifest.models]
     if missing:
         raise ModelBundleError(f"bundle {models_dir} has no model for: {', '.join(missing)}")
@@ -173,9 +190,33 @@ def verify_bundle(models_dir: Path, classes: list[str] | tuple[str, ...] | None 
                 f"bundle {models_dir}: {entry.file} has sha256 {actual[:12]}..., "
                 f"the manifest says {entry.sha256[:12]}... (modified or partly copied)"
             )
-    if bundle_id_for(manifest.classes, manifest.models, manifest.calibration) != manifest.bundle_id:
-        raise ModelBundleError(f"bundle {models_dir}: bundle_id does not match its model hashes")
-    return manifest
+
+
+def check_servable(manifest: Manifest, models_dir: Path) -> None:
+    """Refuse a bundle this code cannot serve exactly as it was trained, saying how to fix it."""
+    version = manifest.format_version
+    if version < FORMAT_VERSION:
+        raise ModelBundleError(
+            f"bundle {models_dir}: format_version is {version}, this gicls serves "
+            f"format_version {FORMAT_VERSION}; migrate it with {UPGRADE_COMMAND}"
+        )
+    if version > FORMAT_VERSION:
+        raise ModelBundleError(
+            f"bundle {models_dir}: format_version is {version}, this gicls serves "
+            f"format_version {FORMAT_VERSION} (the bundle is newer); install the gicls that "
+            f"wrote it, or rebuild it with {REBUILD_COMMAND}"
+        )
+    check_preprocessing(manifest, models_dir)
+
+
+def check_preprocessing(manifest: Manifest, models_dir: Path) -> None:
+    decode = manifest.preprocessing.get("decode")
+    if decode != PREPROCESSING_ID:
+        # The models learnt other pixels: only retraining makes the scores mean anything.
+        raise ModelBundleError(
+            f"bundle {models_dir}: preprocessing.decode is {decode!r}, this gicls decodes "
+            f"with {PREPROCESSING_ID!r}; rebuild it with {REBUILD_COMMAND}"
+        )
 
 
 def stage_bundle(models_dir: Path) -> Path:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from gicls.cli_support import ConfigOption, add_version_option, load, run_command, user_errors
 from gicls.config import GiclsConfig, default_config_path, parse_config
+from gicls.models.upgrade import upgrade_bundle
 from gicls.training.evaluate import write_evaluation
 from gicls.training.pipeline import TrainingReport, evaluate_bundle, run_balance, train_bundle
 from gicls.training.scan import scan_labelled_tree
@@ -163,6 +164,26 @@ def fit(conditions: ConditionsArgument = None, config: ConfigOption = None) -> N
 def all_(config: ConfigOption = None) -> None:
     """Balance, fit every condition, evaluate the ensemble and write the bundle."""
     run_command(config, lambda cfg: _print_report(train_bundle(cfg)))
+
+
+@app.command("upgrade-bundle")
+def upgrade_bundle_(config: ConfigOption = None) -> None:
+    """Migrate the bundle in models_dir, written by an earlier gicls, to this format."""
+
+    def action(cfg: GiclsConfig) -> None:
+        models_dir = cfg.paths.models_dir
+        manifest, migrated = upgrade_bundle(models_dir)
+        if not migrated:
+            console.print(f"{models_dir} is already format {manifest.format_version}: unchanged")
+        else:
+            previous = manifest.migrated_from or {}
+            console.print(
+                f"{models_dir}: format {previous['format_version']} -> "
+                f"{manifest.format_version}, bundle id {previous['bundle_id']} -> "
+                f"{manifest.bundle_id}; models unchanged"
+            )
+
+    run_command(config, action)
 
 
 @app.command()
