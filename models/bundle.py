@@ -67,6 +67,27 @@ class Calibration(BaseModel):
     classes: dict[str, ClassCalibration]
 
 
+class BundleFile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: str  # relative to the bundle folder
+    sha256: str
+
+
+class GuardFrames(BaseModel):
+    """Held-out frames and the scores the float32 fused ensemble gave them at training time.
+
+    The daemon checks that the models still reproduce these scores, and serves bfloat16 only
+    if bfloat16 picks the same class on every frame (see gicls.models.guard).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    frames: BundleFile  # uint8 (n, image_size, image_size, 3) .npy
+    scores: BundleFile  # float32 (n, n_classes) .npy, in class order
+    images: int
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
 
@@ -80,6 +101,7 @@ class Manifest(BaseModel):
     precision: str
     models: dict[str, ModelEntry]
     calibration: Calibration | None = None
+    guard: GuardFrames | None = None
     data: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     created_at: str
@@ -95,20 +117,25 @@ def model_file_name(class_name: str) -> str:
     return f"{class_name}_model.keras"
 
 
-def bundle_id_for(
-    classes: list[str], models: dict[str, ModelEntry], calibration: Calibration | None = None
-) -> str:
-    """A short id that changes whenever anything that changes a score changes.
+# Manifest fields besides the model files that change what the daemon decides for an image.
+# A field that starts to matter (decision thresholds) joins by name, and with it every bundle
+# that differs in it gets another id.
+DECISION_FIELDS = ("classes", "image_size", "preprocessing", "calibration", "guard")
 
-    That is any model file, the class order, or the calibration applied in the fused graph.
-    """
-    digest = hashlib.sha256()
-    for name in classes:
-        entry = models.get(name)
-        digest.update(f"{name}\0{entry.sha256 if entry else '-'}\n".encode())
-    if calibration is not None:
-        digest.update(json.dumps(calibration.model_dump(mode="json"), sort_keys=True).encode())
-    return digest.hexdigest()[:16]
+
+def decision_of(manifest: Manifest) -> dict[str, Any]:
+    """Canonical description of everything that changes a decision: the model files by
+    sha256 and the ``DECISION_FIELDS`` (JSON types only)."""
+    decision = manifest.model_dump(mode="json", include=set(DECISION_FIELDS))
+    decision["models"] = {name: entry.sha256 for name, entry in manifest.models.items()}
+    return decision
+
+
+def bundle_id_for(decision: dict[str, Any]) -> str:
+    """A short id of a decision description: two bundles that may route one image
+    differently never share it."""
+    canonical = json.dumps(decision, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def now_iso() -> str:
@@ -125,8 +152,8 @@ def new_manifest(**fields: Any) -> Manifest:
     fields.setdefault("format_version", FORMAT_VERSION)
     fields.setdefault("created_at", now_iso())
     fields.setdefault("code_version", __version__)
-    fields["bundle_id"] = bundle_id_for(list(fields["classes"]), models, calibration)
-    return Manifest.model_validate(fields)
+    manifest = Manifest.model_validate({**fields, "bundle_id": ""})
+    return manifest.model_copy(update={"bundle_id": bundle_id_for(decision_of(manifest))})
 
 
 def write_manifest(manifest: Manifest, folder: Path) -> Path:
@@ -170,8 +197,11 @@ def verify_bundle(models_dir: Path, classes: list[str] | tuple[str, ...] | None 
             f"the configuration has {list(classes)}"
         )
     check_model_files(manifest, models_dir)
-    if bundle_id_for(manifest.classes, manifest.models, manifest.calibration) != manifest.bundle_id:
-        raise ModelBundleError(f"bundle {models_dir}: bundle_id does not match its model hashes")
+    if bundle_id_for(decision_of(manifest)) != manifest.bundle_id:
+        raise ModelBundleError(
+            f"bundle {models_dir}: bundle_id does not match what it decides with (model "
+            f"hashes, {', '.join(DECISION_FIELDS)}): the manifest was edited"
+        )
     return manifest
 
 

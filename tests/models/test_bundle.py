@@ -160,3 +160,85 @@ def test_argmax_agreement_counts_rows_with_the_same_winner():
     b = np.array([[0.8, 0.2], [0.7, 0.3], [0.9, 0.1], [0.1, 0.9]], np.float32)
     assert argmax_agreement(a, b) == 0.75
     assert argmax_agreement(a[:0], b[:0]) == 1.0
+
+
+def _decision_fields() -> dict:
+    from gicls.models.preprocessing import PREPROCESSING_INFO
+
+    return {
+        "classes": ["Bleeding", "Normal"],
+        "image_size": 32,
+        "preprocessing": dict(PREPROCESSING_INFO),
+        "architecture": "seed_cnn",
+        "augment": {},
+        "precision": "float32",
+        "models": {
+            "Bleeding": {"file": "Bleeding_model.keras", "sha256": "a" * 64},
+            "Normal": {"file": "Normal_model.keras", "sha256": "b" * 64},
+        },
+        "calibration": None,
+        "guard": {
+            "frames": {"file": "guard/frames.npy", "sha256": "c" * 64},
+            "scores": {"file": "guard/scores.npy", "sha256": "d" * 64},
+            "images": 2,
+        },
+    }
+
+
+def _model_changed(fields):
+    fields["models"]["Normal"]["sha256"] = "e" * 64
+
+
+def _class_order_changed(fields):
+    fields["classes"].reverse()
+
+
+def _calibrated(fields):
+    fields["calibration"] = {"method": "temperature", "classes": {"Normal": {"scale": 1.5}}}
+
+
+def _image_size_changed(fields):
+    fields["image_size"] = 48
+
+
+def _preprocessing_changed(fields):
+    fields["preprocessing"]["rescale"] = "in-graph Rescaling(1/127.5, offset=-1)"
+
+
+def _guard_frames_changed(fields):
+    fields["guard"]["frames"]["sha256"] = "f" * 64
+
+
+def _guard_scores_changed(fields):
+    fields["guard"]["scores"]["sha256"] = "0" * 64
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _model_changed,
+        _class_order_changed,
+        _calibrated,
+        _image_size_changed,
+        _preprocessing_changed,
+        _guard_frames_changed,
+        _guard_scores_changed,
+    ],
+)
+def test_bundles_that_differ_in_anything_that_decides_have_different_ids(change):
+    from gicls.models.bundle import new_manifest
+
+    fields = _decision_fields()
+    changed = _decision_fields()
+    change(changed)
+    assert new_manifest(**fields).bundle_id == new_manifest(**_decision_fields()).bundle_id
+    assert new_manifest(**changed).bundle_id != new_manifest(**fields).bundle_id
+
+
+def test_a_manifest_edited_after_training_no_longer_verifies(make_bundle):
+    folder = make_bundle(CLASSES)
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    manifest["image_size"] = 48  # the models were built for 32 px
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(ModelBundleError, match="bundle_id does not match"):
+        verify_bundle(folder)
