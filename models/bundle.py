@@ -13,6 +13,7 @@ place (Linux renameat2 RENAME_EXCHANGE), so a reader never sees a half-written b
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import datetime as dt
@@ -21,15 +22,15 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gicls import __version__
 from gicls.errors import ModelBundleError
 from gicls.fsutil import fsync_dir
-from gicls.hashing import file_sha256
 from gicls.models.preprocessing import PREPROCESSING_ID
 
 MANIFEST_NAME = "manifest.json"
@@ -166,9 +167,82 @@ def write_manifest(manifest: Manifest, folder: Path) -> Path:
 
 def read_manifest(models_dir: Path) -> Manifest:
     """The manifest of any format this code can read (``verify_bundle`` says if it serves it)."""
+    with _bundle_dir(models_dir) as dir_fd:
+        return _read_manifest_at(dir_fd, models_dir)
+
+
+def verify_bundle(
+    models_dir: Path,
+    classes: list[str] | tuple[str, ...] | None = None,
+    copy_to: Path | None = None,
+) -> Manifest:
+    """Read the manifest and check it is servable, complete and every file matches its sha256.
+
+    ``classes``, when given, must equal the manifest's class order (the config and the bundle
+    must agree on what each score column means). ``copy_to``: also write every verified file
+    there, from the very bytes that were hashed, so that a loader can open files nobody can
+    swap after the check (a publish exchanges the live folder at any time).
+    """
+    with _bundle_dir(models_dir) as dir_fd:
+        manifest = _read_manifest_at(dir_fd, models_dir)
+        check_servable(manifest, models_dir)
+        if classes is not None and list(classes) != manifest.classes:
+            raise ModelBundleError(
+                f"bundle {models_dir} was trained for classes {manifest.classes}, "
+                f"the configuration has {list(classes)}"
+            )
+        _check_files_at(dir_fd, manifest, models_dir, copy_to)
+    if bundle_id_for(decision_of(manifest)) != manifest.bundle_id:
+        raise ModelBundleError(
+            f"bundle {models_dir}: bundle_id does not match what it decides with (model "
+            f"hashes, {', '.join(DECISION_FIELDS)}): the manifest was edited"
+        )
+    return manifest
+
+
+def check_model_files(manifest: Manifest, models_dir: Path) -> None:
+    """Every file the manifest lists is in ``models_dir`` with its sha256."""
+    with _bundle_dir(models_dir) as dir_fd:
+        _check_files_at(dir_fd, manifest, models_dir, None)
+
+
+def _listed_files(manifest: Manifest, models_dir: Path) -> list[BundleFile]:
+    missing = [name for name in manifest.classes if name not in manifest.models]
+    if missing:
+        raise ModelBundleError(f"bundle {models_dir} has no model for: {', '.join(missing)}")
+    files = [
+        BundleFile(file=manifest.models[n].file, sha256=manifest.models[n].sha256)
+        for n in manifest.classes
+    ]
+    if manifest.guard is not None:
+        files += [manifest.guard.frames, manifest.guard.scores]
+    return files
+
+
+@contextlib.contextmanager
+def _bundle_dir(models_dir: Path) -> Iterator[int]:
+    """The bundle folder opened once: every read through this descriptor sees one bundle,
+    even if a publish swaps another into ``models_dir`` meanwhile (then the files of the old
+    one vanish and the read fails: a refusal, never a mix)."""
+    try:
+        fd = os.open(models_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ModelBundleError(
+            f"no model bundle at {models_dir} ({MANIFEST_NAME} missing; run gicls-train all)"
+        ) from None
+    except OSError as exc:
+        raise ModelBundleError(f"cannot open the bundle {models_dir}: {exc}") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _read_manifest_at(dir_fd: int, models_dir: Path) -> Manifest:
     path = models_dir / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text())
+        with open(_open_at(dir_fd, MANIFEST_NAME), "rb") as handle:
+            data = json.loads(handle.read())
     except FileNotFoundError:
         raise ModelBundleError(
             f"no model bundle at {models_dir} ({MANIFEST_NAME} missing; run gicls-train all)"
@@ -183,43 +257,45 @@ def read_manifest(models_dir: Path) -> Manifest:
         raise ModelBundleError(f"{path}: invalid manifest key '{key}': {first['msg']}") from None
 
 
-def verify_bundle(models_dir: Path, classes: list[str] | tuple[str, ...] | None = None) -> Manifest:
-    """Read the manifest and check it is complete and every model file matches its sha256.
-
-    ``classes``, when given, must equal the manifest's class order (the config and the bundle
-    must agree on what each score column means).
-    """
-    manifest = read_manifest(models_dir)
-    check_servable(manifest, models_dir)
-    if classes is not None and list(classes) != manifest.classes:
-        raise ModelBundleError(
-            f"bundle {models_dir} was trained for classes {manifest.classes}, "
-            f"the configuration has {list(classes)}"
-        )
-    check_model_files(manifest, models_dir)
-    if bundle_id_for(decision_of(manifest)) != manifest.bundle_id:
-        raise ModelBundleError(
-            f"bundle {models_dir}: bundle_id does not match what it decides with (model "
-            f"hashes, {', '.join(DECISION_FIELDS)}): the manifest was edited"
-        )
-    return manifest
+def _open_at(dir_fd: int, name: str) -> int:
+    # No link is followed out of the bundle, and a FIFO planted there cannot block the load.
+    return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
 
 
-def check_model_files(manifest: Manifest, models_dir: Path) -> None:
-    missing = [name for name in manifest.classes if name not in manifest.models]
-    if missing:
-        raise ModelBundleError(f"bundle {models_dir} has no model for: {', '.join(missing)}")
-    for name in manifest.classes:
-        entry = manifest.models[name]
-        path = models_dir / entry.file
-        if not path.is_file():
-            raise ModelBundleError(f"bundle {models_dir}: model file {entry.file} is missing")
-        actual = file_sha256(path)
-        if actual != entry.sha256:
+_COPY_CHUNK = 1 << 20
+
+
+def _check_files_at(
+    dir_fd: int, manifest: Manifest, models_dir: Path, copy_to: Path | None
+) -> None:
+    for listed in _listed_files(manifest, models_dir):
+        try:
+            with open(_open_at(dir_fd, listed.file), "rb") as source:
+                actual = _hash_and_copy(source, copy_to / listed.file if copy_to else None)
+        except FileNotFoundError:
+            raise ModelBundleError(f"bundle {models_dir}: file {listed.file} is missing") from None
+        except OSError as exc:  # a folder or device in its place, EIO, ...
             raise ModelBundleError(
-                f"bundle {models_dir}: {entry.file} has sha256 {actual[:12]}..., "
-                f"the manifest says {entry.sha256[:12]}... (modified or partly copied)"
+                f"bundle {models_dir}: cannot verify {listed.file}: {exc.strerror}"
+            ) from None
+        if actual != listed.sha256:
+            raise ModelBundleError(
+                f"bundle {models_dir}: {listed.file} has sha256 {actual[:12]}..., "
+                f"the manifest says {listed.sha256[:12]}... (modified or partly copied)"
             )
+
+
+def _hash_and_copy(source: BinaryIO, target: Path | None) -> str:
+    """sha256 of ``source``; with ``target``, the same bytes are written there as they pass."""
+    digest = hashlib.sha256()
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb") if target is not None else contextlib.nullcontext() as sink:
+        while chunk := source.read(_COPY_CHUNK):
+            digest.update(chunk)
+            if sink is not None:
+                sink.write(chunk)
+    return digest.hexdigest()
 
 
 def check_servable(manifest: Manifest, models_dir: Path) -> None:

@@ -14,6 +14,7 @@ BENCHMARKS.md.)
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -70,12 +71,11 @@ class FusedEnsemble:
         ``precision`` then says what is actually served; ``bfloat16_agreement`` what was found.
         """
         self.manifest = manifest
-        self.models_dir = models_dir
         self.classes = list(manifest.classes)
         self.image_size = manifest.image_size
         self.precision = precision
         self.bfloat16_agreement: float | None = None
-        members = [self._load_member(name) for name in self.classes]
+        members = [self._load_member(models_dir, name) for name in self.classes]
         if precision == "bfloat16":
             fast = self._build_graph([_bfloat16_twin(m) for m in members])
             if guard_sample is not None:
@@ -112,17 +112,22 @@ class FusedEnsemble:
         precision: str = "float32",
         guard_sample: GuardSample | None = None,
     ) -> FusedEnsemble:
-        """Verify the bundle's hashes, then load and fuse its models."""
-        manifest = verify_bundle(models_dir, classes)
-        return cls(models_dir, manifest, precision, guard_sample)
+        """Verify the bundle's hashes, then load and fuse the very files that were verified.
+
+        They are loaded from a private copy made while hashing: a bundle published into
+        ``models_dir`` between the check and the load can never be half-served.
+        """
+        with tempfile.TemporaryDirectory(prefix="gicls-verified-") as private:
+            manifest = verify_bundle(models_dir, classes, copy_to=Path(private))
+            return cls(Path(private), manifest, precision, guard_sample)
 
     @property
     def bundle_id(self) -> str:
         return self.manifest.bundle_id
 
-    def _load_member(self, class_name: str) -> keras.Model:
+    def _load_member(self, models_dir: Path, class_name: str) -> keras.Model:
         entry = self.manifest.models[class_name]
-        return keras.models.load_model(self.models_dir / entry.file, compile=False)
+        return keras.models.load_model(models_dir / entry.file, compile=False)
 
     def _build_graph(self, members: list[keras.Model]) -> tf.types.experimental.Function:
         calibration = self.manifest.calibration

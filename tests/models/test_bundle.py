@@ -242,3 +242,27 @@ def test_a_manifest_edited_after_training_no_longer_verifies(make_bundle):
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
     with pytest.raises(ModelBundleError, match="bundle_id does not match"):
         verify_bundle(folder)
+
+
+def test_a_bundle_published_between_verification_and_load_is_never_served(make_bundle, monkeypatch):
+    from gicls.models import ensemble as ensemble_module
+    from gicls.models.bundle import verify_bundle as real_verify
+
+    folder = make_bundle(CLASSES, seed=0)
+    other = make_bundle(CLASSES, models_dir=folder.parent / "Other", seed=1)
+    images = _noise(32)
+    verified = FusedEnsemble.from_bundle(folder)
+    expected, expected_id = verified(images), verified.bundle_id
+    assert not np.allclose(FusedEnsemble.from_bundle(other)(images), expected)
+
+    def verify_then_publish_another(*args, **kwargs):
+        manifest = real_verify(*args, **kwargs)
+        staging = stage_bundle(other)  # the other bundle's files, published over the checked one
+        publish_bundle(staging, folder)
+        return manifest
+
+    monkeypatch.setattr(ensemble_module, "verify_bundle", verify_then_publish_another)
+    served = FusedEnsemble.from_bundle(folder, CLASSES)
+    assert read_manifest(folder).bundle_id != expected_id  # the swap did happen
+    assert served.bundle_id == expected_id
+    np.testing.assert_array_equal(served(images), expected)
