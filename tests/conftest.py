@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,11 +36,16 @@ def make_bundle(tmp_path: Path) -> BundleFactory:
         image_size: int = 32,
         models_dir: Path | None = None,
         seed: int = 0,
+        guard_frames: np.ndarray | None = None,
     ) -> Path:
         from gicls.models.untrained import write_untrained_bundle
 
         return write_untrained_bundle(
-            models_dir or tmp_path / "Models", classes, image_size, seed=seed
+            models_dir or tmp_path / "Models",
+            classes,
+            image_size,
+            seed=seed,
+            guard_frames=guard_frames,
         )
 
     return factory

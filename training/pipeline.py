@@ -34,6 +34,8 @@ from gicls.models.bundle import (
     verify_bundle,
     write_manifest,
 )
+from gicls.models.ensemble import guard_fields
+from gicls.models.guard import spread_over_classes
 from gicls.models.preprocessing import PREPROCESSING_INFO
 from gicls.training.balance import (
     BalancedSet,
@@ -240,7 +242,12 @@ def train_bundle(
         }
         manifest = new_manifest(**fields)
         if manifest.is_complete():
-            manifest = new_manifest(**fields, **_evaluate_held_out(config, data, staging, manifest))
+            evaluated = _evaluate_held_out(config, data, staging, manifest)
+            manifest = new_manifest(**fields, **evaluated)
+            frames = _guard_frames(data)
+            manifest = new_manifest(
+                **fields, **evaluated, **guard_fields(staging, manifest, frames)
+            )
         write_manifest(manifest, staging)
         publish_bundle(staging, models_dir)
     except BaseException:
@@ -253,6 +260,13 @@ def train_bundle(
         complete=manifest.is_complete(),
     )
     return TrainingReport(manifest, results, models_dir)
+
+
+def _guard_frames(data: PreparedData) -> np.ndarray:
+    """Held-out frames for the bundle's guard (see gicls.models.guard), spread over classes."""
+    records = data.split.validation
+    picked = spread_over_classes([r.class_index for r in records])
+    return data.cache.pixels[data.cache.rows([records[i] for i in picked])]
 
 
 def _evaluate_held_out(

@@ -127,32 +127,6 @@ def _noise(size: int, count: int = 8) -> np.ndarray:
     return np.random.default_rng(2).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
 
 
-def test_bfloat16_is_refused_when_it_disagrees_with_float32(make_bundle, monkeypatch):
-    from gicls.models import ensemble as ensemble_module
-
-    folder = make_bundle(CLASSES)
-    images = _noise(32)
-    exact = FusedEnsemble.from_bundle(folder)(images)
-    # No agreement can reach more than 100 %: the guard must fall back to float32.
-    monkeypatch.setattr(ensemble_module, "BFLOAT16_MIN_AGREEMENT", 1.01)
-    guarded = FusedEnsemble.from_bundle(folder, precision="bfloat16", guard_sample=_noise)
-    assert guarded.precision == "float32"
-    assert guarded.bfloat16_agreement is not None and guarded.bfloat16_agreement <= 1.0
-    np.testing.assert_array_equal(guarded(images), exact)
-
-
-def test_bfloat16_is_served_when_it_agrees_with_float32(make_bundle, monkeypatch):
-    from gicls.models import ensemble as ensemble_module
-
-    folder = make_bundle(CLASSES)
-    images = _noise(32)
-    exact = FusedEnsemble.from_bundle(folder)(images)
-    monkeypatch.setattr(ensemble_module, "BFLOAT16_MIN_AGREEMENT", 0.0)
-    guarded = FusedEnsemble.from_bundle(folder, precision="bfloat16", guard_sample=_noise)
-    assert guarded.precision == "bfloat16"
-    assert not np.array_equal(guarded(images), exact)
-
-
 def test_argmax_agreement_counts_rows_with_the_same_winner():
     from gicls.models.ensemble import argmax_agreement
 
