@@ -5,6 +5,8 @@ Layout of ``models_dir``::
     <Class>_model.keras      one binary model per condition (the classic names)
     history/<Class>.csv      training history
     plots/<Class>_training.png
+    evaluation/              the held-out evaluation (training/evaluate.py)
+    guard/frames.npy, scores.npy   guard frames and their float32 scores (gicls.models.guard)
     manifest.json            everything needed to rebuild the fused ensemble and audit it
 
 A bundle is published atomically: it is assembled in a sibling staging folder and swapped into
@@ -22,7 +24,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -116,6 +118,19 @@ class Manifest(BaseModel):
 
 def model_file_name(class_name: str) -> str:
     return f"{class_name}_model.keras"
+
+
+def history_file_name(class_name: str) -> str:
+    return f"history/{class_name}.csv"
+
+
+def plot_file_name(class_name: str) -> str:
+    return f"plots/{class_name}_training.png"
+
+
+def condition_files(class_name: str) -> tuple[str, ...]:
+    """The files of one condition's model: what a partial fit keeps of the others."""
+    return model_file_name(class_name), history_file_name(class_name), plot_file_name(class_name)
 
 
 # Manifest fields besides the model files that change what the daemon decides for an image.
@@ -325,19 +340,33 @@ def check_preprocessing(manifest: Manifest, models_dir: Path) -> None:
         )
 
 
-def stage_bundle(models_dir: Path) -> Path:
-    """Create a staging folder beside ``models_dir`` holding hard links to the live bundle.
+def stage_bundle(models_dir: Path, keep: Iterable[str] = ()) -> Path:
+    """Create an empty staging folder beside ``models_dir``, holding hard links to the files
+    of the live bundle named in ``keep`` (paths relative to it; absent ones are skipped).
 
-    Files to be replaced must be unlinked before writing (``replace_in_stage``), so the live
-    bundle's inodes are never written through a link.
+    A new bundle starts clean: nothing of the previous one (a removed class's files, an old
+    evaluation) survives unless it is kept on purpose. Kept files must be unlinked before
+    they are rewritten (``replace_in_stage``), so the live bundle's inodes are never written
+    through a link.
     """
     models_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = models_dir.parent / f".{models_dir.name}.staging-{uuid.uuid4().hex[:8]}"
-    if models_dir.is_dir():
-        shutil.copytree(models_dir, staging, copy_function=os.link)
-    else:
-        staging.mkdir()
+    staging.mkdir()
+    for name in keep:
+        source = models_dir / name
+        if source.is_file():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            os.link(source, staging / name)
     return staging
+
+
+def bundle_files(models_dir: Path) -> list[str]:
+    """Every file of the bundle but its manifest, relative to it (what a migration keeps)."""
+    return sorted(
+        str(path.relative_to(models_dir))
+        for path in models_dir.rglob("*")
+        if path.is_file() and path != models_dir / MANIFEST_NAME
+    )
 
 
 def replace_in_stage(path: Path) -> Path:

@@ -12,6 +12,7 @@ from gicls import __version__
 from gicls.models.bundle import (
     FORMAT_VERSION,
     Manifest,
+    bundle_files,
     check_model_files,
     check_preprocessing,
     check_servable,
@@ -49,7 +50,7 @@ def upgrade_bundle(models_dir: Path) -> tuple[Manifest, bool]:
         "code_version": __version__,
     }
     manifest = new_manifest(**fields)
-    staging = stage_bundle(models_dir)
+    staging = stage_bundle(models_dir, keep=bundle_files(models_dir))
     try:
         write_manifest(manifest, staging)  # a rename: never writes through the link
         publish_bundle(staging, models_dir)

@@ -23,10 +23,13 @@ from gicls.models.bundle import (
     MANIFEST_NAME,
     Calibration,
     Manifest,
+    condition_files,
     discard_stage,
+    history_file_name,
     model_file_name,
     new_manifest,
     now_iso,
+    plot_file_name,
     publish_bundle,
     read_manifest,
     replace_in_stage,
@@ -216,7 +219,8 @@ def train_bundle(
     previous = _compatible_previous(config, models_dir, subset=len(selected) < len(config.classes))
     data = prepare_data(config, config.train.image_size)
     balanced = balance_all(config, data, selected, write=write_balanced)
-    staging = stage_bundle(models_dir)
+    kept = [name for name in (previous.models if previous else {}) if name not in selected]
+    staging = stage_bundle(models_dir, keep=[f for name in kept for f in condition_files(name)])
     try:
         entries = (
             {name: entry.model_dump() for name, entry in previous.models.items()}
@@ -374,7 +378,7 @@ def _train_one(
         ),
         pixel_dataset(data.cache, data.cache.rows(val_records), val_labels, batch, None),
         config.train,
-        replace_in_stage(staging / "history" / f"{name}.csv"),
+        replace_in_stage(staging / history_file_name(name)),
         name,
         label,
     )
@@ -383,7 +387,7 @@ def _train_one(
     plot_history(
         result.history,
         f"{name} vs rest ({config.train.architecture})",
-        replace_in_stage(staging / "plots" / f"{name}_training.png"),
+        replace_in_stage(staging / plot_file_name(name)),
     )
     entry = {
         "file": model_path.name,

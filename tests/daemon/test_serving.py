@@ -9,14 +9,21 @@ import numpy as np
 from structlog.testing import capture_logs
 
 from gicls.daemon.serving import ServingModel
-from gicls.models.bundle import publish_bundle, read_manifest, replace_in_stage, stage_bundle
+from gicls.models.bundle import (
+    MANIFEST_NAME,
+    bundle_files,
+    publish_bundle,
+    read_manifest,
+    replace_in_stage,
+    stage_bundle,
+)
 from gicls.models.ensemble import FusedEnsemble
 from tests.daemon.harness import CLASSES
 
 
 def _publish_broken(models_dir: Path) -> None:
     """A bundle whose manifest no longer matches one model file (a botched copy)."""
-    staging = stage_bundle(models_dir)
+    staging = stage_bundle(models_dir, keep=[*bundle_files(models_dir), MANIFEST_NAME])
     entry = read_manifest(staging).models[CLASSES[0]]
     replace_in_stage(staging / entry.file).write_bytes(b"not a keras file")
     publish_bundle(staging, models_dir)

@@ -7,6 +7,7 @@ from gicls.errors import ModelBundleError
 from gicls.hashing import file_sha256
 from gicls.models.bundle import (
     MANIFEST_NAME,
+    bundle_files,
     publish_bundle,
     read_manifest,
     stage_bundle,
@@ -76,7 +77,7 @@ def test_publish_replaces_the_live_bundle_whole_and_leaves_no_staging(make_bundl
 def test_staging_never_writes_through_to_the_live_bundle(make_bundle):
     folder = make_bundle(CLASSES)
     before = file_sha256(folder / "Normal_model.keras")
-    staging = stage_bundle(folder)
+    staging = stage_bundle(folder, keep=bundle_files(folder))
     from gicls.models.bundle import replace_in_stage
 
     replace_in_stage(staging / "Normal_model.keras").write_bytes(b"new model")
@@ -231,7 +232,7 @@ def test_a_bundle_published_between_verification_and_load_is_never_served(make_b
 
     def verify_then_publish_another(*args, **kwargs):
         manifest = real_verify(*args, **kwargs)
-        staging = stage_bundle(other)  # the other bundle's files, published over the checked one
+        staging = stage_bundle(other, keep=[*bundle_files(other), MANIFEST_NAME])
         publish_bundle(staging, folder)
         return manifest
 

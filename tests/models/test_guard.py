@@ -8,6 +8,7 @@ import pytest
 from gicls.errors import ModelBundleError
 from gicls.hashing import file_sha256
 from gicls.models.bundle import (
+    bundle_files,
     new_manifest,
     publish_bundle,
     read_manifest,
@@ -26,7 +27,7 @@ def test_a_bundle_whose_models_do_not_reproduce_their_guard_scores_is_refused(ma
     folder = make_bundle(CLASSES, seed=0)
     other = make_bundle(CLASSES, models_dir=folder.parent / "Other", seed=1)
     manifest = read_manifest(folder)
-    staging = stage_bundle(folder)
+    staging = stage_bundle(folder, keep=bundle_files(folder))
     target = replace_in_stage(staging / "Normal_model.keras")
     target.write_bytes((other / "Normal_model.keras").read_bytes())
     fields = manifest.model_dump(mode="json", exclude={"bundle_id"})

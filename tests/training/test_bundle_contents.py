@@ -43,3 +43,27 @@ def test_the_guard_frames_are_the_held_out_images_with_their_scores(tmp_path):
     assert {frame.tobytes() for frame in frames} <= decoded  # real frames, not synthetic ones
     served = FusedEnsemble.from_bundle(models, CLASSES)(frames)
     np.testing.assert_allclose(served, scores, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_new_bundle_keeps_nothing_of_classes_or_evaluations_it_no_longer_has(tmp_path):
+    import shutil
+
+    make_tree(tmp_path / "data", {c: 8 for c in CLASSES})
+    _fit(tmp_path, CLASSES)
+    models = tmp_path / "Models"
+    assert (models / "Polyp_model.keras").is_file()
+    # What `gicls-train evaluate --data Capsule` wrote for the previous models.
+    stale = models / "evaluation" / "Capsule" / "metrics.json"
+    stale.parent.mkdir()
+    stale.write_text("{}\n")
+
+    shutil.rmtree(tmp_path / "data" / "Polyp")
+    _fit(tmp_path, CLASSES[:2])
+
+    verify_bundle(models, CLASSES[:2])
+    names = {str(p.relative_to(models)) for p in models.rglob("*") if p.is_file()}
+    assert not [name for name in names if "Polyp" in name]
+    assert not stale.exists()
+    assert "evaluation/metrics.json" in names  # the new bundle's own evaluation
+    assert {"Bleeding_model.keras", "history/Normal.csv", "plots/Bleeding_training.png"} <= names
