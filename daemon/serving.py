@@ -63,18 +63,22 @@ def load_ensemble(
 def served_precision(models_dir: Path, classes: Sequence[str], precision: str) -> str:
     """What ``precision`` really serves for this bundle, in words (for ``gicls-daemon check``).
 
-    bfloat16 can be refused, and only loading the bundle and running its guard says whether.
+    Only loading the bundle says: the load checks the guard frames' scores (a failure raises,
+    as it would stop ``run``) and runs the bfloat16 guard, which can refuse bfloat16.
     """
-    if precision != "bfloat16":
-        return f"inference precision {precision}"
     ensemble = FusedEnsemble.from_bundle(models_dir, list(classes), precision)
+    frames = ensemble.manifest.guard.images if ensemble.manifest.guard else 0
+    checked = f"scores of its {frames} guard frames reproduced" if frames else "no guard frames"
+    if precision != "bfloat16":
+        return f"inference precision {precision} (bundle loaded: {checked})"
     if ensemble.bfloat16_refused is None:
         return (
-            f"inference precision bfloat16 (guard run: agrees with float32 on "
-            f"{ensemble.bfloat16_agreement:.1%} of the bundle's guard frames)"
+            f"inference precision bfloat16 (bundle loaded, {checked}, guard run: bfloat16 "
+            f"agrees with float32 on {ensemble.bfloat16_agreement:.1%} of them)"
         )
     return (
-        f"inference precision float32: bfloat16 refused by the guard ({ensemble.bfloat16_refused})"
+        f"inference precision float32: bfloat16 refused by the guard "
+        f"({ensemble.bfloat16_refused}; bundle loaded, {checked})"
     )
 
 

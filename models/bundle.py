@@ -242,9 +242,7 @@ def _bundle_dir(models_dir: Path) -> Iterator[int]:
     try:
         fd = os.open(models_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise ModelBundleError(
-            f"no model bundle at {models_dir} ({MANIFEST_NAME} missing; run gicls-train all)"
-        ) from None
+        raise _no_bundle(models_dir) from None
     except OSError as exc:
         raise ModelBundleError(f"cannot open the bundle {models_dir}: {exc}") from None
     try:
@@ -253,15 +251,19 @@ def _bundle_dir(models_dir: Path) -> Iterator[int]:
         os.close(fd)
 
 
+def _no_bundle(models_dir: Path) -> ModelBundleError:
+    return ModelBundleError(
+        f"no model bundle at {models_dir} ({MANIFEST_NAME} missing; run gicls-train all)"
+    )
+
+
 def _read_manifest_at(dir_fd: int, models_dir: Path) -> Manifest:
     path = models_dir / MANIFEST_NAME
     try:
         with open(_open_at(dir_fd, MANIFEST_NAME), "rb") as handle:
             data = json.loads(handle.read())
     except FileNotFoundError:
-        raise ModelBundleError(
-            f"no model bundle at {models_dir} ({MANIFEST_NAME} missing; run gicls-train all)"
-        ) from None
+        raise _no_bundle(models_dir) from None
     except (OSError, ValueError) as exc:
         raise ModelBundleError(f"cannot read {path}: {exc}") from None
     try:
@@ -284,6 +286,8 @@ def _check_files_at(
     dir_fd: int, manifest: Manifest, models_dir: Path, copy_to: Path | None
 ) -> None:
     for listed in _listed_files(manifest, models_dir):
+        if Path(listed.file).is_absolute() or ".." in Path(listed.file).parts:
+            raise ModelBundleError(f"bundle {models_dir}: {listed.file} is outside the bundle")
         try:
             with open(_open_at(dir_fd, listed.file), "rb") as source:
                 actual = _hash_and_copy(source, copy_to / listed.file if copy_to else None)

@@ -167,10 +167,10 @@ def test_check_says_which_precision_is_really_served(tmp_path, make_bundle) -> N
         assert result.exit_code == 0, result.output
         outputs[name] = " ".join(result.output.split())
     assert (
-        "inference precision bfloat16 (guard run: agrees with float32 on 100.0%"
-        in (outputs["guarded"])
-    )
+        "inference precision bfloat16 (bundle loaded, scores of its 32 guard frames reproduced, "
+        "guard run: bfloat16 agrees with float32 on 100.0% of them)"
+    ) in outputs["guarded"]
     assert (
-        "inference precision float32: bfloat16 refused by the guard (no_guard_frames)"
-        in (outputs["unguarded"])
-    )
+        "inference precision float32: bfloat16 refused by the guard (no_guard_frames; bundle "
+        "loaded, no guard frames)"
+    ) in outputs["unguarded"]

@@ -241,3 +241,16 @@ def test_a_bundle_published_between_verification_and_load_is_never_served(make_b
     assert read_manifest(folder).bundle_id != expected_id  # the swap did happen
     assert served.bundle_id == expected_id
     np.testing.assert_array_equal(served(images), expected)
+
+
+def test_a_manifest_naming_a_file_outside_the_bundle_is_refused(make_bundle):
+    from gicls.models.bundle import new_manifest, write_manifest
+
+    folder = make_bundle(CLASSES)
+    outside = folder.parent / "Normal_model.keras"
+    outside.write_bytes((folder / "Normal_model.keras").read_bytes())
+    fields = read_manifest(folder).model_dump(mode="json", exclude={"bundle_id"})
+    fields["models"]["Normal"]["file"] = "../Normal_model.keras"
+    write_manifest(new_manifest(**fields), folder)
+    with pytest.raises(ModelBundleError, match=r"\.\./Normal_model\.keras is outside the bundle"):
+        verify_bundle(folder)
