@@ -12,6 +12,7 @@ from gicls.daemon.audit_writer import append_target, log_segments
 from gicls.daemon.journal import replay
 from gicls.daemon.lock import StateLock
 from gicls.daemon.route import DUPLICATES_FOLDER, QUARANTINE_FOLDER, REVIEW_FOLDER
+from gicls.daemon.serving import served_precision
 from gicls.daemon.settle import empty_timeout
 from gicls.daemon.startup import Layout, check_layout, existing_ancestor
 from gicls.errors import DaemonError
@@ -99,7 +100,7 @@ def describe(config: GiclsConfig) -> list[str]:
         "configuration: valid",
         f"model bundle: {config.paths.models_dir} id {manifest.bundle_id}, "
         f"{len(manifest.classes)} models, image size {manifest.image_size}, hashes verified, "
-        f"inference precision {config.inference.precision}",
+        + served_precision(config.paths.models_dir, config.classes, config.inference.precision),
         f"inbox: {layout.inbox}{_state(layout.inbox.exists())}, watched with "
         f"{settings.observer}, rescanned every {settings.rescan_seconds:g} s",
         f"ready when unchanged for {settings.stability_seconds:g} s (empty files: "

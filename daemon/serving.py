@@ -4,10 +4,11 @@ Bundles are published by swapping the whole folder (renameat2 exchange), so a ne
 as a different ``manifest.json`` inode; it is stat'ed between batches (cheap) and on SIGHUP the
 bundle is reloaded regardless. A new bundle is verified (hashes, classes), loaded and warmed up
 before it replaces the old one; if any of that fails it is refused and the old one keeps
-serving. With ``[inference] precision = "bfloat16"`` every load is guarded: float32 and
-bfloat16 score the same synthetic capsule-like frames and bfloat16 is only served when every
-argmax agrees (>= 99.5 % of the sample), else float32 is served and ``bfloat16_refused``
-logged. A refused bundle is not retried until its manifest changes again or SIGHUP asks.
+serving. Every load checks that the models reproduce the scores stored with the bundle's guard
+frames (real held-out frames); with ``[inference] precision = "bfloat16"`` float32 and bfloat16
+score those frames and bfloat16 is only served when every argmax agrees (>= 99.5 %), else
+(or without guard frames) float32 is served and ``bfloat16_refused`` logged. A refused bundle
+is not retried until its manifest changes again or SIGHUP asks.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
-import numpy as np
-
 from gicls.logs import get_logger
 from gicls.models.bundle import MANIFEST_NAME
 from gicls.models.ensemble import FusedEnsemble
@@ -29,28 +28,6 @@ log = get_logger(__name__)
 
 ManifestStamp = tuple[int, int, int, int] | None
 Loader = Callable[[Path, Sequence[str], str], FusedEnsemble]
-
-
-# Images the bfloat16 guard compares float32 and bfloat16 on. With 128 images, 99.5 % means
-# that every argmax must agree.
-GUARD_IMAGES = 128
-GUARD_SEED = 20240
-
-
-def guard_sample(image_size: int, count: int = GUARD_IMAGES) -> np.ndarray:
-    """Capsule-like synthetic frames, uint8 (count, size, size, 3), the same on every start.
-
-    The daemon has no labelled images of its own; these frames (the demo-data generator,
-    cycling through the known conditions' cues) stand in for the real distribution.
-    """
-    from gicls.config import DEFAULT_CLASSES
-    from gicls.training.demo_data import seeded_synthetic_image
-
-    frames = np.empty((count, image_size, image_size, 3), np.uint8)
-    for n in range(count):
-        index = n % len(DEFAULT_CLASSES)
-        frames[n] = seeded_synthetic_image(DEFAULT_CLASSES[index], index, n, image_size, GUARD_SEED)
-    return frames
 
 
 def configure_threads() -> None:
@@ -72,19 +49,40 @@ def configure_threads() -> None:
 def load_ensemble(
     models_dir: Path, classes: Sequence[str], precision: str, warm_batch: int = 1
 ) -> FusedEnsemble:
-    """Load, guard (bfloat16) and warm up: the first real batch pays no set-up cost.
+    """Load, check against the guard frames, guard bfloat16 and warm up: the first real
+    batch pays no set-up cost.
 
     Warming up at one image and at ``warm_batch`` images (the daemon's max_batch: the size of
     every batch under a backlog) lets TensorFlow trace the graph and allocate the large
     activations before READY.
     """
-    ensemble = FusedEnsemble.from_bundle(
-        models_dir, list(classes), precision, guard_sample if precision == "bfloat16" else None
-    )
+    ensemble = FusedEnsemble.from_bundle(models_dir, list(classes), precision)
     ensemble.warm_up()
     if warm_batch > 1:
         ensemble.warm_up(warm_batch)
     return ensemble
+
+
+def served_precision(models_dir: Path, classes: Sequence[str], precision: str) -> str:
+    """What ``precision`` really serves for this bundle, in words (for ``gicls-daemon check``).
+
+    Only loading the bundle says: the load checks the guard frames' scores (a failure raises,
+    as it would stop ``run``) and runs the bfloat16 guard, which can refuse bfloat16.
+    """
+    ensemble = FusedEnsemble.from_bundle(models_dir, list(classes), precision)
+    frames = ensemble.manifest.guard.images if ensemble.manifest.guard else 0
+    checked = f"scores of its {frames} guard frames reproduced" if frames else "no guard frames"
+    if precision != "bfloat16":
+        return f"inference precision {precision} (bundle loaded: {checked})"
+    if ensemble.bfloat16_refused is None:
+        return (
+            f"inference precision bfloat16 (bundle loaded, {checked}, guard run: bfloat16 "
+            f"agrees with float32 on {ensemble.bfloat16_agreement:.1%} of them)"
+        )
+    return (
+        f"inference precision float32: bfloat16 refused by the guard "
+        f"({ensemble.bfloat16_refused}; bundle loaded, {checked})"
+    )
 
 
 def manifest_stamp(models_dir: Path) -> ManifestStamp:

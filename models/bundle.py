@@ -5,6 +5,8 @@ Layout of ``models_dir``::
     <Class>_model.keras      one binary model per condition (the classic names)
     history/<Class>.csv      training history
     plots/<Class>_training.png
+    evaluation/              the held-out evaluation (training/evaluate.py)
+    guard/frames.npy, scores.npy   guard frames and their float32 scores (gicls.models.guard)
     manifest.json            everything needed to rebuild the fused ensemble and audit it
 
 A bundle is published atomically: it is assembled in a sibling staging folder and swapped into
@@ -13,6 +15,7 @@ place (Linux renameat2 RENAME_EXCHANGE), so a reader never sees a half-written b
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import datetime as dt
@@ -21,18 +24,23 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gicls import __version__
 from gicls.errors import ModelBundleError
 from gicls.fsutil import fsync_dir
-from gicls.hashing import file_sha256
+from gicls.models.preprocessing import PREPROCESSING_ID
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+# 2: bundle id over the whole decision description, guard frames. Format 1 bundles (written
+# before) are migrated by UPGRADE_COMMAND, never served as they are.
+FORMAT_VERSION = 2
+UPGRADE_COMMAND = "gicls-train upgrade-bundle -c CONFIG"
+REBUILD_COMMAND = "gicls-train all -c CONFIG"
 
 
 class ModelEntry(BaseModel):
@@ -62,10 +70,31 @@ class Calibration(BaseModel):
     classes: dict[str, ClassCalibration]
 
 
+class BundleFile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    file: str  # relative to the bundle folder
+    sha256: str
+
+
+class GuardFrames(BaseModel):
+    """Held-out frames and the scores the float32 fused ensemble gave them at training time.
+
+    The daemon checks that the models still reproduce these scores, and serves bfloat16 only
+    if bfloat16 picks the same class on every frame (see gicls.models.guard).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    frames: BundleFile  # uint8 (n, image_size, image_size, 3) .npy
+    scores: BundleFile  # float32 (n, n_classes) .npy, in class order
+    images: int
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    format_version: int = FORMAT_VERSION
+    format_version: int
     bundle_id: str
     classes: list[str]
     image_size: int
@@ -75,10 +104,13 @@ class Manifest(BaseModel):
     precision: str
     models: dict[str, ModelEntry]
     calibration: Calibration | None = None
+    guard: GuardFrames | None = None
     data: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     created_at: str
     code_version: str
+    # Set by ``gicls-train upgrade-bundle``: the format and bundle id this one was migrated from.
+    migrated_from: dict[str, Any] | None = None
 
     def is_complete(self) -> bool:
         return all(name in self.models for name in self.classes)
@@ -88,20 +120,38 @@ def model_file_name(class_name: str) -> str:
     return f"{class_name}_model.keras"
 
 
-def bundle_id_for(
-    classes: list[str], models: dict[str, ModelEntry], calibration: Calibration | None = None
-) -> str:
-    """A short id that changes whenever anything that changes a score changes.
+def history_file_name(class_name: str) -> str:
+    return f"history/{class_name}.csv"
 
-    That is any model file, the class order, or the calibration applied in the fused graph.
-    """
-    digest = hashlib.sha256()
-    for name in classes:
-        entry = models.get(name)
-        digest.update(f"{name}\0{entry.sha256 if entry else '-'}\n".encode())
-    if calibration is not None:
-        digest.update(json.dumps(calibration.model_dump(mode="json"), sort_keys=True).encode())
-    return digest.hexdigest()[:16]
+
+def plot_file_name(class_name: str) -> str:
+    return f"plots/{class_name}_training.png"
+
+
+def condition_files(class_name: str) -> tuple[str, ...]:
+    """The files of one condition's model: what a partial fit keeps of the others."""
+    return model_file_name(class_name), history_file_name(class_name), plot_file_name(class_name)
+
+
+# Manifest fields besides the model files that change what the daemon decides for an image.
+# A field that starts to matter (decision thresholds) joins by name, and with it every bundle
+# that differs in it gets another id.
+DECISION_FIELDS = ("classes", "image_size", "preprocessing", "calibration", "guard")
+
+
+def decision_of(manifest: Manifest) -> dict[str, Any]:
+    """Canonical description of everything that changes a decision: the model files by
+    sha256 and the ``DECISION_FIELDS`` (JSON types only)."""
+    decision = manifest.model_dump(mode="json", include=set(DECISION_FIELDS))
+    decision["models"] = {name: entry.sha256 for name, entry in manifest.models.items()}
+    return decision
+
+
+def bundle_id_for(decision: dict[str, Any]) -> str:
+    """A short id of a decision description: two bundles that may route one image
+    differently never share it."""
+    canonical = json.dumps(decision, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def now_iso() -> str:
@@ -115,10 +165,11 @@ def new_manifest(**fields: Any) -> Manifest:
     if calibration is not None:
         calibration = Calibration.model_validate(calibration)
     fields = {**fields, "models": models, "calibration": calibration}
+    fields.setdefault("format_version", FORMAT_VERSION)
     fields.setdefault("created_at", now_iso())
     fields.setdefault("code_version", __version__)
-    fields["bundle_id"] = bundle_id_for(list(fields["classes"]), models, calibration)
-    return Manifest.model_validate(fields)
+    manifest = Manifest.model_validate({**fields, "bundle_id": ""})
+    return manifest.model_copy(update={"bundle_id": bundle_id_for(decision_of(manifest))})
 
 
 def write_manifest(manifest: Manifest, folder: Path) -> Path:
@@ -130,13 +181,89 @@ def write_manifest(manifest: Manifest, folder: Path) -> Path:
 
 
 def read_manifest(models_dir: Path) -> Manifest:
+    """The manifest of any format this code can read (``verify_bundle`` says if it serves it)."""
+    with _bundle_dir(models_dir) as dir_fd:
+        return _read_manifest_at(dir_fd, models_dir)
+
+
+def verify_bundle(
+    models_dir: Path,
+    classes: list[str] | tuple[str, ...] | None = None,
+    copy_to: Path | None = None,
+) -> Manifest:
+    """Read the manifest and check it is servable, complete and every file matches its sha256.
+
+    ``classes``, when given, must equal the manifest's class order (the config and the bundle
+    must agree on what each score column means). ``copy_to``: also write every verified file
+    there, from the very bytes that were hashed, so that a loader can open files nobody can
+    swap after the check (a publish exchanges the live folder at any time).
+    """
+    with _bundle_dir(models_dir) as dir_fd:
+        manifest = _read_manifest_at(dir_fd, models_dir)
+        check_servable(manifest, models_dir)
+        if classes is not None and list(classes) != manifest.classes:
+            raise ModelBundleError(
+                f"bundle {models_dir} was trained for classes {manifest.classes}, "
+                f"the configuration has {list(classes)}"
+            )
+        _check_files_at(dir_fd, manifest, models_dir, copy_to)
+    if bundle_id_for(decision_of(manifest)) != manifest.bundle_id:
+        raise ModelBundleError(
+            f"bundle {models_dir}: bundle_id does not match what it decides with (model "
+            f"hashes, {', '.join(DECISION_FIELDS)}): the manifest was edited"
+        )
+    return manifest
+
+
+def check_model_files(manifest: Manifest, models_dir: Path) -> None:
+    """Every file the manifest lists is in ``models_dir`` with its sha256."""
+    with _bundle_dir(models_dir) as dir_fd:
+        _check_files_at(dir_fd, manifest, models_dir, None)
+
+
+def _listed_files(manifest: Manifest, models_dir: Path) -> list[BundleFile]:
+    missing = [name for name in manifest.classes if name not in manifest.models]
+    if missing:
+        raise ModelBundleError(f"bundle {models_dir} has no model for: {', '.join(missing)}")
+    files = [
+        BundleFile(file=manifest.models[n].file, sha256=manifest.models[n].sha256)
+        for n in manifest.classes
+    ]
+    if manifest.guard is not None:
+        files += [manifest.guard.frames, manifest.guard.scores]
+    return files
+
+
+@contextlib.contextmanager
+def _bundle_dir(models_dir: Path) -> Iterator[int]:
+    """The bundle folder opened once: every read through this descriptor sees one bundle,
+    even if a publish swaps another into ``models_dir`` meanwhile (then the files of the old
+    one vanish and the read fails: a refusal, never a mix)."""
+    try:
+        fd = os.open(models_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise _no_bundle(models_dir) from None
+    except OSError as exc:
+        raise ModelBundleError(f"cannot open the bundle {models_dir}: {exc}") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _no_bundle(models_dir: Path) -> ModelBundleError:
+    return ModelBundleError(
+        f"no model bundle at {models_dir} ({MANIFEST_NAME} missing; run gicls-train all)"
+    )
+
+
+def _read_manifest_at(dir_fd: int, models_dir: Path) -> Manifest:
     path = models_dir / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text())
+        with open(_open_at(dir_fd, MANIFEST_NAME), "rb") as handle:
+            data = json.loads(handle.read())
     except FileNotFoundError:
-        raise ModelBundleError(
-            f"no model bundle at {models_dir} ({MANIFEST_NAME} missing; run gicls-train all)"
-        ) from None
+        raise _no_bundle(models_dir) from None
     except (OSError, ValueError) as exc:
         raise ModelBundleError(f"cannot read {path}: {exc}") from None
     try:
@@ -147,50 +274,103 @@ def read_manifest(models_dir: Path) -> Manifest:
         raise ModelBundleError(f"{path}: invalid manifest key '{key}': {first['msg']}") from None
 
 
-def verify_bundle(models_dir: Path, classes: list[str] | tuple[str, ...] | None = None) -> Manifest:
-    """Read the manifest and check it is complete and every model file matches its sha256.
+def _open_at(dir_fd: int, name: str) -> int:
+    # No link is followed out of the bundle, and a FIFO planted there cannot block the load.
+    return os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
 
-    ``classes``, when given, must equal the manifest's class order (the config and the bundle
-    must agree on what each score column means).
-    """
-    manifest = read_manifest(models_dir)
-    if classes is not None and list(classes) != manifest.classes:
-        raise ModelBundleError(
-            f"bundle {models_dir} was trained for classes {manifest.classes}, "
-            f"the configuration has {list(classes)}"
-        )
-    missing = [name for name in manifest.classes if name not in manifest.models]
-    if missing:
-        raise ModelBundleError(f"bundle {models_dir} has no model for: {', '.join(missing)}")
-    for name in manifest.classes:
-        entry = manifest.models[name]
-        path = models_dir / entry.file
-        if not path.is_file():
-            raise ModelBundleError(f"bundle {models_dir}: model file {entry.file} is missing")
-        actual = file_sha256(path)
-        if actual != entry.sha256:
+
+_COPY_CHUNK = 1 << 20
+
+
+def _check_files_at(
+    dir_fd: int, manifest: Manifest, models_dir: Path, copy_to: Path | None
+) -> None:
+    for listed in _listed_files(manifest, models_dir):
+        if Path(listed.file).is_absolute() or ".." in Path(listed.file).parts:
+            raise ModelBundleError(f"bundle {models_dir}: {listed.file} is outside the bundle")
+        try:
+            with open(_open_at(dir_fd, listed.file), "rb") as source:
+                actual = _hash_and_copy(source, copy_to / listed.file if copy_to else None)
+        except FileNotFoundError:
+            raise ModelBundleError(f"bundle {models_dir}: file {listed.file} is missing") from None
+        except OSError as exc:  # a folder or device in its place, EIO, ...
             raise ModelBundleError(
-                f"bundle {models_dir}: {entry.file} has sha256 {actual[:12]}..., "
-                f"the manifest says {entry.sha256[:12]}... (modified or partly copied)"
+                f"bundle {models_dir}: cannot verify {listed.file}: {exc.strerror}"
+            ) from None
+        if actual != listed.sha256:
+            raise ModelBundleError(
+                f"bundle {models_dir}: {listed.file} has sha256 {actual[:12]}..., "
+                f"the manifest says {listed.sha256[:12]}... (modified or partly copied)"
             )
-    if bundle_id_for(manifest.classes, manifest.models, manifest.calibration) != manifest.bundle_id:
-        raise ModelBundleError(f"bundle {models_dir}: bundle_id does not match its model hashes")
-    return manifest
 
 
-def stage_bundle(models_dir: Path) -> Path:
-    """Create a staging folder beside ``models_dir`` holding hard links to the live bundle.
+def _hash_and_copy(source: BinaryIO, target: Path | None) -> str:
+    """sha256 of ``source``; with ``target``, the same bytes are written there as they pass."""
+    digest = hashlib.sha256()
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "wb") if target is not None else contextlib.nullcontext() as sink:
+        while chunk := source.read(_COPY_CHUNK):
+            digest.update(chunk)
+            if sink is not None:
+                sink.write(chunk)
+    return digest.hexdigest()
 
-    Files to be replaced must be unlinked before writing (``replace_in_stage``), so the live
-    bundle's inodes are never written through a link.
+
+def check_servable(manifest: Manifest, models_dir: Path) -> None:
+    """Refuse a bundle this code cannot serve exactly as it was trained, saying how to fix it."""
+    version = manifest.format_version
+    if version < FORMAT_VERSION:
+        raise ModelBundleError(
+            f"bundle {models_dir}: format_version is {version}, this gicls serves "
+            f"format_version {FORMAT_VERSION}; migrate it with {UPGRADE_COMMAND}"
+        )
+    if version > FORMAT_VERSION:
+        raise ModelBundleError(
+            f"bundle {models_dir}: format_version is {version}, this gicls serves "
+            f"format_version {FORMAT_VERSION} (the bundle is newer); install the gicls that "
+            f"wrote it, or rebuild it with {REBUILD_COMMAND}"
+        )
+    check_preprocessing(manifest, models_dir)
+
+
+def check_preprocessing(manifest: Manifest, models_dir: Path) -> None:
+    decode = manifest.preprocessing.get("decode")
+    if decode != PREPROCESSING_ID:
+        # The models learnt other pixels: only retraining makes the scores mean anything.
+        raise ModelBundleError(
+            f"bundle {models_dir}: preprocessing.decode is {decode!r}, this gicls decodes "
+            f"with {PREPROCESSING_ID!r}; rebuild it with {REBUILD_COMMAND}"
+        )
+
+
+def stage_bundle(models_dir: Path, keep: Iterable[str] = ()) -> Path:
+    """Create an empty staging folder beside ``models_dir``, holding hard links to the files
+    of the live bundle named in ``keep`` (paths relative to it; absent ones are skipped).
+
+    A new bundle starts clean: nothing of the previous one (a removed class's files, an old
+    evaluation) survives unless it is kept on purpose. Kept files must be unlinked before
+    they are rewritten (``replace_in_stage``), so the live bundle's inodes are never written
+    through a link.
     """
     models_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = models_dir.parent / f".{models_dir.name}.staging-{uuid.uuid4().hex[:8]}"
-    if models_dir.is_dir():
-        shutil.copytree(models_dir, staging, copy_function=os.link)
-    else:
-        staging.mkdir()
+    staging.mkdir()
+    for name in keep:
+        source = models_dir / name
+        if source.is_file():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            os.link(source, staging / name)
     return staging
+
+
+def bundle_files(models_dir: Path) -> list[str]:
+    """Every file of the bundle but its manifest, relative to it (what a migration keeps)."""
+    return sorted(
+        str(path.relative_to(models_dir))
+        for path in models_dir.rglob("*")
+        if path.is_file() and path != models_dir / MANIFEST_NAME
+    )
 
 
 def replace_in_stage(path: Path) -> Path:

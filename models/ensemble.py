@@ -6,24 +6,28 @@ single compiled ``tf.function``, so a batch costs one call into TensorFlow.
 
 ``precision="bfloat16"`` runs the convolutions in bfloat16 (AMX / AVX512-BF16 through oneDNN,
 about 2-3x faster than float32 on such CPUs) with the input rescaling and classifier head kept
-in float32. Given a guard sample, the bfloat16 graph is only used if its argmax agrees with
-float32 on at least ``BFLOAT16_MIN_AGREEMENT`` of the sample; otherwise float32 is served and
-``bfloat16_refused`` is logged. (``jit_compile`` was measured and not used: see
+in float32. The bfloat16 graph is only used if its argmax agrees with float32 on at least
+``BFLOAT16_MIN_AGREEMENT`` of the bundle's guard frames (real held-out frames stored at
+training, gicls.models.guard); otherwise, or if the bundle has none, float32 is served and
+``bfloat16_refused`` is logged with the reason. (``jit_compile`` was measured and not used: see
 BENCHMARKS.md.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 import gicls.models.architectures  # noqa: F401  (registers gicls' custom layers for loading)
+from gicls.errors import ModelBundleError
 from gicls.logs import get_logger
 from gicls.models.bundle import Manifest, verify_bundle
+from gicls.models.guard import GuardSet, check_reproduced, read_guard, write_guard
 
 log = get_logger(__name__)
 
@@ -45,8 +49,6 @@ _FLOAT32_LAYERS = (
     keras.layers.Dropout,
 )
 
-GuardSample = Callable[[int], np.ndarray]
-
 
 def argmax_agreement(a: np.ndarray, b: np.ndarray) -> float:
     """Share of rows of two (n, classes) score arrays whose argmax is the same (1.0 if n = 0)."""
@@ -63,46 +65,60 @@ class FusedEnsemble:
         models_dir: Path,
         manifest: Manifest,
         precision: str = "float32",
-        guard_sample: GuardSample | None = None,
+        guard: GuardSet | None = None,
     ) -> None:
-        """``precision="bfloat16"`` with a ``guard_sample`` (n -> uint8 (n, size, size, 3)):
-        bfloat16 is kept only if it agrees with float32 on that sample, else float32 is used.
-        ``precision`` then says what is actually served; ``bfloat16_agreement`` what was found.
+        """Load and fuse the models of ``manifest`` from ``models_dir``.
+
+        ``guard``: frames with their training-time scores. float32 must reproduce the scores
+        (else ModelBundleError), and ``precision="bfloat16"`` is served only if its argmax
+        agrees with float32 on the frames; without frames bfloat16 is refused. ``precision``
+        then says what is served, ``bfloat16_agreement`` what was measured and
+        ``bfloat16_refused`` why bfloat16 is not served.
         """
         self.manifest = manifest
-        self.models_dir = models_dir
         self.classes = list(manifest.classes)
         self.image_size = manifest.image_size
-        self.precision = precision
+        self.precision = "float32"
         self.bfloat16_agreement: float | None = None
-        members = [self._load_member(name) for name in self.classes]
+        self.bfloat16_refused: str | None = None
+        members = [self._load_member(models_dir, name) for name in self.classes]
+        self._graph = self._build_graph(members)
+        if guard is not None and len(guard.frames) == 0:
+            guard = None
+        exact = None
+        if guard is not None:
+            exact = _score_in_batches(self._graph, guard.frames)
+            check_reproduced(guard, exact)
         if precision == "bfloat16":
-            fast = self._build_graph([_bfloat16_twin(m) for m in members])
-            if guard_sample is not None:
-                exact = self._build_graph(members)
-                images = guard_sample(self.image_size)
-                self.bfloat16_agreement = argmax_agreement(
-                    _score_in_batches(exact, images), _score_in_batches(fast, images)
-                )
-                if self.bfloat16_agreement < BFLOAT16_MIN_AGREEMENT:
-                    log.warning(
-                        "bfloat16_refused",
-                        agreement=round(self.bfloat16_agreement, 4),
-                        required=BFLOAT16_MIN_AGREEMENT,
-                        images=len(images),
-                        serving="float32",
-                    )
-                    self.precision = "float32"
-                    self._graph = exact
-                    return
-                log.info(
-                    "bfloat16_accepted",
-                    agreement=round(self.bfloat16_agreement, 4),
-                    images=len(images),
-                )
-            self._graph = fast
-        else:
-            self._graph = self._build_graph(members)
+            self._serve_bfloat16_if_it_agrees(members, guard, exact)
+
+    def _serve_bfloat16_if_it_agrees(
+        self, members: list[keras.Model], guard: GuardSet | None, exact: np.ndarray | None
+    ) -> None:
+        if guard is None or exact is None:
+            self.bfloat16_refused = "no_guard_frames"
+            log.warning("bfloat16_refused", reason=self.bfloat16_refused, serving="float32")
+            return
+        fast = self._build_graph([_bfloat16_twin(m) for m in members])
+        self.bfloat16_agreement = argmax_agreement(exact, _score_in_batches(fast, guard.frames))
+        if self.bfloat16_agreement < BFLOAT16_MIN_AGREEMENT:
+            self.bfloat16_refused = "disagrees_with_float32"
+            log.warning(
+                "bfloat16_refused",
+                reason=self.bfloat16_refused,
+                agreement=round(self.bfloat16_agreement, 4),
+                required=BFLOAT16_MIN_AGREEMENT,
+                images=len(guard.frames),
+                serving="float32",
+            )
+            return
+        log.info(
+            "bfloat16_accepted",
+            agreement=round(self.bfloat16_agreement, 4),
+            images=len(guard.frames),
+        )
+        self.precision = "bfloat16"
+        self._graph = fast
 
     @classmethod
     def from_bundle(
@@ -110,19 +126,32 @@ class FusedEnsemble:
         models_dir: Path,
         classes: list[str] | tuple[str, ...] | None = None,
         precision: str = "float32",
-        guard_sample: GuardSample | None = None,
     ) -> FusedEnsemble:
-        """Verify the bundle's hashes, then load and fuse its models."""
-        manifest = verify_bundle(models_dir, classes)
-        return cls(models_dir, manifest, precision, guard_sample)
+        """Verify the bundle, then load and fuse the very files that were verified, checked
+        and guarded with the bundle's own guard frames.
+
+        They are loaded from a private copy made while hashing: a bundle published into
+        ``models_dir`` between the check and the load can never be half-served.
+        """
+        with tempfile.TemporaryDirectory(prefix="gicls-verified-") as private:
+            manifest = verify_bundle(models_dir, classes, copy_to=Path(private))
+            guard = None
+            if manifest.guard is not None:
+                guard = read_guard(
+                    Path(private), manifest.guard, manifest.image_size, len(manifest.classes)
+                )
+            try:
+                return cls(Path(private), manifest, precision, guard)
+            except ModelBundleError as exc:
+                raise ModelBundleError(f"bundle {models_dir}: {exc}") from None
 
     @property
     def bundle_id(self) -> str:
         return self.manifest.bundle_id
 
-    def _load_member(self, class_name: str) -> keras.Model:
+    def _load_member(self, models_dir: Path, class_name: str) -> keras.Model:
         entry = self.manifest.models[class_name]
-        return keras.models.load_model(self.models_dir / entry.file, compile=False)
+        return keras.models.load_model(models_dir / entry.file, compile=False)
 
     def _build_graph(self, members: list[keras.Model]) -> tf.types.experimental.Function:
         calibration = self.manifest.calibration
@@ -168,6 +197,14 @@ class FusedEnsemble:
     def warm_up(self, batch_size: int = 1) -> None:
         """Trace and run the graph once so the first real batch pays no compilation cost."""
         self(np.zeros((batch_size, self.image_size, self.image_size, 3), np.uint8))
+
+
+def guard_fields(folder: Path, manifest: Manifest, frames: np.ndarray) -> dict[str, Any]:
+    """The manifest field ``guard``: ``frames`` (uint8 (n, size, size, 3)) and the scores the
+    float32 fused ensemble of ``manifest`` in the staging ``folder`` gives them, written there.
+    """
+    scores = FusedEnsemble(folder, manifest).score_rows(frames, np.arange(len(frames)))
+    return {"guard": write_guard(folder, frames, scores)}
 
 
 # Images per graph call when scoring many at once: all of them in one call would hold the

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from gicls.config import AugmentConfig
 from gicls.hashing import file_sha256
@@ -22,7 +23,11 @@ from gicls.models.bundle import (
     stage_bundle,
     write_manifest,
 )
+from gicls.models.ensemble import guard_fields
 from gicls.models.preprocessing import PREPROCESSING_INFO
+
+# An untrained bundle has no held-out images: random frames stand in as its guard frames.
+UNTRAINED_GUARD_FRAMES = 32
 
 
 def write_untrained_bundle(
@@ -31,8 +36,13 @@ def write_untrained_bundle(
     image_size: int,
     architecture: str = "seed_cnn",
     seed: int = 0,
+    guard_frames: np.ndarray | None = None,
 ) -> Path:
-    """Publish one randomly initialised model per class, with a verified manifest."""
+    """Publish one randomly initialised model per class, with a verified manifest.
+
+    ``guard_frames`` (uint8 (n, image_size, image_size, 3)) are stored with their float32
+    scores as the bundle's guard frames; by default ``UNTRAINED_GUARD_FRAMES`` random ones.
+    """
     staging = stage_bundle(models_dir)
     augment = AugmentConfig()
     keras.utils.set_random_seed(seed)
@@ -41,15 +51,20 @@ def write_untrained_bundle(
         path = replace_in_stage(staging / model_file_name(name))
         build_model(architecture, image_size, augment).save(path)
         entries[name] = {"file": path.name, "sha256": file_sha256(path)}
-    manifest = new_manifest(
-        classes=list(classes),
-        image_size=image_size,
-        preprocessing=PREPROCESSING_INFO,
-        architecture=architecture,
-        augment=augment.model_dump(),
-        precision="float32",
-        models=entries,
-    )
+    fields = {
+        "classes": list(classes),
+        "image_size": image_size,
+        "preprocessing": PREPROCESSING_INFO,
+        "architecture": architecture,
+        "augment": augment.model_dump(),
+        "precision": "float32",
+        "models": entries,
+    }
+    if guard_frames is None:
+        shape = (UNTRAINED_GUARD_FRAMES, image_size, image_size, 3)
+        guard_frames = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    manifest = new_manifest(**fields)
+    manifest = new_manifest(**fields, **guard_fields(staging, manifest, guard_frames))
     write_manifest(manifest, staging)
     publish_bundle(staging, models_dir)
     return models_dir

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,11 +36,16 @@ def make_bundle(tmp_path: Path) -> BundleFactory:
         image_size: int = 32,
         models_dir: Path | None = None,
         seed: int = 0,
+        guard_frames: np.ndarray | None = None,
     ) -> Path:
         from gicls.models.untrained import write_untrained_bundle
 
         return write_untrained_bundle(
-            models_dir or tmp_path / "Models", classes, image_size, seed=seed
+            models_dir or tmp_path / "Models",
+            classes,
+            image_size,
+            seed=seed,
+            guard_frames=guard_frames,
         )
 
     return factory
@@ -65,3 +71,62 @@ def pillow_chokes_on_odd_size(monkeypatch: pytest.MonkeyPatch) -> int:
 
     monkeypatch.setattr(ImageOps, "exif_transpose", exif_transpose)
     return ODD_IMAGE_SIZE
+
+
+def write_format1_bundle(
+    models_dir: Path, classes: tuple[str, ...], image_size: int = 32, **manifest: object
+) -> Path:
+    """A bundle exactly as the release before format 2 wrote it (``gicls-train all`` at the
+    commit before the format bump): tiny seed_cnn models, a format 1 manifest whose bundle id
+    hashes the class order and model files only. ``manifest`` overrides top-level fields.
+    """
+    import hashlib
+    import json
+
+    import keras
+
+    from gicls.config import AugmentConfig
+    from gicls.hashing import file_sha256
+    from gicls.models.architectures import build_model
+
+    models_dir.mkdir(parents=True)
+    keras.utils.set_random_seed(0)
+    models, digest = {}, hashlib.sha256()
+    for name in classes:
+        path = models_dir / f"{name}_model.keras"
+        build_model("seed_cnn", image_size, AugmentConfig()).save(path)
+        sha = file_sha256(path)
+        models[name] = {
+            "file": path.name,
+            "sha256": sha,
+            "best_val_accuracy": None,
+            "best_val_loss": None,
+            "epochs_trained": None,
+            "trained_at": None,
+        }
+        digest.update(f"{name}\0{sha}\n".encode())
+    (models_dir / "history").mkdir()
+    (models_dir / "history" / f"{classes[0]}.csv").write_text("epoch,loss\n0,0.7\n")
+    fields = {
+        "format_version": 1,
+        "bundle_id": digest.hexdigest()[:16],
+        "classes": list(classes),
+        "image_size": image_size,
+        "preprocessing": {
+            "decode": "pillow-rgb8-exif-bilinear-v1",
+            "rescale": "in-graph Rescaling(1/255)",
+            "input": "uint8 RGB, resized to image_size x image_size",
+        },
+        "architecture": "seed_cnn",
+        "augment": AugmentConfig().model_dump(),
+        "precision": "float32",
+        "models": models,
+        "calibration": None,
+        "data": {},
+        "metrics": {},
+        "created_at": "2026-11-30T10:00:00+00:00",
+        "code_version": "0.1.0",
+        **manifest,
+    }
+    (models_dir / "manifest.json").write_text(json.dumps(fields, indent=2) + "\n")
+    return models_dir

@@ -188,6 +188,28 @@ def all_(config: ConfigOption = None) -> None:
     run_command(config, lambda cfg: _print_report(train_bundle(cfg)))
 
 
+@app.command("upgrade-bundle")
+def upgrade_bundle_(config: ConfigOption = None) -> None:
+    """Migrate the bundle in models_dir, written by an earlier gicls, to this format."""
+
+    def action(cfg: GiclsConfig) -> None:
+        from gicls.models.upgrade import upgrade_bundle
+
+        models_dir = cfg.paths.models_dir
+        manifest, migrated = upgrade_bundle(models_dir)
+        if not migrated:
+            console.print(f"{models_dir} is already format {manifest.format_version}: unchanged")
+        else:
+            previous = manifest.migrated_from or {}
+            console.print(
+                f"{models_dir}: format {previous['format_version']} -> "
+                f"{manifest.format_version}, bundle id {previous['bundle_id']} -> "
+                f"{manifest.bundle_id}; models unchanged"
+            )
+
+    run_command(config, action)
+
+
 @app.command()
 def balance(conditions: ConditionsArgument = None, config: ConfigOption = None) -> None:
     """Hold out validation, then write Balanced_Data/<Class>/{positive,negative}/."""

@@ -24,6 +24,7 @@ import pandas as pd
 
 from gicls.models.bundle import Calibration, Manifest
 from gicls.models.ensemble import FusedEnsemble
+from gicls.models.guard import GuardSet
 from gicls.training.calibration import (
     IN_SAMPLE,
     apply_calibration,
@@ -41,8 +42,9 @@ REVIEW_THRESHOLDS = tuple(np.round(np.arange(0.0, 1.0001, 0.02), 2))
 MAX_REVIEW_RATE = 0.10
 
 
-# A bfloat16 evaluation is guarded like the daemon's serving, on (up to) this many of the
-# images being evaluated: their own float32 and bfloat16 argmax must agree.
+# A bfloat16 evaluation is guarded on (up to) this many of the images being evaluated: their
+# own float32 and bfloat16 argmax must agree (the daemon guards on the bundle's guard frames,
+# which are scored calibrated; these scores are uncalibrated, so they bring their own frames).
 GUARD_IMAGES = 256
 
 
@@ -58,12 +60,13 @@ def raw_scores(
     Also returns the precision the ensemble really served (bfloat16 can be refused).
     """
     rows = cache.rows(records)
-    ensemble = FusedEnsemble(
-        models_dir,
-        manifest.model_copy(update={"calibration": None}),
-        precision,
-        guard_sample=lambda _size: cache.pixels[rows[:GUARD_IMAGES]],
-    )
+    uncalibrated = manifest.model_copy(update={"calibration": None})
+    exact = FusedEnsemble(models_dir, uncalibrated)
+    if precision == "float32":
+        return exact.score_rows(cache.pixels, rows), exact.precision
+    frames = cache.pixels[rows[:GUARD_IMAGES]]
+    guard = GuardSet(frames, exact.score_rows(frames, np.arange(len(frames))))
+    ensemble = FusedEnsemble(models_dir, uncalibrated, precision, guard)
     return ensemble.score_rows(cache.pixels, rows), ensemble.precision
 
 

@@ -23,11 +23,13 @@ from gicls.models.architectures import check_architecture
 from gicls.models.bundle import (
     MANIFEST_NAME,
     Manifest,
-    bundle_id_for,
+    condition_files,
     discard_stage,
+    history_file_name,
     model_file_name,
     new_manifest,
     now_iso,
+    plot_file_name,
     publish_bundle,
     read_manifest,
     replace_in_stage,
@@ -35,6 +37,8 @@ from gicls.models.bundle import (
     verify_bundle,
     write_manifest,
 )
+from gicls.models.ensemble import guard_fields
+from gicls.models.guard import spread_over_classes
 from gicls.models.preprocessing import PREPROCESSING_INFO
 from gicls.training.balance import (
     BalancedSet,
@@ -256,7 +260,8 @@ def train_bundle(
     if subset and previous is not None:
         _require_same_split(previous, models_dir, data)
     balanced = balance_all(config, data, selected, write=write_balanced)
-    staging = stage_bundle(models_dir)
+    kept = [name for name in (previous.models if previous else {}) if name not in selected]
+    staging = stage_bundle(models_dir, keep=[f for name in kept for f in condition_files(name)])
     try:
         entries = (
             {name: entry.model_dump() for name, entry in previous.models.items()}
@@ -300,19 +305,35 @@ def train_bundle(
     return TrainingReport(manifest, results, models_dir)
 
 
+def _guard_frames(data: PreparedData) -> np.ndarray:
+    """Held-out frames for the bundle's guard (see gicls.models.guard), spread over classes."""
+    records = data.split.validation
+    picked = spread_over_classes([r.class_index for r in records])
+    return data.cache.pixels[data.cache.rows([records[i] for i in picked])]
+
+
 def _evaluate_held_out(
     config: GiclsConfig, data: PreparedData, staging: Path, manifest: Manifest
 ) -> dict[str, Any]:
-    """Fit the configured calibration on the held-out split and evaluate the fused ensemble.
+    """Fit the configured calibration on the held-out split, store the guard frames and
+    evaluate the fused ensemble.
 
-    Returns the manifest fields ``calibration`` and ``metrics``; the full evaluation (plots,
-    predictions, trade-off table) goes to ``evaluation/`` in the bundle.
+    Returns the manifest fields ``calibration``, ``guard`` and ``metrics``; the full evaluation
+    (plots, predictions, trade-off table) goes to ``evaluation/`` in the bundle. The guard
+    scores are those of the calibrated graph the daemon serves, and the bundle id depends on
+    them, so the evaluation is labelled after the guard is written.
     """
     records = data.split.validation
     raw, served = raw_scores(staging, manifest, data.cache, records)
     truth = _truth(records)
     method = config.calibration.method
     calibration = None if method == "none" else fit_calibration(raw, truth, data.classes, method)
+    guard = guard_fields(
+        staging, manifest.model_copy(update={"calibration": calibration}), _guard_frames(data)
+    )
+    published = new_manifest(
+        **{**manifest.model_dump(exclude={"bundle_id"}), "calibration": calibration, **guard}
+    )
     evaluation = evaluate_scores(
         raw,
         truth,
@@ -322,12 +343,12 @@ def _evaluate_held_out(
         calibration_fitted_here=True,
         seed=config.balance.seed,
         precision=served,
-        # The id of the bundle being published, whose manifest carries this calibration.
-        bundle_id=bundle_id_for(manifest.classes, manifest.models, calibration),
+        # The id of the bundle being published: metrics are not part of it.
+        bundle_id=published.bundle_id,
     )
     write_evaluation(evaluation, staging / "evaluation")
     summary = {k: v for k, v in evaluation.report.items() if k != "review_tradeoff"}
-    return {"calibration": calibration, "metrics": {"validation": summary}}
+    return {"calibration": calibration, "metrics": {"validation": summary}, **guard}
 
 
 def _truth(records: Sequence[ImageRecord]) -> np.ndarray:
@@ -409,7 +430,7 @@ def _train_one(
         ),
         pixel_dataset(data.cache, data.cache.rows(val_records), val_labels, batch, None),
         config.train,
-        replace_in_stage(staging / "history" / f"{name}.csv"),
+        replace_in_stage(staging / history_file_name(name)),
         name,
         label,
     )
@@ -418,7 +439,7 @@ def _train_one(
     plot_history(
         result.history,
         f"{name} vs rest ({config.train.architecture})",
-        replace_in_stage(staging / "plots" / f"{name}_training.png"),
+        replace_in_stage(staging / plot_file_name(name)),
     )
     entry = {
         "file": model_path.name,

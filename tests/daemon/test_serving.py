@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from structlog.testing import capture_logs
 
 from gicls.daemon.serving import ServingModel
-from gicls.models.bundle import publish_bundle, read_manifest, replace_in_stage, stage_bundle
+from gicls.models.bundle import (
+    MANIFEST_NAME,
+    bundle_files,
+    publish_bundle,
+    read_manifest,
+    replace_in_stage,
+    stage_bundle,
+)
+from gicls.models.ensemble import FusedEnsemble
 from tests.daemon.harness import CLASSES, wait_until
 
 
 def _publish_broken(models_dir: Path) -> None:
     """A bundle whose manifest no longer matches one model file (a botched copy)."""
-    staging = stage_bundle(models_dir)
+    staging = stage_bundle(models_dir, keep=[*bundle_files(models_dir), MANIFEST_NAME])
     entry = read_manifest(staging).models[CLASSES[0]]
     replace_in_stage(staging / entry.file).write_bytes(b"not a keras file")
     publish_bundle(staging, models_dir)
@@ -48,19 +58,129 @@ def test_new_bundles_are_swapped_in_and_broken_ones_refused(make_bundle) -> None
     assert serving.ensemble(images).shape == (2, len(CLASSES))  # the old one still serves
 
 
-def test_the_bfloat16_guard_sample_is_the_same_frames_on_every_start() -> None:
-    from gicls.daemon.serving import guard_sample
+def _path_between(a: np.ndarray, b: np.ndarray) -> Callable[[int], np.ndarray]:
+    """Frame k of the walk from ``a`` to ``b`` one intensity level of one value at a time."""
+    start = a.astype(np.int64).ravel()
+    steps = np.abs(b.astype(np.int64).ravel() - start)
+    direction = np.sign(b.astype(np.int64).ravel() - start)
+    ends = np.cumsum(steps)
 
-    first, again = guard_sample(32, 6), guard_sample(32, 6)
-    assert first.shape == (6, 32, 32, 3) and first.dtype == np.uint8
-    np.testing.assert_array_equal(first, again)
-    assert len({frame.tobytes() for frame in first}) == 6
+    def frame(k: int) -> np.ndarray:
+        moved = np.clip(k - (ends - steps), 0, steps)
+        return (start + direction * moved).astype(np.uint8).reshape(a.shape)
+
+    frame.length = int(ends[-1])  # type: ignore[attr-defined]
+    return frame
 
 
-def test_a_bfloat16_bundle_is_guarded_at_load(make_bundle) -> None:
-    models_dir = make_bundle(CLASSES)
+def _frames_at_a_float32_tie(ensemble: FusedEnsemble, around: int = 8) -> np.ndarray:
+    """Frames around the point where the float32 winner changes, one intensity level apart.
+
+    There the top two float32 scores differ by far less than bfloat16's rounding of the
+    convolutions (~5e-4 on these models), so bfloat16 cannot pick float32's winner on both
+    sides of the point: it must disagree on some of these frames.
+    """
+    size = ensemble.image_size
+    candidates = np.random.default_rng(3).integers(0, 256, (16, size, size, 3), dtype=np.uint8)
+    candidates = np.concatenate([np.zeros((1, size, size, 3), np.uint8), candidates])
+    winners = ensemble(candidates).argmax(axis=1)
+    other = int(np.flatnonzero(winners != winners[0])[0])
+    frame = _path_between(candidates[0], candidates[other])
+
+    def winner(k: int) -> int:
+        return int(ensemble(frame(k)[None]).argmax())
+
+    low, high = 0, frame.length  # type: ignore[attr-defined]
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if winner(middle) == winners[0] else (low, middle)
+    return np.stack([frame(k) for k in range(low - around, high + around)])
+
+
+def _frames_with_clear_winners(ensemble: FusedEnsemble, count: int = 16) -> np.ndarray:
+    """Frames whose float32 top two scores differ by >= 0.01: 15x more than bfloat16 moves
+    any score of these models (measured <= 6.5e-4), so bfloat16 must pick the same class."""
+    size = ensemble.image_size
+    noise = np.random.default_rng(4).integers(0, 256, (256, size, size, 3), dtype=np.uint8)
+    top_two = np.sort(ensemble(noise), axis=1)[:, -2:]
+    clear = noise[top_two[:, 1] - top_two[:, 0] >= 0.01][:count]
+    assert len(clear) == count  # the premise of the test
+    return clear
+
+
+def _bundle_guarded_with(make_bundle, choose: Callable[[FusedEnsemble], np.ndarray]) -> Path:
+    """A bundle whose guard frames are ``choose(its float32 ensemble)``."""
+    models_dir = make_bundle(CLASSES, seed=0)
+    probe = FusedEnsemble.from_bundle(models_dir)
+    frames = choose(probe)
+    make_bundle(CLASSES, models_dir=models_dir, seed=0, guard_frames=frames)  # same models
+    np.testing.assert_array_equal(FusedEnsemble.from_bundle(models_dir)(frames), probe(frames))
+    return models_dir
+
+
+def test_bfloat16_is_refused_when_it_disagrees_with_float32_on_the_guard_frames(make_bundle):
+    models_dir = _bundle_guarded_with(make_bundle, _frames_at_a_float32_tie)
+    exact = FusedEnsemble.from_bundle(models_dir)
+    with capture_logs() as logs:
+        serving = ServingModel(models_dir, CLASSES, "bfloat16")
+    assert serving.ensemble.precision == "float32"
+    assert serving.ensemble.bfloat16_refused == "disagrees_with_float32"
+    agreement = serving.ensemble.bfloat16_agreement
+    assert agreement is not None and agreement < 1.0
+    assert [e["reason"] for e in logs if e["event"] == "bfloat16_refused"] == [
+        "disagrees_with_float32"
+    ]
+    images = np.random.default_rng(5).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(serving.ensemble(images), exact(images))
+
+
+def test_bfloat16_is_served_when_it_agrees_with_float32_on_the_guard_frames(make_bundle):
+    models_dir = _bundle_guarded_with(make_bundle, _frames_with_clear_winners)
+    exact = FusedEnsemble.from_bundle(models_dir)
     serving = ServingModel(models_dir, CLASSES, "bfloat16")
-    ensemble = serving.ensemble
-    assert ensemble.bfloat16_agreement is not None
-    expected = "bfloat16" if ensemble.bfloat16_agreement >= 0.995 else "float32"
-    assert ensemble.precision == expected
+    assert serving.ensemble.precision == "bfloat16"
+    assert serving.ensemble.bfloat16_agreement == 1.0
+    assert serving.ensemble.bfloat16_refused is None
+    images = np.random.default_rng(5).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    assert not np.array_equal(serving.ensemble(images), exact(images))  # really bfloat16
+
+
+def test_a_bundle_without_guard_frames_is_served_in_float32(tmp_path):
+    from gicls.models.upgrade import upgrade_bundle
+    from tests.conftest import write_format1_bundle
+
+    models_dir = write_format1_bundle(tmp_path / "Models", CLASSES)
+    upgrade_bundle(models_dir)
+    with capture_logs() as logs:
+        serving = ServingModel(models_dir, CLASSES, "bfloat16")
+    assert serving.ensemble.precision == "float32"
+    refused = [e for e in logs if e["event"] == "bfloat16_refused"]
+    assert [e["reason"] for e in refused] == ["no_guard_frames"]
+
+
+def test_check_says_which_precision_is_really_served(tmp_path, make_bundle) -> None:
+    from typer.testing import CliRunner
+
+    from gicls.daemon.cli import app
+    from gicls.models.upgrade import upgrade_bundle
+    from tests.conftest import write_format1_bundle
+    from tests.daemon.harness import write_config
+
+    guarded = make_bundle(CLASSES)
+    unguarded = write_format1_bundle(tmp_path / "Migrated", CLASSES)
+    upgrade_bundle(unguarded)
+    outputs = {}
+    for name, models_dir in (("guarded", guarded), ("unguarded", unguarded)):
+        site = write_config(tmp_path / name, models_dir)
+        site.config.write_text(site.config.read_text() + '\n[inference]\nprecision = "bfloat16"\n')
+        result = CliRunner().invoke(app, ["check", "-c", str(site.config)])
+        assert result.exit_code == 0, result.output
+        outputs[name] = " ".join(result.output.split())
+    assert (
+        "inference precision bfloat16 (bundle loaded, scores of its 32 guard frames reproduced, "
+        "guard run: bfloat16 agrees with float32 on 100.0% of them)"
+    ) in outputs["guarded"]
+    assert (
+        "inference precision float32: bfloat16 refused by the guard (no_guard_frames; bundle "
+        "loaded, no guard frames)"
+    ) in outputs["unguarded"]

@@ -7,6 +7,7 @@ from gicls.errors import ModelBundleError
 from gicls.hashing import file_sha256
 from gicls.models.bundle import (
     MANIFEST_NAME,
+    bundle_files,
     publish_bundle,
     read_manifest,
     stage_bundle,
@@ -76,7 +77,7 @@ def test_publish_replaces_the_live_bundle_whole_and_leaves_no_staging(make_bundl
 def test_staging_never_writes_through_to_the_live_bundle(make_bundle):
     folder = make_bundle(CLASSES)
     before = file_sha256(folder / "Normal_model.keras")
-    staging = stage_bundle(folder)
+    staging = stage_bundle(folder, keep=bundle_files(folder))
     from gicls.models.bundle import replace_in_stage
 
     replace_in_stage(staging / "Normal_model.keras").write_bytes(b"new model")
@@ -127,32 +128,6 @@ def _noise(size: int, count: int = 8) -> np.ndarray:
     return np.random.default_rng(2).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
 
 
-def test_bfloat16_is_refused_when_it_disagrees_with_float32(make_bundle, monkeypatch):
-    from gicls.models import ensemble as ensemble_module
-
-    folder = make_bundle(CLASSES)
-    images = _noise(32)
-    exact = FusedEnsemble.from_bundle(folder)(images)
-    # No agreement can reach more than 100 %: the guard must fall back to float32.
-    monkeypatch.setattr(ensemble_module, "BFLOAT16_MIN_AGREEMENT", 1.01)
-    guarded = FusedEnsemble.from_bundle(folder, precision="bfloat16", guard_sample=_noise)
-    assert guarded.precision == "float32"
-    assert guarded.bfloat16_agreement is not None and guarded.bfloat16_agreement <= 1.0
-    np.testing.assert_array_equal(guarded(images), exact)
-
-
-def test_bfloat16_is_served_when_it_agrees_with_float32(make_bundle, monkeypatch):
-    from gicls.models import ensemble as ensemble_module
-
-    folder = make_bundle(CLASSES)
-    images = _noise(32)
-    exact = FusedEnsemble.from_bundle(folder)(images)
-    monkeypatch.setattr(ensemble_module, "BFLOAT16_MIN_AGREEMENT", 0.0)
-    guarded = FusedEnsemble.from_bundle(folder, precision="bfloat16", guard_sample=_noise)
-    assert guarded.precision == "bfloat16"
-    assert not np.array_equal(guarded(images), exact)
-
-
 def test_argmax_agreement_counts_rows_with_the_same_winner():
     from gicls.models.ensemble import argmax_agreement
 
@@ -160,3 +135,122 @@ def test_argmax_agreement_counts_rows_with_the_same_winner():
     b = np.array([[0.8, 0.2], [0.7, 0.3], [0.9, 0.1], [0.1, 0.9]], np.float32)
     assert argmax_agreement(a, b) == 0.75
     assert argmax_agreement(a[:0], b[:0]) == 1.0
+
+
+def _decision_fields() -> dict:
+    from gicls.models.preprocessing import PREPROCESSING_INFO
+
+    return {
+        "classes": ["Bleeding", "Normal"],
+        "image_size": 32,
+        "preprocessing": dict(PREPROCESSING_INFO),
+        "architecture": "seed_cnn",
+        "augment": {},
+        "precision": "float32",
+        "models": {
+            "Bleeding": {"file": "Bleeding_model.keras", "sha256": "a" * 64},
+            "Normal": {"file": "Normal_model.keras", "sha256": "b" * 64},
+        },
+        "calibration": None,
+        "guard": {
+            "frames": {"file": "guard/frames.npy", "sha256": "c" * 64},
+            "scores": {"file": "guard/scores.npy", "sha256": "d" * 64},
+            "images": 2,
+        },
+    }
+
+
+def _model_changed(fields):
+    fields["models"]["Normal"]["sha256"] = "e" * 64
+
+
+def _class_order_changed(fields):
+    fields["classes"].reverse()
+
+
+def _calibrated(fields):
+    fields["calibration"] = {"method": "temperature", "classes": {"Normal": {"scale": 1.5}}}
+
+
+def _image_size_changed(fields):
+    fields["image_size"] = 48
+
+
+def _preprocessing_changed(fields):
+    fields["preprocessing"]["rescale"] = "in-graph Rescaling(1/127.5, offset=-1)"
+
+
+def _guard_frames_changed(fields):
+    fields["guard"]["frames"]["sha256"] = "f" * 64
+
+
+def _guard_scores_changed(fields):
+    fields["guard"]["scores"]["sha256"] = "0" * 64
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _model_changed,
+        _class_order_changed,
+        _calibrated,
+        _image_size_changed,
+        _preprocessing_changed,
+        _guard_frames_changed,
+        _guard_scores_changed,
+    ],
+)
+def test_bundles_that_differ_in_anything_that_decides_have_different_ids(change):
+    from gicls.models.bundle import new_manifest
+
+    fields = _decision_fields()
+    changed = _decision_fields()
+    change(changed)
+    assert new_manifest(**fields).bundle_id == new_manifest(**_decision_fields()).bundle_id
+    assert new_manifest(**changed).bundle_id != new_manifest(**fields).bundle_id
+
+
+def test_a_manifest_edited_after_training_no_longer_verifies(make_bundle):
+    folder = make_bundle(CLASSES)
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    manifest["image_size"] = 48  # the models were built for 32 px
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(ModelBundleError, match="bundle_id does not match"):
+        verify_bundle(folder)
+
+
+def test_a_bundle_published_between_verification_and_load_is_never_served(make_bundle, monkeypatch):
+    from gicls.models import ensemble as ensemble_module
+    from gicls.models.bundle import verify_bundle as real_verify
+
+    folder = make_bundle(CLASSES, seed=0)
+    other = make_bundle(CLASSES, models_dir=folder.parent / "Other", seed=1)
+    images = _noise(32)
+    verified = FusedEnsemble.from_bundle(folder)
+    expected, expected_id = verified(images), verified.bundle_id
+    assert not np.allclose(FusedEnsemble.from_bundle(other)(images), expected)
+
+    def verify_then_publish_another(*args, **kwargs):
+        manifest = real_verify(*args, **kwargs)
+        staging = stage_bundle(other, keep=[*bundle_files(other), MANIFEST_NAME])
+        publish_bundle(staging, folder)
+        return manifest
+
+    monkeypatch.setattr(ensemble_module, "verify_bundle", verify_then_publish_another)
+    served = FusedEnsemble.from_bundle(folder, CLASSES)
+    assert read_manifest(folder).bundle_id != expected_id  # the swap did happen
+    assert served.bundle_id == expected_id
+    np.testing.assert_array_equal(served(images), expected)
+
+
+def test_a_manifest_naming_a_file_outside_the_bundle_is_refused(make_bundle):
+    from gicls.models.bundle import new_manifest, write_manifest
+
+    folder = make_bundle(CLASSES)
+    outside = folder.parent / "Normal_model.keras"
+    outside.write_bytes((folder / "Normal_model.keras").read_bytes())
+    fields = read_manifest(folder).model_dump(mode="json", exclude={"bundle_id"})
+    fields["models"]["Normal"]["file"] = "../Normal_model.keras"
+    write_manifest(new_manifest(**fields), folder)
+    with pytest.raises(ModelBundleError, match=r"\.\./Normal_model\.keras is outside the bundle"):
+        verify_bundle(folder)

@@ -1,0 +1,69 @@
+"""What gicls-train puts into a bundle: guard frames from the held-out split, nothing stale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gicls.models.bundle import verify_bundle
+from gicls.models.ensemble import FusedEnsemble
+from gicls.models.preprocessing import decode_image
+from gicls.training.cli import app
+
+from .conftest import make_tree
+from .test_cli import write_config
+
+CLASSES = ("Bleeding", "Normal", "Polyp")
+runner = CliRunner()
+
+
+def _fit(folder: Path, classes: tuple[str, ...], *conditions: str) -> None:
+    config = write_config(folder, classes=classes, extra="epochs = 1\nimage_size = 32")
+    config.write_text(config.read_text().replace("image_size = 64\nepochs = 2\n", ""))
+    result = runner.invoke(app, ["fit", *conditions, "-c", str(config)])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.slow
+def test_the_guard_frames_are_the_held_out_images_with_their_scores(tmp_path):
+    make_tree(tmp_path / "data", {c: 8 for c in CLASSES})
+    _fit(tmp_path, CLASSES)
+    models = tmp_path / "Models"
+    manifest = verify_bundle(models, CLASSES)
+    assert manifest.guard is not None
+    frames = np.load(models / manifest.guard.frames.file)
+    scores = np.load(models / manifest.guard.scores.file)
+    held_out = sum(manifest.data["validation_images"].values())
+    assert frames.shape == (held_out, 32, 32, 3) and frames.dtype == np.uint8
+    assert scores.shape == (held_out, len(CLASSES)) and scores.dtype == np.float32
+    decoded = {decode_image(p, 32).tobytes() for p in (tmp_path / "data").rglob("*.png")}
+    assert {frame.tobytes() for frame in frames} <= decoded  # real frames, not synthetic ones
+    served = FusedEnsemble.from_bundle(models, CLASSES)(frames)
+    np.testing.assert_allclose(served, scores, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_new_bundle_keeps_nothing_of_classes_or_evaluations_it_no_longer_has(tmp_path):
+    import shutil
+
+    make_tree(tmp_path / "data", {c: 8 for c in CLASSES})
+    _fit(tmp_path, CLASSES)
+    models = tmp_path / "Models"
+    assert (models / "Polyp_model.keras").is_file()
+    # What `gicls-train evaluate --data Capsule` wrote for the previous models.
+    stale = models / "evaluation" / "Capsule" / "metrics.json"
+    stale.parent.mkdir()
+    stale.write_text("{}\n")
+
+    shutil.rmtree(tmp_path / "data" / "Polyp")
+    _fit(tmp_path, CLASSES[:2])
+
+    verify_bundle(models, CLASSES[:2])
+    names = {str(p.relative_to(models)) for p in models.rglob("*") if p.is_file()}
+    assert not [name for name in names if "Polyp" in name]
+    assert not stale.exists()
+    assert "evaluation/metrics.json" in names  # the new bundle's own evaluation
+    assert {"Bleeding_model.keras", "history/Normal.csv", "plots/Bleeding_training.png"} <= names
