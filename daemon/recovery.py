@@ -4,7 +4,7 @@
   the row, unless the audit log already holds it (matched by sha256, destination and batch);
 - claimed entries still in the work folder: processed again, one at a time, so a file that
   crashes the daemon can only take itself down; after ``MAX_ATTEMPTS`` crashes it goes to
-  quarantine as ``poison`` without being decoded again;
+  quarantine as ``poison`` without being read or decoded again;
 - claimed entries not in the work folder: the rename never happened (or another daemon won
   the race), the file is wherever it was, nothing to do.
 """
@@ -21,12 +21,12 @@ from gicls.daemon.audit_schema import encode_name
 from gicls.daemon.dedupe import SeenIndex
 from gicls.daemon.journal import Entry, Journal
 from gicls.daemon.pipeline import Pipeline
+from gicls.daemon.reasons import POISON
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
 
 MAX_ATTEMPTS = 3
-POISON_REASON = "poison"
 
 
 @dataclass(frozen=True)
@@ -92,5 +92,5 @@ def recover(
         poisoned = entry.attempt > MAX_ATTEMPTS
         if poisoned:
             log.error("file_poisoned", file_name=entry.name, crashes=entry.attempt - 1)
-        pipeline.process([entry], POISON_REASON if poisoned else None)
+        pipeline.process([entry], POISON if poisoned else None)
     return len(planned) + len(unplanned)

@@ -262,24 +262,27 @@ def assert_invariant(
 ) -> list[dict[str, str]]:
     """Every dropped (name, sha256) has exactly one row, one file, bytes unchanged; no extras.
 
-    ``sha256`` is "" for entries that are not regular files (symlinks, FIFOs).
+    ``sha256`` is "" for entries that are not regular files (symlinks, FIFOs). A regular file
+    whose row has no sha256 was never read by the daemon (unreadable, poison): it must be
+    quarantined, and its bytes are hashed here to check they are the ones dropped.
     """
     rows = read_audit(audit_log or site.audit_log)
-    logged = Counter((file_name_of(row), row["sha256"]) for row in rows)
+    destinations = [destination_of(row) for row in rows]
+    assert len(set(destinations)) == len(destinations), "two rows name one destination"
+    output = os.fsencode(site.output)
+    logged: Counter[tuple[bytes, str]] = Counter()
+    for row, destination in zip(rows, destinations, strict=True):
+        path = os.path.join(output, destination)
+        regular = stat.S_ISREG(os.lstat(path).st_mode)
+        if row["sha256"]:
+            assert regular and file_sha256(path) == row["sha256"], destination
+        else:
+            assert row["status"] == "quarantined", destination
+        logged[(file_name_of(row), file_sha256(path) if regular else "")] += 1
     assert logged == dropped, {
         "missing": dropped - logged,
         "unexpected": logged - dropped,
     }
-    destinations = [destination_of(row) for row in rows]
-    assert len(set(destinations)) == len(destinations), "two rows name one destination"
-    output = os.fsencode(site.output)
-    for row, destination in zip(rows, destinations, strict=True):
-        path = os.path.join(output, destination)
-        mode = os.lstat(path).st_mode
-        if stat.S_ISREG(mode):
-            assert file_sha256(path) == row["sha256"], destination
-        else:
-            assert row["sha256"] == "" and row["reason"] == "not_regular", destination
     assert _tree(site.output) == set(destinations), "files under output_dir without a row"
     assert not list(site.work.iterdir()), "files left in the work folder"
     return rows
