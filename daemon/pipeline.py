@@ -115,10 +115,10 @@ class Pipeline:
         for entry, reason in zip(entries, reasons, strict=True):
             if reason is not None and reason.word == UNREADABLE:
                 log.warning("file_unreadable", file_name=entry.name, reason=str(reason))
-        earlier = [self.seen.lookup(intake.sha256) for intake in intakes]
+        repeated = self.seen.repeats([intake.sha256 for intake in intakes])
         skipped = [
-            self.options.on_duplicate == "skip" and reference is not None and reason is None
-            for reference, reason in zip(earlier, reasons, strict=True)
+            self.options.on_duplicate == "skip" and repeat and reason is None
+            for repeat, reason in zip(repeated, reasons, strict=True)
         ]
         ensemble = self.model.ensemble  # one bundle for the whole batch, even across a reload
         wanted = [k for k, reason in enumerate(reasons) if reason is None and not skipped[k]]
@@ -138,7 +138,6 @@ class Pipeline:
                 intakes[k],
                 reasons[k],
                 skipped[k],
-                earlier[k],
                 scores_of.get(k),
                 batch_id,
                 ensemble.bundle_id,
@@ -156,13 +155,15 @@ class Pipeline:
         intake: Intake,
         reason: Reason | None,
         skipped: bool,
-        earlier: str | None,
         scores: np.ndarray | None,
         batch_id: str,
         bundle_id: str,
         reserved: set[str],
     ) -> dict[str, Any]:
         name_text, name_hex = encode_name(os.fsencode(entry.name))
+        # Looked up here, not before the batch: a copy of a file planned earlier in this batch
+        # finds where that one goes.
+        earlier = self.seen.lookup(intake.sha256)
         cells = {
             "file_name": name_text,
             "file_name_hex": name_hex,

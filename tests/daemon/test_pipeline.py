@@ -106,3 +106,22 @@ def test_a_folder_in_place_of_the_claimed_file_is_moved_as_not_regular(bench: Be
     moved = bench.site.output / "_quarantine" / "not_regular" / "scan.jpg"
     assert (moved / "inside.txt").read_bytes() == b"kept"
     assert not list(bench.site.work.iterdir())
+
+
+@pytest.mark.parametrize("on_duplicate", ["skip", "process"])
+def test_a_copy_inside_one_batch_is_a_duplicate_like_any_other(
+    site: harness.Site, serving: ServingModel, on_duplicate: str
+) -> None:
+    bench = Bench(site, serving, on_duplicate=on_duplicate)
+    data = harness.png(7)
+    bench.claimed("first.png", data)
+    bench.claimed("copy.png", data)
+    rows = bench.process()
+    first, copy = rows["first.png"], rows["copy.png"]
+    assert first["status"] == "classified" and first["duplicate_of"] == ""
+    assert copy["duplicate_of"] == first["destination"]
+    if on_duplicate == "skip":
+        assert (copy["status"], copy["destination"]) == ("duplicate", "_duplicates/copy.png")
+        assert copy["predicted_class"] == ""  # not classified
+    else:
+        assert copy["status"] == "classified"
