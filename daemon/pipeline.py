@@ -183,13 +183,17 @@ class Pipeline:
                 raise ValueError(f"entry {entry.id} was decoded but not scored")
             decision = decide(scores, self.options.classes, self.options.review_threshold)
             status, predicted = decision.status, decision.predicted_class
-            cells.update(
-                predicted_class=predicted,
-                confidence=_score(decision.confidence),
-                margin=_score(decision.margin),
-                model_bundle=bundle_id,
-            )
+            cells["model_bundle"] = bundle_id
+            # Written as they are, nan and inf included: the row shows what the model said.
             cells.update(zip(self.options.classes, map(_score, scores), strict=True))
+            if predicted is None:
+                cells["reason"] = neutralise(decision.reason or "")
+            else:
+                cells.update(
+                    predicted_class=predicted,
+                    confidence=_score(decision.confidence),
+                    margin=_score(decision.margin),
+                )
         cells["status"] = status
         folder = destination_folder(status, predicted, reason)
         destination = self.router.choose(folder, entry.name, entry.id, reserved)
