@@ -27,6 +27,7 @@ from PIL import Image
 
 from bench.fixtures import config_text
 from gicls.daemon.audit_schema import audit_columns, decode_name
+from gicls.daemon.faults import FAULT_ENV, TEST_FAULTS_ENV
 
 CLASSES = ("Bleeding", "Normal", "Polyp")
 REPO = Path(__file__).resolve().parents[2]
@@ -144,6 +145,11 @@ def write_config(root: Path, models_dir: Path, name: str = "config.toml", **daem
 
 
 # ---------------------------------------------------------------------------- processes
+
+
+def fault_env(spec: str) -> dict[str, str]:
+    """The environment that makes a daemon die at ``spec`` (faults.py); both variables."""
+    return {FAULT_ENV: spec, TEST_FAULTS_ENV: "1"}
 
 
 class DaemonProcess:

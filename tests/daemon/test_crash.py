@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gicls.daemon.faults import FAULT_ENV, KILLED_EXIT_STATUS, STEPS
+from gicls.daemon.faults import KILLED_EXIT_STATUS, STEPS
 from gicls.daemon.journal import replay
 from tests.daemon import harness
 
@@ -50,7 +50,7 @@ def test_killed_at_every_step_then_restarted_loses_and_duplicates_nothing(
             dropped[(os.fsencode(name), harness.sha256(data))] += 1
         fault = f"{step}:2" if step in PER_FILE_STEPS else step
         daemon = harness.DaemonProcess(
-            site.config, "--once", env={FAULT_ENV: fault}, log_name=f"{number:02d}-{step}.log"
+            site.config, "--once", env=harness.fault_env(fault), log_name=f"{number:02d}-{step}.log"
         )
         runs.append(daemon)
         assert daemon.wait() == KILLED_EXIT_STATUS, f"{step} was not reached:\n{daemon.output()}"
