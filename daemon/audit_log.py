@@ -20,6 +20,7 @@ from pathlib import Path
 
 from gicls.daemon.audit_schema import audit_columns
 from gicls.errors import DaemonError
+from gicls.fsutil import append_record
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
@@ -109,7 +110,17 @@ class AuditLog:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def append(self, row: Mapping[str, str]) -> None:
-        os.write(self._fd, format_row([row.get(column, "") for column in self.columns]))
+        append_record(
+            self._fd, format_row([row.get(column, "") for column in self.columns]), self.path
+        )
+
+    def repair_tail(self) -> None:
+        """Truncate a torn last row (an append that failed half-way) before appending again."""
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            self._repair()
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         os.close(self._fd)

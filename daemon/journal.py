@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gicls.fsutil import fsync_dir
+from gicls.fsutil import append_record, fsync_dir
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
@@ -91,23 +91,25 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o660)
+        self._fd = _open_for_appends(path)
 
     @classmethod
     def open(cls, path: Path) -> tuple[Journal, list[Entry]]:
         """Replay the journal, rewrite it with only the open entries, and open it for appends."""
-        entries = replay(path)
-        staging = path.with_name(path.name + ".compact")
-        with staging.open("wb") as handle:
-            for entry in entries:
-                handle.write(_line(entry.claim_record()))
-                if entry.plan is not None:
-                    handle.write(_line(entry.plan_record()))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(staging, path)
-        fsync_dir(path.parent)
+        entries = _compact(path)
         return cls(path), entries
+
+    def reopen(self) -> list[Entry]:
+        """``open`` again in place, after an append failed (a full disk) in a running daemon.
+
+        Compacting drops the torn line a failed append may have left, before anything else is
+        appended after it; the open entries are returned for recovery.
+        """
+        entries = _compact(self.path)
+        fd = _open_for_appends(self.path)
+        os.close(self._fd)
+        self._fd = fd
+        return entries
 
     def claim(self, entry: Entry) -> None:
         self._append(entry.claim_record())
@@ -129,7 +131,27 @@ class Journal:
         os.close(self._fd)
 
     def _append(self, record: dict[str, Any]) -> None:
-        os.write(self._fd, _line(record))
+        append_record(self._fd, _line(record), self.path)
+
+
+def _open_for_appends(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o660)
+
+
+def _compact(path: Path) -> list[Entry]:
+    """Rewrite the journal with only its open entries; returns them."""
+    entries = replay(path)
+    staging = path.with_name(path.name + ".compact")
+    with staging.open("wb") as handle:
+        for entry in entries:
+            handle.write(_line(entry.claim_record()))
+            if entry.plan is not None:
+                handle.write(_line(entry.plan_record()))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(staging, path)
+    fsync_dir(path.parent)
+    return entries
 
 
 def _line(record: dict[str, Any]) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import functools
 import os
 from pathlib import Path
@@ -40,3 +41,18 @@ def renameat2(source: Path, target: Path, flags: int) -> None:
     if result != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), os.fspath(source), None, os.fspath(target))
+
+
+def append_record(fd: int, data: bytes, path: Path) -> None:
+    """Append ``data`` with one os.write on an O_APPEND descriptor, or raise OSError for ``path``.
+
+    A full file system can take part of a write and refuse the rest without an error: that
+    short write is raised as ENOSPC too. The torn tail it leaves is the caller's to repair
+    before it appends again (each log already repairs a torn tail at start-up).
+    """
+    try:
+        written = os.write(fd, data)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, os.fspath(path)) from None
+    if written != len(data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
