@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -142,6 +143,41 @@ def write_config(root: Path, models_dir: Path, name: str = "config.toml", **daem
     config.write_text(config_text(sections, CLASSES))
     (root / "inbox").mkdir(exist_ok=True)
     return Site(root, config)
+
+
+# ---------------------------------------------------------------------------- bundles
+
+
+def republish_bundle(
+    models_dir: Path,
+    members: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
+) -> None:
+    """Publish ``models_dir`` again through the bundle API with some members (Keras models)
+    replaced and/or a calibration set, as a retrained or recalibrated bundle would be."""
+    from gicls.hashing import file_sha256
+    from gicls.models.bundle import (
+        new_manifest,
+        publish_bundle,
+        read_manifest,
+        replace_in_stage,
+        stage_bundle,
+        write_manifest,
+    )
+
+    manifest = read_manifest(models_dir)
+    staging = stage_bundle(models_dir)
+    models = {name: entry.model_dump() for name, entry in manifest.models.items()}
+    for name, model in (members or {}).items():
+        path = replace_in_stage(staging / models[name]["file"])
+        model.save(path)
+        models[name]["sha256"] = file_sha256(path)
+    fields = manifest.model_dump(exclude={"bundle_id", "created_at", "code_version"})
+    fields.update(models=models)
+    if calibration is not None:
+        fields.update(calibration=calibration)
+    write_manifest(new_manifest(**fields), staging)
+    publish_bundle(staging, models_dir)
 
 
 # ---------------------------------------------------------------------------- processes

@@ -21,15 +21,7 @@ from gicls.daemon.journal import Entry, Journal
 from gicls.daemon.pipeline import Pipeline, PipelineOptions
 from gicls.daemon.route import Router
 from gicls.daemon.serving import ServingModel
-from gicls.hashing import file_sha256
-from gicls.models.bundle import (
-    new_manifest,
-    publish_bundle,
-    read_manifest,
-    replace_in_stage,
-    stage_bundle,
-    write_manifest,
-)
+from gicls.models.bundle import read_manifest
 from tests.daemon import harness
 from tests.daemon.harness import CLASSES
 
@@ -140,19 +132,11 @@ def test_a_copy_inside_one_batch_is_a_duplicate_like_any_other(
 
 def break_member(models_dir: Path, class_name: str) -> None:
     """Republish the bundle with ``class_name``'s output bias set to NaN (a broken model)."""
-    manifest = read_manifest(models_dir)
-    entry = manifest.models[class_name]
-    model = keras.models.load_model(models_dir / entry.file)
+    model = keras.models.load_model(models_dir / read_manifest(models_dir).models[class_name].file)
     weights = model.get_weights()
     weights[-1][:] = np.nan
     model.set_weights(weights)
-    staging = stage_bundle(models_dir)
-    model.save(replace_in_stage(staging / entry.file))
-    models = {name: member.model_dump() for name, member in manifest.models.items()}
-    models[class_name]["sha256"] = file_sha256(staging / entry.file)
-    fields = manifest.model_dump(exclude={"bundle_id", "created_at", "code_version"})
-    write_manifest(new_manifest(**{**fields, "models": models}), staging)
-    publish_bundle(staging, models_dir)
+    harness.republish_bundle(models_dir, {class_name: model})
 
 
 def test_nan_scores_go_to_review_as_non_finite_never_to_a_condition(site: harness.Site) -> None:
