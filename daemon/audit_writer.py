@@ -25,7 +25,7 @@ from pathlib import Path
 from gicls.audit.schema import SCHEMA_VERSION, VERSION_COLUMN, audit_columns
 from gicls.audit.segments import HEAD_BYTES, Segment, head_version, read_segments, segment_path
 from gicls.errors import AuditError, DaemonError
-from gicls.fsutil import fsync_dir
+from gicls.fsutil import append_record, fsync_dir
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
@@ -176,7 +176,14 @@ class AuditWriter:
 
     def append(self, row: Mapping[str, str]) -> None:
         cells = {**row, VERSION_COLUMN: str(SCHEMA_VERSION)}
-        os.write(self._fd, format_row([cells.get(column, "") for column in self.columns]))
+        append_record(
+            self._fd, format_row([cells.get(column, "") for column in self.columns]), self.path
+        )
+
+    def repair_tail(self) -> None:
+        """Truncate a torn last row (an append that failed half-way) before appending again."""
+        with _locked(self._fd, fcntl.LOCK_EX):
+            repair_torn_tail(self._fd, self.path)
 
     def close(self) -> None:
         os.close(self._fd)

@@ -8,7 +8,7 @@ each. Two daemons sharing one audit log only see each other's rows from their la
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 
 class SeenIndex:
@@ -27,6 +27,21 @@ class SeenIndex:
     def lookup(self, sha256: str) -> str | None:
         key = _key(sha256)
         return None if key is None else self._first.get(key)
+
+    def repeats(self, sha256s: Sequence[str]) -> list[bool]:
+        """For each hash of one batch: seen before, or earlier in the same batch.
+
+        Needed before anything is planned (copies are not decoded when they are skipped),
+        when the batch's own first copies are not remembered yet.
+        """
+        batch: set[bytes] = set()
+        found = []
+        for sha256 in sha256s:
+            key = _key(sha256)
+            found.append(key is not None and (key in self._first or key in batch))
+            if key is not None:
+                batch.add(key)
+        return found
 
 
 # The empty file's hash: placeholders are all "the same bytes" and say nothing about re-drops.

@@ -3,7 +3,9 @@
 ``GICLS_FAULT=step[:n]`` makes the daemon ``os._exit(137)`` (the exit status of SIGKILL) the
 n-th time (default: first) the pipeline reaches ``step``. ``os._exit`` skips every cleanup,
 flush and ``finally``, which is what a kill -9 or a power cut leaves behind. Unset, it costs a
-dictionary lookup per step.
+dictionary lookup per step. A daemon that kills itself on purpose must never run by accident
+(a variable left in a unit's environment): ``GICLS_FAULT`` is refused at start-up unless
+``GICLS_TEST_FAULTS=1`` is set as well, which only the test harness does.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Mapping
 from gicls.errors import DaemonError
 
 FAULT_ENV = "GICLS_FAULT"
+TEST_FAULTS_ENV = "GICLS_TEST_FAULTS"
 KILLED_EXIT_STATUS = 137
 
 # In pipeline order; "per file" steps are reached once for each file of a batch.
@@ -45,6 +48,11 @@ class Faults:
         spec = environ.get(FAULT_ENV, "")
         if not spec:
             return cls()
+        if environ.get(TEST_FAULTS_ENV) != "1":
+            raise DaemonError(
+                f"{FAULT_ENV}={spec!r} is set: it makes the daemon kill itself and is for tests "
+                f"only (they also set {TEST_FAULTS_ENV}=1); unset {FAULT_ENV}"
+            )
         step, _, count = spec.partition(":")
         try:
             nth = int(count) if count else 1

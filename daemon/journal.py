@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gicls.fsutil import fsync_dir
+from gicls.fsutil import append_record, fsync_dir
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
@@ -117,6 +117,17 @@ class Journal:
         _rewrite(path, entries)
         return cls(path, entries), entries
 
+    def reopen(self) -> list[Entry]:
+        """``open`` again in place, after an append failed (a full disk) in a running daemon.
+
+        Compacting drops the torn line a failed append may have left, before anything else is
+        appended after it; the open entries are returned for recovery.
+        """
+        entries = replay(self.path)
+        self._open = {entry.id: entry for entry in entries}
+        self._compact()
+        return entries
+
     def claim(self, entry: Entry) -> None:
         self._open[entry.id] = entry
         self._append(entry.claim_record())
@@ -151,7 +162,9 @@ class Journal:
         os.close(self._fd)
 
     def _append(self, record: dict[str, Any]) -> None:
-        self._size += os.write(self._fd, _line(record))
+        line = _line(record)
+        append_record(self._fd, line, self.path)
+        self._size += len(line)
 
     def _open_for_appends(self) -> int:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o660)
@@ -160,8 +173,9 @@ class Journal:
 
     def _compact(self) -> None:
         before = self._size
-        os.close(self._fd)  # the rewrite replaces the file: appends must go to the new one
+        # Rewrite first: if that fails (a full disk) the old file and descriptor still serve.
         _rewrite(self.path, list(self._open.values()))
+        os.close(self._fd)  # it holds the replaced file: appends must go to the new one
         self._fd = self._open_for_appends()
         self._rewrite_at = max(self._compact_bytes, 4 * self._size)
         log.info("journal_compacted", open=len(self._open), bytes_before=before, bytes=self._size)

@@ -11,7 +11,9 @@ observer, and pings the systemd watchdog, but only while it is going round and t
 alive: a stuck loop or a dead observer must look dead to systemd. WATCHDOG=1 means "the loop
 is alive", so nothing long runs inside a turn: bundle loads run on their own thread, and every
 wait (idle, or a back-off) goes through ``_pause``, which keeps pinging. ``stop`` is only
-looked at between batches, so the batch in flight always finishes.
+looked at between batches, so the batch in flight always finishes. When storage is full
+(storage.py) the loop stops claiming but keeps going round, and retries recovery when the
+back-off is due.
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from dataclasses import dataclass
 
 from gicls.daemon.notify import Notifier
 from gicls.daemon.pipeline import Pipeline
+from gicls.daemon.recovery import recover_running
 from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled, SettleTracker
 from gicls.daemon.startup import InboxGuard
+from gicls.daemon.storage import StorageBackoff, is_storage_full
 from gicls.daemon.watch import InboxWatcher, scan
 from gicls.logs import get_logger
 
@@ -76,16 +80,23 @@ class Loop:
         self._last_rescan = now
         self._last_ping = now - (notifier.watchdog_interval or 0.0)
         self._last_restart = 0.0
+        self._storage = StorageBackoff()
         self.processed = 0
 
     def run(self) -> None:
         while not self.stop.is_set():
             self._refresh_model()
             self._gather()
-            batch = self._take_batch()
+            self._retry_storage()
+            batch = [] if self._storage.pending else self._take_batch()
             if batch:
                 self._run(batch)
-            elif self.settings.once and not self._ready and len(self.tracker) == 0:
+            elif (
+                self.settings.once
+                and not self._ready
+                and len(self.tracker) == 0
+                and not self._storage.pending
+            ):
                 break
             else:
                 self._pause(self.settings.tick)
@@ -156,8 +167,32 @@ class Loop:
         # A file not tracked yet starts its quiet period no earlier than now.
         return now + self.settings.stability < deadline
 
+    def _retry_storage(self) -> None:
+        if not self._storage.due(self._clock()):
+            return
+        try:
+            self.processed += recover_running(self.pipeline)
+        except OSError as exc:
+            if not is_storage_full(exc):
+                raise
+            self._storage.failed(exc, self._clock())
+            return
+        self._storage.recovered(self._clock())
+
     def _run(self, batch: list[Settled]) -> None:
-        report, changed = self.pipeline.run_batch(batch)
+        try:
+            report, changed = self.pipeline.run_batch(batch)
+        except OSError as exc:
+            if not is_storage_full(exc):
+                raise
+            self._storage.failed(exc, self._clock())
+            self.notifier.status(f"storage full: {exc.filename}; retrying")
+            # What was claimed is finished by recovery; what is still in the inbox settles
+            # again and is claimed once storage is back.
+            for item in batch:
+                self.tracker.release(item.name)
+            self.tracker.observe(item.name for item in batch)
+            return
         for item in batch:
             self.tracker.release(item.name)
         self.tracker.observe(item.name for item in changed)

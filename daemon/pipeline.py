@@ -28,8 +28,9 @@ from gicls.daemon.decide import decide
 from gicls.daemon.decode import decode_batch
 from gicls.daemon.dedupe import SeenIndex
 from gicls.daemon.faults import Faults
-from gicls.daemon.intake import Intake, read_claimed
+from gicls.daemon.intake import Intake, read_claimed, unread
 from gicls.daemon.journal import Entry, Journal
+from gicls.daemon.reasons import UNREADABLE, Reason
 from gicls.daemon.route import Router, destination_folder
 from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled
@@ -101,23 +102,31 @@ class Pipeline:
         entries, changed = claim_batch(settled, self.inbox, self.work, self.journal, self.faults)
         return (self.process(entries) if entries else None), changed
 
-    def process(self, entries: Sequence[Entry], forced_reason: str | None = None) -> BatchReport:
-        """Take claimed entries to the end; ``forced_reason`` quarantines without decoding."""
+    def process(self, entries: Sequence[Entry], forced_reason: Reason | None = None) -> BatchReport:
+        """Take claimed entries to the end; ``forced_reason`` quarantines without reading."""
         started = time.monotonic()
         batch_id = new_batch_id()
-        intakes = [read_claimed(self.work / entry.id) for entry in entries]
-        reasons = [forced_reason or intake.reason for intake in intakes]
-        earlier = [self.seen.lookup(intake.sha256) for intake in intakes]
+        intakes = [
+            unread(self.work / entry.id, forced_reason)
+            if forced_reason
+            else read_claimed(self.work / entry.id)
+            for entry in entries
+        ]
+        reasons = [intake.reason for intake in intakes]
+        for entry, reason in zip(entries, reasons, strict=True):
+            if reason is not None and reason.word == UNREADABLE:
+                log.warning("file_unreadable", file_name=entry.name, reason=str(reason))
+        repeated = self.seen.repeats([intake.sha256 for intake in intakes])
         skipped = [
-            self.options.on_duplicate == "skip" and reference is not None and reason is None
-            for reference, reason in zip(earlier, reasons, strict=True)
+            self.options.on_duplicate == "skip" and repeat and reason is None
+            for repeat, reason in zip(repeated, reasons, strict=True)
         ]
         ensemble = self.model.ensemble  # one bundle for the whole batch, even across a reload
         wanted = [k for k, reason in enumerate(reasons) if reason is None and not skipped[k]]
         blobs = [intakes[k].data or b"" for k in wanted]
         images, failures = decode_batch(blobs, ensemble.image_size)
         for position, error in failures.items():
-            reasons[wanted[position]] = error.reason
+            reasons[wanted[position]] = Reason(error.reason)
         self.faults.reached("decoded")
         decodable = [position for position in range(len(wanted)) if position not in failures]
         scores = ensemble(images[decodable]) if decodable else np.zeros((0, 0), np.float32)
@@ -130,7 +139,6 @@ class Pipeline:
                 intakes[k],
                 reasons[k],
                 skipped[k],
-                earlier[k],
                 scores_of.get(k),
                 batch_id,
                 ensemble,
@@ -146,15 +154,17 @@ class Pipeline:
         self,
         entry: Entry,
         intake: Intake,
-        reason: str | None,
+        reason: Reason | None,
         skipped: bool,
-        earlier: str | None,
         scores: np.ndarray | None,
         batch_id: str,
         ensemble: FusedEnsemble,
         reserved: set[str],
     ) -> dict[str, Any]:
         name_text, name_hex = encode_name(os.fsencode(entry.name))
+        # Looked up here, not before the batch: a copy of a file planned earlier in this batch
+        # finds where that one goes.
+        earlier = self.seen.lookup(intake.sha256)
         cells = {
             "file_name": name_text,
             "file_name_hex": name_hex,
@@ -166,7 +176,7 @@ class Pipeline:
         predicted: str | None = None
         if reason is not None:
             status = "quarantined"
-            cells["reason"] = neutralise(reason)
+            cells["reason"] = neutralise(str(reason))
         elif skipped:
             status = "duplicate"
         else:
@@ -174,14 +184,18 @@ class Pipeline:
                 raise ValueError(f"entry {entry.id} was decoded but not scored")
             decision = decide(scores, self.options.classes, self.options.review_threshold)
             status, predicted = decision.status, decision.predicted_class
-            cells.update(
-                predicted_class=predicted,
-                confidence=_score(decision.confidence),
-                margin=_score(decision.margin),
-                model_bundle=ensemble.bundle_id,
-                precision=ensemble.precision,
-            )
+            cells["model_bundle"] = ensemble.bundle_id
+            cells["precision"] = ensemble.precision
+            # Written as they are, nan and inf included: the row shows what the model said.
             cells.update(zip(self.options.classes, map(_score, scores), strict=True))
+            if predicted is None:
+                cells["reason"] = neutralise(decision.reason or "")
+            else:
+                cells.update(
+                    predicted_class=predicted,
+                    confidence=_score(decision.confidence),
+                    margin=_score(decision.margin),
+                )
         cells["status"] = status
         folder = destination_folder(status, predicted, reason)
         destination = self.router.choose(folder, entry.name, entry.id, reserved)
@@ -237,7 +251,7 @@ class Pipeline:
             return destination
         # Another process may have taken the name since it was chosen: choose again, journal
         # the new destination first, so recovery always looks in the right place.
-        while not self.router.link(source, destination):
+        while not self.router.place(source, destination):
             folder = os.path.dirname(destination)
             destination = self.router.choose(folder, entry.name, entry.id, set())
             self.journal.plan(entry, {**plan, "destination_hex": os.fsencode(destination).hex()})

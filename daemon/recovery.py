@@ -4,7 +4,7 @@
   the row, unless the audit log already holds it (matched by sha256, destination and batch);
 - claimed entries still in the work folder: processed again, one at a time, so a file that
   crashes the daemon can only take itself down; after ``MAX_ATTEMPTS`` crashes it goes to
-  quarantine as ``poison`` without being decoded again;
+  quarantine as ``poison`` without being read or decoded again;
 - claimed entries not in the work folder: the rename never happened (or another daemon won
   the race), the file is wherever it was, nothing to do.
 """
@@ -21,12 +21,12 @@ from gicls.audit.schema import encode_name
 from gicls.daemon.dedupe import SeenIndex
 from gicls.daemon.journal import Entry, Journal
 from gicls.daemon.pipeline import Pipeline
+from gicls.daemon.reasons import POISON
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
 
 MAX_ATTEMPTS = 3
-POISON_REASON = "poison"
 
 
 @dataclass(frozen=True)
@@ -64,9 +64,17 @@ def scan_audit_log(path: Path, entries: Sequence[Entry]) -> AuditScan:
 
 
 def recover(
-    entries: Sequence[Entry], pipeline: Pipeline, journal: Journal, logged: frozenset[str]
+    entries: Sequence[Entry],
+    pipeline: Pipeline,
+    journal: Journal,
+    logged: frozenset[str],
+    crashed: bool = True,
 ) -> int:
-    """Resolve every open journal entry; returns how many files were finished."""
+    """Resolve every open journal entry; returns how many files were finished.
+
+    ``crashed``: the entries were left by a crash, which counts as an attempt towards poison
+    (a batch stopped by a full disk was not the files' fault and does not count).
+    """
     planned = [entry for entry in entries if entry.plan is not None]
     unplanned: list[Entry] = []
     for entry in entries:
@@ -75,8 +83,9 @@ def recover(
         if not os.path.lexists(pipeline.work / entry.id):
             journal.drop(entry)
             continue
-        entry.attempt += 1
-        journal.claim(entry)
+        if crashed:
+            entry.attempt += 1
+            journal.claim(entry)
         unplanned.append(entry)
     journal.sync()
     if entries:
@@ -92,5 +101,19 @@ def recover(
         poisoned = entry.attempt > MAX_ATTEMPTS
         if poisoned:
             log.error("file_poisoned", file_name=entry.name, crashes=entry.attempt - 1)
-        pipeline.process([entry], POISON_REASON if poisoned else None)
+        pipeline.process([entry], POISON if poisoned else None)
     return len(planned) + len(unplanned)
+
+
+def recover_running(pipeline: Pipeline) -> int:
+    """Start-up recovery again in a running daemon, after a batch failed half-way (disk full).
+
+    The journal is compacted and the audit log's torn row truncated before anything else is
+    appended to them; what was seen is re-read from the log, since the failed batch may have
+    remembered files it never logged.
+    """
+    entries = pipeline.journal.reopen()
+    pipeline.audit.repair_tail()
+    audit_scan = scan_audit_log(pipeline.audit.path, entries)
+    pipeline.seen = audit_scan.seen
+    return recover(entries, pipeline, pipeline.journal, audit_scan.logged, crashed=False)

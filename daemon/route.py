@@ -1,20 +1,27 @@
 """Routing: move a claimed file into its folder under ``output_dir`` without clobbering.
 
 rename(2) silently replaces an existing file, so files are linked into place (link(2) fails
-with EEXIST instead) and only then unlinked from the work folder. On a name collision a unique
-suffix derived from the entry id is added, trimming the stem so the name stays within the
-255-byte limit. Links are made with ``follow_symlinks=False``: a quarantined symbolic link is
-moved as the link itself, never as its target. Destinations are relative to ``output_dir``.
+with EEXIST instead) and only then unlinked from the work folder. A file the daemon may not
+link (with ``fs.protected_hardlinks = 1`` an unprivileged process cannot link a file it neither
+owns nor can read: a ``cp -p`` of someone else's 0600 file) is renamed with RENAME_NOREPLACE
+instead, which also fails with EEXIST rather than clobber. Either way the file is, at every
+instant, in the work folder or at its journaled destination, which is all recovery needs.
+On a name collision a unique suffix derived from the entry id is added, trimming the stem so
+the name stays within the 255-byte limit. Links are made with ``follow_symlinks=False``: a
+quarantined symbolic link is moved as the link itself, never as its target. Destinations are
+relative to ``output_dir``.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 
-from gicls.fsutil import fsync_dir
+from gicls.daemon.reasons import Reason
+from gicls.fsutil import RENAME_NOREPLACE, fsync_dir, renameat2
 
 REVIEW_FOLDER = "_review"
 QUARANTINE_FOLDER = "_quarantine"
@@ -24,10 +31,12 @@ NAME_MAX = 255
 _MAX_SUFFIX_BYTES = 16
 
 
-def destination_folder(status: str, predicted_class: str | None, reason: str | None) -> str:
+def destination_folder(status: str, predicted_class: str | None, reason: Reason | None) -> str:
     """The folder (relative to output_dir) for a file with this audit status."""
     if status == "quarantined":
-        return f"{QUARANTINE_FOLDER}/{reason}"
+        if reason is None:
+            raise ValueError("a quarantined file needs a reason")
+        return f"{QUARANTINE_FOLDER}/{reason.word}"
     if status == "review":
         return REVIEW_FOLDER
     if status == "duplicate":
@@ -92,13 +101,23 @@ class Router:
                 return destination
         raise AssertionError("candidate_names is infinite")  # pragma: no cover
 
-    def link(self, source: Path, destination: str) -> bool:
-        """Link ``source`` at ``destination``; True if it is there now (also if it already was)."""
+    def place(self, source: Path, destination: str) -> bool:
+        """Put ``source`` at ``destination``; True if it is there now (also if it already was).
+
+        False when another file holds the name: ``source`` is untouched, choose another.
+        """
         target = self.output_dir / destination
         try:
             os.link(source, target, follow_symlinks=False)
         except FileExistsError:
             return _same_inode(source, target)
+        except PermissionError as exc:
+            if exc.errno != errno.EPERM:
+                raise
+            try:
+                renameat2(source, target, RENAME_NOREPLACE)
+            except FileExistsError:
+                return False
         return True
 
     def present(self, destination: str) -> bool:

@@ -16,8 +16,6 @@ place (Linux renameat2 RENAME_EXCHANGE), so a reader never sees a half-written b
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import datetime as dt
 import hashlib
 import json
@@ -32,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gicls import __version__
 from gicls.errors import ModelBundleError
-from gicls.fsutil import fsync_dir
+from gicls.fsutil import RENAME_EXCHANGE, fsync_dir, renameat2
 from gicls.models.preprocessing import PREPROCESSING_ID
 
 MANIFEST_NAME = "manifest.json"
@@ -395,17 +393,12 @@ def discard_stage(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
-
-
 def _exchange(a: Path, b: Path) -> None:
-    """Swap two directory entries atomically (renameat2 RENAME_EXCHANGE, Linux >= 3.15)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    result = libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    if result != 0:
-        err = ctypes.get_errno()
-        raise ModelBundleError(f"cannot swap {a} into {b}: {os.strerror(err)}")
+    """Swap two directory entries atomically."""
+    try:
+        renameat2(a, b, RENAME_EXCHANGE)
+    except OSError as exc:
+        raise ModelBundleError(f"cannot swap {a} into {b}: {exc.strerror}") from None
 
 
 def _fsync_tree(root: Path) -> None:

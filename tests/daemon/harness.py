@@ -24,12 +24,14 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from bench.fixtures import config_text
 from gicls.audit.schema import audit_columns, decode_name
+from gicls.daemon.faults import FAULT_ENV, TEST_FAULTS_ENV
 
 CLASSES = ("Bleeding", "Normal", "Polyp")
 REPO = Path(__file__).resolve().parents[2]
@@ -146,7 +148,47 @@ def write_config(root: Path, models_dir: Path, name: str = "config.toml", **daem
     return Site(root, config)
 
 
+# ---------------------------------------------------------------------------- bundles
+
+
+def republish_bundle(
+    models_dir: Path,
+    members: Mapping[str, Any] | None = None,
+    calibration: Mapping[str, Any] | None = None,
+) -> None:
+    """Publish ``models_dir`` again through the bundle API with some members (Keras models)
+    replaced and/or a calibration set, as a retrained or recalibrated bundle would be."""
+    from gicls.hashing import file_sha256
+    from gicls.models.bundle import (
+        new_manifest,
+        publish_bundle,
+        read_manifest,
+        replace_in_stage,
+        stage_bundle,
+        write_manifest,
+    )
+
+    manifest = read_manifest(models_dir)
+    staging = stage_bundle(models_dir)
+    models = {name: entry.model_dump() for name, entry in manifest.models.items()}
+    for name, model in (members or {}).items():
+        path = replace_in_stage(staging / models[name]["file"])
+        model.save(path)
+        models[name]["sha256"] = file_sha256(path)
+    fields = manifest.model_dump(exclude={"bundle_id", "created_at", "code_version"})
+    fields.update(models=models)
+    if calibration is not None:
+        fields.update(calibration=calibration)
+    write_manifest(new_manifest(**fields), staging)
+    publish_bundle(staging, models_dir)
+
+
 # ---------------------------------------------------------------------------- processes
+
+
+def fault_env(spec: str) -> dict[str, str]:
+    """The environment that makes a daemon die at ``spec`` (faults.py); both variables."""
+    return {FAULT_ENV: spec, TEST_FAULTS_ENV: "1"}
 
 
 class DaemonProcess:
@@ -300,24 +342,27 @@ def assert_invariant(
 ) -> list[dict[str, str]]:
     """Every dropped (name, sha256) has exactly one row, one file, bytes unchanged; no extras.
 
-    ``sha256`` is "" for entries that are not regular files (symlinks, FIFOs).
+    ``sha256`` is "" for entries that are not regular files (symlinks, FIFOs). A regular file
+    whose row has no sha256 was never read by the daemon (unreadable, poison): it must be
+    quarantined, and its bytes are hashed here to check they are the ones dropped.
     """
     rows = read_audit(audit_log or site.audit_log)
-    logged = Counter((file_name_of(row), row["sha256"]) for row in rows)
+    destinations = [destination_of(row) for row in rows]
+    assert len(set(destinations)) == len(destinations), "two rows name one destination"
+    output = os.fsencode(site.output)
+    logged: Counter[tuple[bytes, str]] = Counter()
+    for row, destination in zip(rows, destinations, strict=True):
+        path = os.path.join(output, destination)
+        regular = stat.S_ISREG(os.lstat(path).st_mode)
+        if row["sha256"]:
+            assert regular and file_sha256(path) == row["sha256"], destination
+        else:
+            assert row["status"] == "quarantined", destination
+        logged[(file_name_of(row), file_sha256(path) if regular else "")] += 1
     assert logged == dropped, {
         "missing": dropped - logged,
         "unexpected": logged - dropped,
     }
-    destinations = [destination_of(row) for row in rows]
-    assert len(set(destinations)) == len(destinations), "two rows name one destination"
-    output = os.fsencode(site.output)
-    for row, destination in zip(rows, destinations, strict=True):
-        path = os.path.join(output, destination)
-        mode = os.lstat(path).st_mode
-        if stat.S_ISREG(mode):
-            assert file_sha256(path) == row["sha256"], destination
-        else:
-            assert row["sha256"] == "" and row["reason"] == "not_regular", destination
     assert _tree(site.output) == set(destinations), "files under output_dir without a row"
     assert not list(site.work.iterdir()), "files left in the work folder"
     return rows

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from gicls.daemon.faults import FAULT_ENV, KILLED_EXIT_STATUS, STEPS
+from gicls.daemon.faults import KILLED_EXIT_STATUS, STEPS
 from gicls.daemon.journal import replay
 from tests.daemon import harness
 from tests.daemon.harness import wait_until
@@ -53,7 +53,7 @@ def test_killed_at_every_step_then_restarted_loses_and_duplicates_nothing(
             dropped[(os.fsencode(name), harness.sha256(data))] += 1
         fault = f"{step}:2" if step in PER_FILE_STEPS else step
         daemon = harness.DaemonProcess(
-            site.config, "--once", env={FAULT_ENV: fault}, log_name=f"{number:02d}-{step}.log"
+            site.config, "--once", env=harness.fault_env(fault), log_name=f"{number:02d}-{step}.log"
         )
         runs.append(daemon)
         assert daemon.wait() == KILLED_EXIT_STATUS, f"{step} was not reached:\n{daemon.output()}"
@@ -119,12 +119,12 @@ def test_killed_after_and_before_an_online_journal_compaction_loses_nothing(
         (site.inbox / f"c{n}.png").write_bytes(data)
         dropped[(f"c{n}.png".encode(), harness.sha256(data))] += 1
 
-    after = harness.DaemonProcess(site.config, "--once", env={FAULT_ENV: "done:2"})
+    after = harness.DaemonProcess(site.config, "--once", env=harness.fault_env("done:2"))
     assert after.wait() == KILLED_EXIT_STATUS, after.output()
     assert harness.row_count(site.audit_log) >= 2
     assert journal.stat().st_size == 0, "two batches finished, yet the journal kept them"
 
-    before = harness.DaemonProcess(site.config, "--once", env={FAULT_ENV: "audited"})
+    before = harness.DaemonProcess(site.config, "--once", env=harness.fault_env("audited"))
     assert before.wait() == KILLED_EXIT_STATUS, before.output()
     left_open = replay(journal)
     assert left_open and all(entry.plan is not None for entry in left_open)

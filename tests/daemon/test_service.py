@@ -128,6 +128,9 @@ def test_recovery_poisons_a_file_after_three_crashes_and_retries_the_others(
     rows = {row["file_name"]: row for row in harness.assert_invariant(site, dropped)}
     assert rows["killer.png"]["destination"] == "_quarantine/poison/killer.png"
     assert rows["killer.png"]["reason"] == "poison"
+    # Never read again (reading may be what crashed it): its size from lstat, no sha256.
+    assert rows["killer.png"]["sha256"] == ""
+    assert rows["killer.png"]["bytes"] == str(len(harness.png(len("killer.png"))))
     assert rows["bystander.png"]["status"] == "classified"
 
 

@@ -18,7 +18,8 @@ def open_regular(path: Path) -> int | None:
 
     O_NOFOLLOW refuses a symbolic link itself (ELOOP), O_NONBLOCK keeps a FIFO without a writer
     from blocking the open, and fstat on the open descriptor checks the object actually opened,
-    not whatever the name points to a moment later.
+    not whatever the name points to a moment later. Any other OSError (EACCES, EIO, ENOENT, ...)
+    propagates: the file is there but cannot be read, which the caller reports as such.
     """
     try:
         fd = os.open(path, _SAFE_OPEN_FLAGS)
@@ -27,7 +28,12 @@ def open_regular(path: Path) -> int | None:
         if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR):
             return None
         raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    try:
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        os.close(fd)
+        raise
+    if not regular:
         os.close(fd)
         return None
     return fd

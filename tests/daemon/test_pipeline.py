@@ -1,0 +1,153 @@
+"""The per-batch pipeline in-process, on real folders with a real tiny bundle.
+
+Files are put into the work folder and journaled the way a claim leaves them, then
+``Pipeline.process`` takes them to the end; the audit log and the output tree are checked.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from gicls.daemon.audit_writer import AuditWriter
+from gicls.daemon.dedupe import SeenIndex
+from gicls.daemon.faults import Faults
+from gicls.daemon.journal import Entry, Journal
+from gicls.daemon.pipeline import Pipeline, PipelineOptions
+from gicls.daemon.route import Router
+from gicls.daemon.serving import ServingModel
+from gicls.models.bundle import read_manifest
+from tests.daemon import harness
+from tests.daemon.harness import CLASSES
+
+
+@pytest.fixture
+def site(tmp_path: Path, make_bundle) -> harness.Site:
+    site = harness.write_config(tmp_path, make_bundle())
+    site.work.mkdir(parents=True)
+    return site
+
+
+@pytest.fixture
+def serving(site: harness.Site) -> ServingModel:
+    return ServingModel(site.root / "Models", CLASSES, "float32")
+
+
+class Bench:
+    """A pipeline over ``site`` and the entries handed to it."""
+
+    def __init__(self, site: harness.Site, model: ServingModel, **options: object) -> None:
+        self.site = site
+        router = Router(site.output)
+        router.prepare(CLASSES)
+        self.journal = Journal(site.root / "state" / "journal.jsonl")
+        self.audit = AuditWriter(site.audit_log, CLASSES)
+        settings = {"review_threshold": 0.0, "on_duplicate": "process", **options}
+        self.pipeline = Pipeline(
+            inbox=site.inbox,
+            work=site.work,
+            router=router,
+            journal=self.journal,
+            audit=self.audit,
+            seen=SeenIndex(),
+            model=model,
+            options=PipelineOptions(CLASSES, **settings),  # type: ignore[arg-type]
+            faults=Faults(),
+        )
+        self.entries: list[Entry] = []
+
+    def claimed(self, name: str, data: bytes | None) -> Entry:
+        """An entry as a claim leaves it; ``data`` None: its work file is gone."""
+        entry = Entry(f"{len(self.entries):032x}", name, time.time())
+        if data is not None:
+            (self.site.work / entry.id).write_bytes(data)
+        self.journal.claim(entry)
+        self.entries.append(entry)
+        return entry
+
+    def process(self) -> dict[str, dict[str, str]]:
+        self.journal.sync()
+        self.pipeline.process(self.entries)
+        self.journal.close()
+        self.audit.close()
+        return {row["file_name"]: row for row in harness.read_audit(self.site.audit_log)}
+
+
+@pytest.fixture
+def bench(site: harness.Site, serving: ServingModel) -> Iterator[Bench]:
+    yield Bench(site, serving)
+
+
+def test_a_claimed_file_that_vanished_is_unreadable_and_the_batch_goes_on(bench: Bench) -> None:
+    bench.claimed("gone.png", None)  # ENOENT after the claim: a network file system, a person
+    data = harness.png(1)
+    bench.claimed("fine.png", data)
+    rows = bench.process()
+    assert rows["gone.png"]["status"] == "quarantined"
+    assert rows["gone.png"]["reason"] == "unreadable: ENOENT (No such file or directory)"
+    assert rows["gone.png"]["destination"] == "_quarantine/unreadable/gone.png"
+    assert rows["gone.png"]["sha256"] == ""
+    assert rows["fine.png"]["status"] == "classified"
+    assert (bench.site.output / rows["fine.png"]["destination"]).read_bytes() == data
+    assert not list(bench.site.work.iterdir())
+
+
+def test_a_folder_in_place_of_the_claimed_file_is_moved_as_not_regular(bench: Bench) -> None:
+    entry = bench.claimed("scan.jpg", None)
+    (bench.site.work / entry.id).mkdir()  # link(2) refuses a folder (EPERM): it is renamed
+    (bench.site.work / entry.id / "inside.txt").write_bytes(b"kept")
+    rows = bench.process()
+    assert (rows["scan.jpg"]["status"], rows["scan.jpg"]["reason"]) == (
+        "quarantined",
+        "not_regular",
+    )
+    moved = bench.site.output / "_quarantine" / "not_regular" / "scan.jpg"
+    assert (moved / "inside.txt").read_bytes() == b"kept"
+    assert not list(bench.site.work.iterdir())
+
+
+@pytest.mark.parametrize("on_duplicate", ["skip", "process"])
+def test_a_copy_inside_one_batch_is_a_duplicate_like_any_other(
+    site: harness.Site, serving: ServingModel, on_duplicate: str
+) -> None:
+    bench = Bench(site, serving, on_duplicate=on_duplicate)
+    data = harness.png(7)
+    bench.claimed("first.png", data)
+    bench.claimed("copy.png", data)
+    rows = bench.process()
+    first, copy = rows["first.png"], rows["copy.png"]
+    assert first["status"] == "classified" and first["duplicate_of"] == ""
+    assert copy["duplicate_of"] == first["destination"]
+    if on_duplicate == "skip":
+        assert (copy["status"], copy["destination"]) == ("duplicate", "_duplicates/copy.png")
+        assert copy["predicted_class"] == ""  # not classified
+    else:
+        assert copy["status"] == "classified"
+
+
+def break_member(models_dir: Path, class_name: str) -> None:
+    """Republish the bundle with ``class_name``'s output bias set to NaN (a broken model)."""
+    model = keras.models.load_model(models_dir / read_manifest(models_dir).models[class_name].file)
+    weights = model.get_weights()
+    weights[-1][:] = np.nan
+    model.set_weights(weights)
+    harness.republish_bundle(models_dir, {class_name: model})
+
+
+def test_nan_scores_go_to_review_as_non_finite_never_to_a_condition(site: harness.Site) -> None:
+    break_member(site.root / "Models", "Normal")
+    bench = Bench(site, ServingModel(site.root / "Models", CLASSES, "float32"))
+    data = harness.png(3)
+    bench.claimed("scan.png", data)
+    row = bench.process()["scan.png"]
+    assert (row["status"], row["reason"]) == ("review", "non_finite")
+    assert row["destination"] == "_review/scan.png"
+    assert (row["predicted_class"], row["confidence"], row["margin"]) == ("", "", "")
+    assert row["Normal"] == "nan"
+    assert 0.0 <= float(row["Bleeding"]) <= 1.0 and 0.0 <= float(row["Polyp"]) <= 1.0
+    assert (site.output / "_review" / "scan.png").read_bytes() == data

@@ -1,0 +1,128 @@
+"""The daemon as an unprivileged user facing files it may not read (RELIABILITY.md item 13).
+
+A ``cp -p`` of someone else's 0600 file lands in the inbox: the service account can claim it
+(a rename needs only the folder) but not read it (EACCES) and, with
+``fs.protected_hardlinks = 1``, not link it either. The daemon runs in a real subprocess that
+root starts and that drops to ``nobody`` once TensorFlow and the bundle's lazy imports are
+loaded: the interpreter lives under /root, which ``nobody`` cannot enter, so a fresh
+interpreter started as ``nobody`` could not even import its standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gicls.daemon.journal import Entry, Journal
+from tests.daemon import harness
+
+pytestmark = pytest.mark.slow
+
+_AS_NOBODY = """
+import os, sys, threading
+from pathlib import Path
+
+import tensorflow  # noqa: F401  (before the privileges go: see the module docstring)
+
+from gicls.config import load_config
+from gicls.daemon import service
+from gicls.daemon.notify import Notifier
+from gicls.daemon.serving import load_ensemble
+from gicls.logs import configure_logging
+
+configure_logging("DEBUG")
+config = load_config(Path(sys.argv[1]))
+load_ensemble(config.paths.models_dir, config.classes, "float32")  # what loading imports lazily
+uid, gid = int(sys.argv[2]), int(sys.argv[3])
+os.setgroups([])
+os.setgid(gid)
+os.setuid(uid)
+service.run(config, threading.Event(), threading.Event(), once=True, notifier=Notifier(None))
+"""
+
+
+@pytest.fixture
+def open_folder() -> Iterator[Path]:
+    """A folder every user may enter and write (tmp_path's parents are closed to others)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the test drops a daemon subprocess's privileges to nobody")
+    folder = Path(tempfile.mkdtemp(prefix="gicls-nobody-"))
+    try:
+        folder.chmod(0o777)
+        yield folder
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_files_the_service_account_may_not_read_end_in_quarantine_unreadable(
+    open_folder: Path, make_bundle
+) -> None:
+    nobody = pwd.getpwnam("nobody")
+    site = harness.write_config(
+        open_folder, make_bundle(models_dir=open_folder / "Models"), stability_seconds=0.1
+    )
+    site.inbox.chmod(0o777)
+    secret, readable, killer = harness.png(1), harness.png(2), harness.png(3)
+    (site.inbox / "secret.png").write_bytes(secret)
+    (site.inbox / "secret.png").chmod(0o600)  # root's own file: nobody may not read it
+    (site.inbox / "open.png").write_bytes(readable)
+    # A file that crashed the daemon three times and that it may not read: the poison path
+    # must quarantine it without reading it (or it would crash-loop on EACCES).
+    site.work.mkdir(parents=True)
+    for folder in (site.work.parent, site.work):
+        folder.chmod(0o777)
+    (site.work / ("k" * 32)).write_bytes(killer)
+    (site.work / ("k" * 32)).chmod(0o600)
+    journal = Journal(site.work.parent / "journal.jsonl")
+    journal.claim(Entry("k" * 32, "killer.png", time.time(), attempt=3))
+    journal.sync()
+    journal.close()
+    journal.path.chmod(0o666)  # as if the service account had written it
+    home = open_folder / "home"
+    home.mkdir(mode=0o777)
+    home.chmod(0o777)
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _AS_NOBODY,
+            str(site.config),
+            str(nobody.pw_uid),
+            str(nobody.pw_gid),
+        ],
+        env={**os.environ, "HOME": str(home), "KERAS_HOME": str(home / "keras")},
+        cwd=harness.REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    dropped = Counter(
+        (name, harness.sha256(data))
+        for name, data in (
+            (b"secret.png", secret),
+            (b"killer.png", killer),
+            (b"open.png", readable),
+        )
+    )
+    rows = {row["file_name"]: row for row in harness.assert_invariant(site, dropped)}
+    assert rows["secret.png"]["destination"] == "_quarantine/unreadable/secret.png"
+    assert rows["secret.png"]["reason"] == "unreadable: EACCES (Permission denied)"
+    assert (rows["secret.png"]["sha256"], rows["secret.png"]["bytes"]) == ("", str(len(secret)))
+    assert rows["killer.png"]["destination"] == "_quarantine/poison/killer.png"
+    assert rows["open.png"]["status"] == "classified"
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [e["file_name"] for e in events if e["event"] == "file_unreadable"] == ["secret.png"]
