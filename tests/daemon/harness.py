@@ -11,17 +11,20 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import socket
 import stat
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -366,3 +369,38 @@ def assert_invariant(
     assert _tree(site.output) == set(destinations), "files under output_dir without a row"
     assert not list(site.work.iterdir()), "files left in the work folder"
     return rows
+
+
+# ------------------------------------------------------------------ running as another user
+
+# Python code a root-started child runs before it becomes another user (uid and gid in
+# sys.argv[2:4], the configuration in sys.argv[1]): the interpreter lives under /root (mode
+# 0700), so TensorFlow and everything loading a bundle imports lazily (keras' zip reading needs
+# the cp437 codec, for one) must be imported while root can still read them.
+BECOME_USER = """
+import os, sys, threading
+from pathlib import Path
+
+import gicls  # first: it filters TensorFlow's start-up lines
+import tensorflow  # noqa: F401
+
+from gicls.config import load_config
+from gicls.daemon.serving import load_ensemble
+
+config = load_config(Path(sys.argv[1]))
+load_ensemble(config.paths.models_dir, config.classes, "float32")
+os.setgroups([])
+os.setgid(int(sys.argv[3]))
+os.setuid(int(sys.argv[2]))
+"""
+
+
+@contextmanager
+def open_folder(prefix: str) -> Iterator[Path]:
+    """A folder every user may enter and write (tmp_path's parents are closed to others)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        folder.chmod(0o777)
+        yield folder
+    finally:
+        shutil.rmtree(folder)

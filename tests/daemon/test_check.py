@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,29 +92,23 @@ def test_check_names_a_folder_on_a_read_only_mount_even_as_root(tmp_path: Path) 
 
 # Imports everything `check` needs while root can still read the interpreter (under /root,
 # mode 0700), then becomes nobody and runs the real CLI.
-_AS_NOBODY = f"""
-import os, sys
-from pathlib import Path
+_AS_NOBODY = (
+    harness.BECOME_USER
+    + """
 import gicls.daemon.check
-from gicls.config import load_config
 from gicls.daemon.cli import app
-load_config(Path(sys.argv[1]))
-os.setgroups([])
-os.setgid({NOBODY})
-os.setuid({NOBODY})
+
 app(["check", "-c", sys.argv[1]])
 """
+)
 
 
 @pytest.fixture
 def shared_root() -> Iterator[Path]:
     """A folder nobody can reach (pytest's tmp_path is private to root)."""
-    root = Path(tempfile.mkdtemp(prefix="gicls-check-"))
-    root.chmod(0o755)
-    try:
+    with harness.open_folder("gicls-check-") as root:
+        root.chmod(0o755)
         yield root
-    finally:
-        shutil.rmtree(root)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become nobody")
@@ -131,7 +124,7 @@ def test_check_as_an_unprivileged_user_names_each_folder_it_cannot_write(
     os.chown(site.root / "logs", audit_folder_owner, audit_folder_owner)
 
     result = subprocess.run(
-        [sys.executable, "-c", _AS_NOBODY, str(site.config)],
+        [sys.executable, "-c", _AS_NOBODY, str(site.config), str(NOBODY), str(NOBODY)],
         capture_output=True,
         text=True,
         timeout=120,

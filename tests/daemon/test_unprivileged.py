@@ -13,10 +13,8 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,40 +27,25 @@ from tests.daemon import harness
 
 pytestmark = pytest.mark.slow
 
-_AS_NOBODY = """
-import os, sys, threading
-from pathlib import Path
-
-import tensorflow  # noqa: F401  (before the privileges go: see the module docstring)
-
-from gicls.config import load_config
+_AS_NOBODY = (
+    harness.BECOME_USER
+    + """
 from gicls.daemon import service
 from gicls.daemon.notify import Notifier
-from gicls.daemon.serving import load_ensemble
 from gicls.logs import configure_logging
 
 configure_logging("DEBUG")
-config = load_config(Path(sys.argv[1]))
-load_ensemble(config.paths.models_dir, config.classes, "float32")  # what loading imports lazily
-uid, gid = int(sys.argv[2]), int(sys.argv[3])
-os.setgroups([])
-os.setgid(gid)
-os.setuid(uid)
 service.run(config, threading.Event(), threading.Event(), once=True, notifier=Notifier(None))
 """
+)
 
 
 @pytest.fixture
 def open_folder() -> Iterator[Path]:
-    """A folder every user may enter and write (tmp_path's parents are closed to others)."""
     if os.geteuid() != 0:
         pytest.skip("needs root: the test drops a daemon subprocess's privileges to nobody")
-    folder = Path(tempfile.mkdtemp(prefix="gicls-nobody-"))
-    try:
-        folder.chmod(0o777)
+    with harness.open_folder("gicls-nobody-") as folder:
         yield folder
-    finally:
-        shutil.rmtree(folder)
 
 
 def test_files_the_service_account_may_not_read_end_in_quarantine_unreadable(
@@ -124,5 +107,5 @@ def test_files_the_service_account_may_not_read_end_in_quarantine_unreadable(
     assert (rows["secret.png"]["sha256"], rows["secret.png"]["bytes"]) == ("", str(len(secret)))
     assert rows["killer.png"]["destination"] == "_quarantine/poison/killer.png"
     assert rows["open.png"]["status"] == "classified"
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert [e["file_name"] for e in events if e["event"] == "file_unreadable"] == ["secret.png"]
