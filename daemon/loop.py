@@ -171,13 +171,17 @@ class Loop:
         if not self._storage.due(self._clock()):
             return
         try:
-            self.processed += recover_running(self.pipeline)
+            finished = recover_running(self.pipeline)
         except OSError as exc:
             if not is_storage_full(exc):
                 raise
             self._storage.failed(exc, self._clock())
             return
-        self._storage.recovered(self._clock())
+        self.processed += finished
+        if finished:
+            self._storage.recovered(self._clock())  # rows were written: space is back
+        else:
+            self._storage.retried()  # nothing had to be written: the next batch will tell
 
     def _run(self, batch: list[Settled]) -> None:
         try:
@@ -198,6 +202,7 @@ class Loop:
         self.tracker.observe(item.name for item in changed)
         if report is None:
             return
+        self._storage.recovered(self._clock())
         self.processed += report.files
         waiting = len(self._ready) + len(self.tracker)
         log.info(

@@ -5,7 +5,10 @@ not a fault of one file: every file would fail the same way. The loop keeps goin
 (watchdog pings mean "the loop is alive", so the back-off must not block it); it only stops
 claiming until the retry time, then finishes the interrupted batch by the same idempotent
 recovery start-up uses. ``storage_full`` is logged once per episode, ``storage_recovered``
-when writes succeed again.
+when a write succeeds again. A recovery that succeeds proves little (with no file in flight
+it writes nothing: an empty journal compacts on a full disk), so it only lets claiming resume;
+the episode ends with the first batch that completes, and a claim that fails again meanwhile
+continues the back-off where it was.
 """
 
 from __future__ import annotations
@@ -35,14 +38,16 @@ class StorageBackoff:
         self._longest = longest
         self._delay = 0.0
         self._since: float | None = None  # when the episode began; None: storage is fine
+        self._recovery_due = False  # claims wait until the interrupted work is recovered
         self._retry_at = 0.0
 
     @property
     def pending(self) -> bool:
-        return self._since is not None
+        """Whether claiming is held back until a recovery has run."""
+        return self._recovery_due
 
     def due(self, now: float) -> bool:
-        return self.pending and now >= self._retry_at
+        return self._recovery_due and now >= self._retry_at
 
     def failed(self, exc: OSError, now: float) -> None:
         """A write failed for lack of space: wait 1 s, then twice as long each time, to 60 s."""
@@ -60,8 +65,15 @@ class StorageBackoff:
             self._delay = min(self._longest, self._delay * 2)
             log.debug("storage_still_full", path=exc.filename, retry_seconds=self._delay)
         self._retry_at = now + self._delay
+        self._recovery_due = True
+
+    def retried(self) -> None:
+        """Recovery ran without a storage error: claiming may resume (the episode goes on)."""
+        self._recovery_due = False
 
     def recovered(self, now: float) -> None:
+        """A batch completed: its writes went through, the episode (if any) is over."""
         if self._since is not None:
             log.info("storage_recovered", seconds=round(now - self._since, 3))
         self._since = None
+        self._recovery_due = False

@@ -158,11 +158,18 @@ def republish_bundle(
     models_dir: Path,
     members: Mapping[str, Any] | None = None,
     calibration: Mapping[str, Any] | None = None,
+    keep_guard: bool = True,
 ) -> None:
     """Publish ``models_dir`` again through the bundle API with some members (Keras models)
-    replaced and/or a calibration set, as a retrained or recalibrated bundle would be."""
+    replaced and/or a calibration set, as a retrained or recalibrated bundle would be.
+
+    The guard frames are scored again by the new ensemble (as training would); without
+    ``keep_guard`` the bundle has none, like a migrated one (needed for models whose scores
+    the guard's reproduction check would refuse, such as NaN).
+    """
     from gicls.hashing import file_sha256
     from gicls.models.bundle import (
+        bundle_files,
         new_manifest,
         publish_bundle,
         read_manifest,
@@ -170,19 +177,25 @@ def republish_bundle(
         stage_bundle,
         write_manifest,
     )
+    from gicls.models.ensemble import guard_fields
+    from gicls.models.guard import read_guard
 
     manifest = read_manifest(models_dir)
-    staging = stage_bundle(models_dir)
+    staging = stage_bundle(models_dir, keep=bundle_files(models_dir))
     models = {name: entry.model_dump() for name, entry in manifest.models.items()}
     for name, model in (members or {}).items():
         path = replace_in_stage(staging / models[name]["file"])
         model.save(path)
         models[name]["sha256"] = file_sha256(path)
-    fields = manifest.model_dump(exclude={"bundle_id", "created_at", "code_version"})
+    fields = manifest.model_dump(exclude={"bundle_id", "created_at", "code_version", "guard"})
     fields.update(models=models)
     if calibration is not None:
         fields.update(calibration=calibration)
-    write_manifest(new_manifest(**fields), staging)
+    staged = new_manifest(**fields)
+    if keep_guard and manifest.guard is not None:
+        guard = read_guard(models_dir, manifest.guard, manifest.image_size, len(manifest.classes))
+        staged = new_manifest(**fields, **guard_fields(staging, staged, guard.frames))
+    write_manifest(staged, staging)
     publish_bundle(staging, models_dir)
 
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import errno
 
+from structlog.testing import capture_logs
+
 from gicls.daemon.storage import StorageBackoff, is_storage_full
 
 
@@ -31,3 +33,19 @@ def test_only_space_quota_and_read_only_errors_count_as_storage_full() -> None:
         True,
     ]
     assert not is_storage_full(PermissionError(errno.EACCES, "Permission denied"))
+
+
+def test_a_recovery_that_wrote_nothing_resumes_claims_but_not_the_episode() -> None:
+    """An empty journal compacts even on a full disk: only a completed batch ends the episode."""
+    backoff = StorageBackoff()
+    full = OSError(errno.ENOSPC, "No space left on device", "/srv/journal.jsonl")
+    backoff.failed(full, 0.0)
+    assert backoff.pending and backoff.due(1.0)
+    backoff.retried()
+    assert not backoff.pending  # claiming resumes
+    backoff.failed(full, 1.0)  # ... and the first claim fails again: the same episode
+    assert not backoff.due(2.5) and backoff.due(3.0)  # waits 2 s, not 1 s again
+    with capture_logs() as logs:
+        backoff.recovered(3.0)
+    assert [entry["event"] for entry in logs] == ["storage_recovered"]
+    assert logs[0]["seconds"] == 3.0
