@@ -91,10 +91,12 @@ def test_sigkill_at_random_moments_then_restarted_loses_and_duplicates_nothing(
         drop(10, f"r{round_number}_before")
         daemon = harness.DaemonProcess(site.config, log_name=f"kill-{round_number}.log")
         daemon.wait_ready()
-        drop(30, f"r{round_number}_during")
+        drop(60, f"r{round_number}_during")  # a backlog: batches follow each other
         wait_until(lambda d=daemon: d.logged("batch_done"), 60, "work under way")
-        # The moment of the kill is the random variable here, not an expectation on timing.
-        time.sleep(moments.uniform(0.0, 0.5))
+        # Kill inside a batch: once files are claimed, at a random moment of the next tens of
+        # milliseconds (the moment is the random variable here, not an expectation on timing).
+        wait_until(lambda: bool(replay(journal) or any(site.work.iterdir())), 60, "a batch")
+        time.sleep(moments.uniform(0.0, 0.03))
         daemon.process.send_signal(signal.SIGKILL)
         assert daemon.wait() == -signal.SIGKILL
         # Dead now: what it left is what it was doing at the kill.
