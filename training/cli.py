@@ -68,13 +68,17 @@ def _print_evaluation_summary(report: dict[str, Any], what: str) -> None:
         if variant not in report:
             continue
         figures = report[variant]
+        intervals = figures.get("intervals", {})
         label = f"{variant}, {IN_SAMPLE}" if variant == "calibrated" and in_sample else variant
         console.print(
             f"Ensemble on {report['images']} {what} ({label}): "
-            f"accuracy {figures['accuracy']:.3f}, "
-            f"balanced accuracy {figures['balanced_accuracy']:.3f}, "
+            f"accuracy {_with_interval(figures['accuracy'], intervals.get('accuracy'))}, "
+            "balanced accuracy "
+            f"{_with_interval(figures['balanced_accuracy'], intervals.get('balanced_accuracy'))}, "
             f"mean AUC {_fmt(figures['mean_auc'])}"
         )
+    if any("intervals" in report.get(v, {}) for v in ("uncalibrated", "calibrated")):
+        console.print("[low-high]: 95 % bootstrap intervals (resampled within each class).")
     suggestion = report["suggested_review_threshold"]
     console.print(
         f"Suggested review_threshold {suggestion['threshold']:.2f}: sends "
@@ -90,14 +94,29 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _class_table(metrics: dict[str, Any]) -> Table:
-    table = Table(title="Per class (each score column thresholded at 0.5)")
+def _with_interval(value: float | None, interval: list[float] | None) -> str:
+    """``0.912 [0.871-0.944]``; the interval is left out where it is undefined."""
+    if interval is None:
+        return _fmt(value)
+    return f"{_fmt(value)} [{interval[0]:.3f}-{interval[1]:.3f}]"
+
+
+def _class_table(metrics: dict[str, Any], title: str = "Per class") -> Table:
+    table = Table(title=f"{title} (each score column thresholded at 0.5)")
     table.add_column("class")
-    for column in ("precision", "recall", "f1", "specificity", "auc"):
+    for column in ("precision", "recall (sensitivity)", "f1", "specificity", "auc"):
         table.add_column(column, justify="right")
+    intervals = metrics.get("intervals", {}).get("class_wise", {})
     for name, figures in metrics["class_wise_metrics"].items():
-        keys = ("precision", "recall", "f1_score", "specificity", "auc")
-        table.add_row(name, *(_fmt(figures[key]) for key in keys))
+        bounds = intervals.get(name, {})
+        table.add_row(
+            name,
+            _fmt(figures["precision"]),
+            _with_interval(figures["recall"], bounds.get("sensitivity")),
+            _fmt(figures["f1_score"]),
+            _with_interval(figures["specificity"], bounds.get("specificity")),
+            _with_interval(figures["auc"], bounds.get("auc")),
+        )
     return table
 
 
