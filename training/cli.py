@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from gicls.cli_support import ConfigOption, add_version_option, load, run_command, user_errors
-from gicls.config import GiclsConfig, default_config_path, parse_config
+from gicls.config import GiclsConfig, compile_group_pattern, default_config_path, parse_config
+from gicls.errors import ConfigError
 
 # TensorFlow, Keras, scikit-learn and pandas take seconds to import (NumPy and Pillow a
 # fraction of one): each command imports what it runs, so `--help` and `--version` answer
@@ -120,6 +122,34 @@ def _class_table(metrics: dict[str, Any], title: str = "Per class") -> Table:
     return table
 
 
+def _source_pattern(text: str | None) -> re.Pattern[str] | None:
+    if text is None:
+        return None
+    try:
+        return compile_group_pattern(text)
+    except ValueError as exc:
+        raise ConfigError(f"option '--source-pattern': {exc}; got {text!r}") from None
+
+
+def _source_table(per_source: dict[str, Any]) -> Table:
+    """Decision-score figures per source; n/a where a source lacks the classes to define one."""
+    table = Table(title="Per source (how far the figures carry from one source to another)")
+    for column in ("source", "images", "accuracy", "balanced accuracy", "mean AUC"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    table.add_column("classes absent (no sensitivity, no AUC)")
+    for source, figures in per_source.items():
+        intervals = figures["intervals"]
+        table.add_row(
+            source,
+            str(figures["images"]),
+            _with_interval(figures["accuracy"], intervals["accuracy"]),
+            _with_interval(figures["balanced_accuracy"], intervals["balanced_accuracy"]),
+            _fmt(figures["mean_auc"]),
+            ", ".join(figures["classes_absent"]) or "-",
+        )
+    return table
+
+
 @app.command()
 def evaluate(
     data: Annotated[
@@ -135,6 +165,13 @@ def evaluate(
             "lost with it."
         ),
     ] = None,
+    source_pattern: Annotated[
+        str | None,
+        typer.Option(
+            help="Regular expression with one capture group, searched in each file's path "
+            "below its class folder, naming its source [default: the first sub-folder]."
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run the bundle's fused ensemble on labelled images; write metrics, predictions, plots."""
@@ -143,12 +180,13 @@ def evaluate(
         from gicls.training.evaluate import evaluation_folder, write_evaluation
         from gicls.training.pipeline import evaluate_bundle
 
-        evaluation = evaluate_bundle(cfg, data)
+        evaluation = evaluate_bundle(cfg, data, _source_pattern(source_pattern))
         target = out or evaluation_folder(
             cfg.paths.models_dir, evaluation.bundle_id, data.name if data else "held-out"
         )
         written = write_evaluation(evaluation, target)
         console.print(_class_table(evaluation.metrics))
+        console.print(_source_table(evaluation.report["per_source"]))
         _print_evaluation_summary(evaluation.report, "images" if data else "held-out images")
         console.print(f"Scored in {evaluation.report['precision']}.")
         console.print("Wrote: " + ", ".join(str(p) for p in written))

@@ -14,6 +14,7 @@ Outputs of one evaluation (``write_evaluation``)::
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,10 +103,12 @@ def evaluate_scores(
     precision: str,
     bundle_id: str,
     resamples: int = RESAMPLES,
+    sources: Sequence[str] | None = None,
 ) -> Evaluation:
     """Metrics with and without calibration, and the review-threshold trade-off.
 
-    Every variant carries bootstrap intervals (``resamples`` resamples, seeded by ``seed``).
+    Every variant carries bootstrap intervals (``resamples`` resamples, seeded by ``seed``);
+    with ``sources`` (one per image) the decision scores are also broken down by source.
 
     When the calibration was fitted on these very images, the calibrated figures come from
     cross-fitted maps so that they are not measured on the data the maps saw.
@@ -142,6 +145,8 @@ def evaluate_scores(
             "in_sample": in_sample,
         }
         report["calibrated"] = figures_of(scores)
+    if sources is not None:
+        report["per_source"] = per_source_figures(truth, scores, classes, sources, resamples, seed)
     tradeoff = review_tradeoff(scores, truth, REVIEW_THRESHOLDS)
     report["review_tradeoff"] = tradeoff
     report["suggested_review_threshold"] = suggest_review_threshold(tradeoff, MAX_REVIEW_RATE)
@@ -158,6 +163,36 @@ def ensemble_figures(
         "accuracy": accuracy,
         "intervals": bootstrap_intervals(truth, scores, classes, resamples, seed),
     }
+
+
+def per_source_figures(
+    truth: np.ndarray,
+    scores: np.ndarray,
+    classes: Sequence[str],
+    sources: Sequence[str],
+    resamples: int,
+    seed: int,
+) -> dict[str, dict[str, Any]]:
+    """``ensemble_figures`` of each source's images, so that a figure on one centre or data
+    set can be compared with the others'.
+
+    A source rarely has every class: for a class it has no image of, sensitivity (``recall``)
+    and AUC are undefined (``None``) and the class is listed under ``classes_absent``;
+    balanced accuracy and mean AUC average the classes the source has.
+    """
+    labels = np.asarray(sources, dtype=object)
+    breakdown: dict[str, dict[str, Any]] = {}
+    for source in sorted(set(sources)):
+        mask = labels == source
+        with warnings.catch_warnings():
+            # Expected of a source with images of one class only.
+            warnings.filterwarnings("ignore", message="A single label was found")
+            figures = ensemble_figures(truth[mask], scores[mask], classes, resamples, seed)
+        absent = [name for i, name in enumerate(classes) if not np.any(truth[mask] == i)]
+        for name in absent:
+            figures["class_wise_metrics"][name]["recall"] = None
+        breakdown[source] = {"images": int(mask.sum()), "classes_absent": absent, **figures}
+    return breakdown
 
 
 def evaluation_folder(models_dir: Path, bundle_id: str, name: str) -> Path:

@@ -6,6 +6,7 @@ never reads configuration beyond what it is handed.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ from gicls.training.calibration import fit_calibration
 from gicls.training.dataset import pixel_dataset
 from gicls.training.evaluate import Evaluation, evaluate_scores, raw_scores, write_evaluation
 from gicls.training.fit import FitResult, fit_condition, new_model
-from gicls.training.grouping import merge_units, record_labels
+from gicls.training.grouping import NO_SOURCE, merge_units, record_labels
 from gicls.training.image_cache import ImageCache, build_image_cache
 from gicls.training.near_duplicates import difference_hashes, near_duplicate_groups
 from gicls.training.plots import plot_history
@@ -399,16 +400,21 @@ def _truth(records: Sequence[ImageRecord]) -> np.ndarray:
     return np.fromiter((r.class_index for r in records), dtype=np.int64)
 
 
-def evaluate_bundle(config: GiclsConfig, data_dir: Path | None) -> Evaluation:
+def evaluate_bundle(
+    config: GiclsConfig, data_dir: Path | None, source_pattern: re.Pattern[str] | None = None
+) -> Evaluation:
     """`gicls-train evaluate`: the live bundle on ``data_dir`` or on its own held-out split.
 
     Without ``data_dir`` it replays exactly the images of the bundle's ``split.csv`` (found by
     sha256 in today's training folders) with the calibration settings it was validated with,
-    so its figures are the manifest's ``metrics.validation``.
+    so its figures are the manifest's ``metrics.validation``. The figures are also broken down
+    by source: the first sub-folder below the class folder, or the capture group of
+    ``source_pattern`` in the path below it (see gicls.training.grouping).
     """
     models_dir = config.paths.models_dir
     manifest = verify_bundle(models_dir, config.classes)
     if data_dir is not None:
+        roots = [data_dir]
         records = scan_labelled_tree(data_dir, manifest.classes).records
         fitted_here, seed = False, config.balance.seed
     else:
@@ -441,7 +447,21 @@ def evaluate_bundle(config: GiclsConfig, data_dir: Path | None) -> Evaluation:
         seed=seed,
         precision=served,
         bundle_id=manifest.bundle_id,
+        sources=_sources(readable, roots, manifest.classes, source_pattern),
     )
+
+
+def _sources(
+    records: Sequence[ImageRecord],
+    roots: Sequence[Path],
+    classes: Sequence[str],
+    pattern: re.Pattern[str] | None,
+) -> list[str]:
+    """The source of each record (``NO_SOURCE`` for a file without one)."""
+    labels = record_labels(
+        records, roots, classes, "folder" if pattern is None else "pattern", pattern
+    )
+    return [NO_SOURCE if label is None else label for label in labels]
 
 
 def _train_one(
