@@ -150,6 +150,35 @@ def _source_table(per_source: dict[str, Any]) -> Table:
     return table
 
 
+def _leave_out(
+    cfg: GiclsConfig,
+    source: str,
+    pattern: re.Pattern[str] | None,
+    out: Path | None,
+    data: Path | None,
+) -> None:
+    from gicls.training.leave_out import leave_one_source_out
+
+    if out is None or data is not None:
+        raise ConfigError(
+            "option '--leave-out' needs '--out DIR' (its own models and evaluation) and "
+            "takes no '--data' (it trains on training_dir without the source)"
+        )
+    run = leave_one_source_out(cfg, source, out, pattern)
+    for name in run.dropped:
+        console.print(
+            f"{name}: no training frames without source {source!r}, dropped from this run."
+        )
+    if run.not_evaluated:
+        console.print(
+            f"{run.not_evaluated} frame(s) of {source!r} in dropped classes not evaluated."
+        )
+    console.print(_class_table(run.evaluation.metrics, f"Left-out source {source!r}, per class"))
+    _print_evaluation_summary(run.evaluation.report, f"frames of left-out source {source!r}")
+    console.print(f"Models of this run: {run.models_dir}")
+    console.print("Wrote: " + ", ".join(str(p) for p in run.written))
+
+
 @app.command()
 def evaluate(
     data: Annotated[
@@ -172,6 +201,14 @@ def evaluate(
             "below its class folder, naming its source [default: the first sub-folder]."
         ),
     ] = None,
+    leave_out: Annotated[
+        str | None,
+        typer.Option(
+            help="Train without this source (on the rest of training_dir, into --out/models) "
+            "and evaluate on its frames: leave-one-source-out. Needs --out; never touches "
+            "models_dir."
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run the bundle's fused ensemble on labelled images; write metrics, predictions, plots."""
@@ -180,7 +217,11 @@ def evaluate(
         from gicls.training.evaluate import evaluation_folder, write_evaluation
         from gicls.training.pipeline import evaluate_bundle
 
-        evaluation = evaluate_bundle(cfg, data, _source_pattern(source_pattern))
+        pattern = _source_pattern(source_pattern)
+        if leave_out is not None:
+            _leave_out(cfg, leave_out, pattern, out, data)
+            return
+        evaluation = evaluate_bundle(cfg, data, pattern)
         target = out or evaluation_folder(
             cfg.paths.models_dir, evaluation.bundle_id, data.name if data else "held-out"
         )

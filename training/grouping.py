@@ -95,3 +95,16 @@ def merge_units(
     for record in records:
         members[find(record.sha256)].add(record.sha256)
     return {sha: f"unit-{min(shas)}" for shas in members.values() if len(shas) > 1 for sha in shas}
+
+
+def record_sources(
+    records: Sequence[ImageRecord],
+    roots: Sequence[Path],
+    classes: Sequence[str],
+    pattern: re.Pattern[str] | None,
+) -> list[str]:
+    """The source of each record: its first sub-folder, or the capture group of ``pattern``
+    (``NO_SOURCE`` for a file without one)."""
+    mode = "folder" if pattern is None else "pattern"
+    labels = record_labels(records, roots, classes, mode, pattern)
+    return [NO_SOURCE if label is None else label for label in labels]

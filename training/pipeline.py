@@ -51,7 +51,7 @@ from gicls.training.calibration import fit_calibration
 from gicls.training.dataset import pixel_dataset
 from gicls.training.evaluate import Evaluation, evaluate_scores, raw_scores, write_evaluation
 from gicls.training.fit import FitResult, fit_condition, new_model
-from gicls.training.grouping import NO_SOURCE, merge_units, record_labels
+from gicls.training.grouping import merge_units, record_labels, record_sources
 from gicls.training.image_cache import ImageCache, build_image_cache
 from gicls.training.near_duplicates import difference_hashes, near_duplicate_groups
 from gicls.training.plots import plot_history
@@ -447,21 +447,8 @@ def evaluate_bundle(
         seed=seed,
         precision=served,
         bundle_id=manifest.bundle_id,
-        sources=_sources(readable, roots, manifest.classes, source_pattern),
+        sources=record_sources(readable, roots, manifest.classes, source_pattern),
     )
-
-
-def _sources(
-    records: Sequence[ImageRecord],
-    roots: Sequence[Path],
-    classes: Sequence[str],
-    pattern: re.Pattern[str] | None,
-) -> list[str]:
-    """The source of each record (``NO_SOURCE`` for a file without one)."""
-    labels = record_labels(
-        records, roots, classes, "folder" if pattern is None else "pattern", pattern
-    )
-    return [NO_SOURCE if label is None else label for label in labels]
 
 
 def _train_one(
