@@ -12,7 +12,7 @@ from gicls.hashing import file_sha256
 from gicls.models.bundle import read_manifest
 from gicls.training.cli import app
 
-from .conftest import make_tree
+from .conftest import make_tree, sort_into_sources
 
 runner = CliRunner()
 CLASSES = ("Bleeding", "Normal", "Polyp")
@@ -21,12 +21,7 @@ CLASSES = ("Bleeding", "Normal", "Polyp")
 def two_centre_tree(root: Path) -> Path:
     """Bleeding and Normal from centres A and B, Polyp from A only."""
     make_tree(root, {c: 8 for c in CLASSES}, size=32)
-    for name in CLASSES:
-        for n, image in enumerate(sorted((root / name).glob("*.png"))):
-            centre = "A" if name == "Polyp" or n % 2 else "B"
-            (root / name / centre).mkdir(exist_ok=True)
-            image.rename(root / name / centre / image.name)
-    return root
+    return sort_into_sources(root, lambda name, n: "A" if name == "Polyp" or n % 2 else "B")
 
 
 def config_file(folder: Path) -> Path:

@@ -10,23 +10,22 @@ from typer.testing import CliRunner
 
 from gicls.training.cli import app
 
-from .conftest import make_tree
+from .conftest import make_tree, sort_into_sources
 
 runner = CliRunner()
 CLASSES = ("Bleeding", "Normal", "Polyp")
 
 
 def tree_with_sources(root: Path) -> Path:
-    """<Class>/<SOURCE>/img: Polyp comes from CENTRE_A only, two files have no source."""
+    """<Class>/<SOURCE>/img: Polyp comes from CENTRE_A only, one Normal file has no source."""
     make_tree(root, {c: 6 for c in CLASSES}, size=32)
-    for name in CLASSES:
-        for n, image in enumerate(sorted((root / name).glob("*.png"))):
-            source = "CENTRE_A" if name == "Polyp" or n % 2 else "CENTRE_B"
-            if n == 5 and name == "Normal":
-                continue  # stays loose in its class folder
-            (root / name / source).mkdir(exist_ok=True)
-            image.rename(root / name / source / f"{source}_{name}_{image.name}")
-    return root
+
+    def source_of(name: str, n: int) -> str | None:
+        if name == "Normal" and n == 5:
+            return None
+        return "CENTRE_A" if name == "Polyp" or n % 2 else "CENTRE_B"
+
+    return sort_into_sources(root, source_of)
 
 
 def config_file(folder: Path) -> Path:
