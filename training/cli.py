@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gicls.cli_support import ConfigOption, add_version_option, load, run_command, user_errors
@@ -80,7 +81,8 @@ def _print_evaluation_summary(report: dict[str, Any], what: str) -> None:
             f"mean AUC {_fmt(figures['mean_auc'])}"
         )
     if any("intervals" in report.get(v, {}) for v in ("uncalibrated", "calibrated")):
-        console.print("[low-high]: 95 % bootstrap intervals (resampled within each class).")
+        # Escaped: rich would take "[low-high]" for a markup tag and print nothing of it.
+        console.print(escape("[low-high]: 95 % bootstrap intervals (resampled within each class)."))
     suggestion = report["suggested_review_threshold"]
     console.print(
         f"Suggested review_threshold {suggestion['threshold']:.2f}: sends "
@@ -140,7 +142,7 @@ def _source_table(per_source: dict[str, Any]) -> Table:
     for source, figures in per_source.items():
         intervals = figures["intervals"]
         table.add_row(
-            source,
+            escape(source),  # a folder name, not markup
             str(figures["images"]),
             _with_interval(figures["accuracy"], intervals["accuracy"]),
             _with_interval(figures["balanced_accuracy"], intervals["balanced_accuracy"]),

@@ -108,5 +108,6 @@ def test_evaluation_reports_and_prints_intervals_but_keeps_them_out_of_metrics_j
         _print_evaluation_summary(evaluation.report, "images")
     printed = captured.get()
     assert f"[{low:.3f}-{high:.3f}]" in printed
+    assert "[low-high]: 95 % bootstrap intervals" in printed
     auc_low = report["uncalibrated"]["intervals"]["class_wise"]["Polyp"]["auc"][0]
     assert f"[{auc_low:.3f}-" in printed
