@@ -9,11 +9,19 @@ Relative paths are resolved against the folder of the configuration file.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gicls.errors import ConfigError
 
@@ -69,6 +77,39 @@ class BalanceConfig(_Section):
     # one image by the split (near-identical video frames, re-encoded copies); 0 groups only
     # byte-identical files.
     near_duplicate_bits: Annotated[int, Field(ge=0, le=64)] = 10
+    # What must stay on one side of the split besides near-duplicates (see
+    # gicls.training.grouping): "folder" = the first sub-folder of a class folder (a patient,
+    # a study, a source), "pattern" = the capture group of `group_pattern` in the file's path
+    # relative to its class folder.
+    group_by: Literal["none", "folder", "pattern"] = "none"
+    group_pattern: str = ""
+
+    @field_validator("group_pattern")
+    @classmethod
+    def _one_capture_group(cls, value: str) -> str:
+        if value:
+            compile_group_pattern(value)
+        return value
+
+    @model_validator(mode="after")
+    def _pattern_when_grouping_by_pattern(self) -> BalanceConfig:
+        if self.group_by == "pattern" and not self.group_pattern:
+            raise ValueError(
+                "group_by = 'pattern' needs 'balance.group_pattern' (a regular expression "
+                "with one capture group)"
+            )
+        return self
+
+
+def compile_group_pattern(text: str) -> re.Pattern[str]:
+    """A regular expression with exactly one capture group (the group label), or ValueError."""
+    try:
+        pattern = re.compile(text)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression ({exc})") from None
+    if pattern.groups != 1:
+        raise ValueError(f"needs exactly one capture group, has {pattern.groups}")
+    return pattern
 
 
 class TrainConfig(_Section):

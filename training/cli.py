@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gicls.cli_support import ConfigOption, add_version_option, load, run_command, user_errors
-from gicls.config import GiclsConfig, default_config_path, parse_config
+from gicls.config import GiclsConfig, compile_group_pattern, default_config_path, parse_config
+from gicls.errors import ConfigError
 
 # TensorFlow, Keras, scikit-learn and pandas take seconds to import (NumPy and Pillow a
 # fraction of one): each command imports what it runs, so `--help` and `--version` answer
@@ -68,13 +71,18 @@ def _print_evaluation_summary(report: dict[str, Any], what: str) -> None:
         if variant not in report:
             continue
         figures = report[variant]
+        intervals = figures.get("intervals", {})
         label = f"{variant}, {IN_SAMPLE}" if variant == "calibrated" and in_sample else variant
         console.print(
             f"Ensemble on {report['images']} {what} ({label}): "
-            f"accuracy {figures['accuracy']:.3f}, "
-            f"balanced accuracy {figures['balanced_accuracy']:.3f}, "
+            f"accuracy {_with_interval(figures['accuracy'], intervals.get('accuracy'))}, "
+            "balanced accuracy "
+            f"{_with_interval(figures['balanced_accuracy'], intervals.get('balanced_accuracy'))}, "
             f"mean AUC {_fmt(figures['mean_auc'])}"
         )
+    if any("intervals" in report.get(v, {}) for v in ("uncalibrated", "calibrated")):
+        # Escaped: rich would take "[low-high]" for a markup tag and print nothing of it.
+        console.print(escape("[low-high]: 95 % bootstrap intervals (resampled within each class)."))
     suggestion = report["suggested_review_threshold"]
     console.print(
         f"Suggested review_threshold {suggestion['threshold']:.2f}: sends "
@@ -90,15 +98,87 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _class_table(metrics: dict[str, Any]) -> Table:
-    table = Table(title="Per class (each score column thresholded at 0.5)")
+def _with_interval(value: float | None, interval: list[float] | None) -> str:
+    """``0.912 [0.871-0.944]``; the interval is left out where it is undefined."""
+    if interval is None:
+        return _fmt(value)
+    return f"{_fmt(value)} [{interval[0]:.3f}-{interval[1]:.3f}]"
+
+
+def _class_table(metrics: dict[str, Any], title: str = "Per class") -> Table:
+    table = Table(title=f"{title} (each score column thresholded at 0.5)")
     table.add_column("class")
-    for column in ("precision", "recall", "f1", "specificity", "auc"):
+    for column in ("precision", "recall (sensitivity)", "f1", "specificity", "auc"):
         table.add_column(column, justify="right")
+    intervals = metrics.get("intervals", {}).get("class_wise", {})
     for name, figures in metrics["class_wise_metrics"].items():
-        keys = ("precision", "recall", "f1_score", "specificity", "auc")
-        table.add_row(name, *(_fmt(figures[key]) for key in keys))
+        bounds = intervals.get(name, {})
+        table.add_row(
+            name,
+            _fmt(figures["precision"]),
+            _with_interval(figures["recall"], bounds.get("sensitivity")),
+            _fmt(figures["f1_score"]),
+            _with_interval(figures["specificity"], bounds.get("specificity")),
+            _with_interval(figures["auc"], bounds.get("auc")),
+        )
     return table
+
+
+def _source_pattern(text: str | None) -> re.Pattern[str] | None:
+    if text is None:
+        return None
+    try:
+        return compile_group_pattern(text)
+    except ValueError as exc:
+        raise ConfigError(f"option '--source-pattern': {exc}; got {text!r}") from None
+
+
+def _source_table(per_source: dict[str, Any]) -> Table:
+    """Decision-score figures per source; n/a where a source lacks the classes to define one."""
+    table = Table(title="Per source (how far the figures carry from one source to another)")
+    for column in ("source", "images", "accuracy", "balanced accuracy", "mean AUC"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    table.add_column("classes absent (no sensitivity, no AUC)")
+    for source, figures in per_source.items():
+        intervals = figures["intervals"]
+        table.add_row(
+            escape(source),  # a folder name, not markup
+            str(figures["images"]),
+            _with_interval(figures["accuracy"], intervals["accuracy"]),
+            _with_interval(figures["balanced_accuracy"], intervals["balanced_accuracy"]),
+            _fmt(figures["mean_auc"]),
+            ", ".join(figures["classes_absent"]) or "-",
+        )
+    return table
+
+
+def _leave_out(
+    cfg: GiclsConfig,
+    source: str,
+    pattern: re.Pattern[str] | None,
+    out: Path | None,
+    data: Path | None,
+) -> None:
+    from gicls.training.leave_out import leave_one_source_out
+
+    if out is None or data is not None:
+        raise ConfigError(
+            "option '--leave-out' needs '--out DIR' (its own models and evaluation) and "
+            "takes no '--data' (it trains on training_dir without the source)"
+        )
+    run = leave_one_source_out(cfg, source, out, pattern)
+    for name in run.dropped:
+        console.print(
+            f"{name}: no training frames without source {source!r}, dropped from this run."
+        )
+    if run.not_evaluated:
+        console.print(
+            f"{run.not_evaluated} frame(s) of {source!r} in dropped classes not evaluated."
+        )
+    console.print(_class_table(run.evaluation.metrics, f"Left-out source {source!r}, per class"))
+    _print_evaluation_summary(run.evaluation.report, f"frames of left-out source {source!r}")
+    console.print(f"Models of this run: {run.models_dir}")
+    console.print("Wrote: " + ", ".join(str(p) for p in run.written))
 
 
 @app.command()
@@ -116,6 +196,21 @@ def evaluate(
             "lost with it."
         ),
     ] = None,
+    source_pattern: Annotated[
+        str | None,
+        typer.Option(
+            help="Regular expression with one capture group, searched in each file's path "
+            "below its class folder, naming its source [default: the first sub-folder]."
+        ),
+    ] = None,
+    leave_out: Annotated[
+        str | None,
+        typer.Option(
+            help="Train without this source (on the rest of training_dir, into --out/models) "
+            "and evaluate on its frames: leave-one-source-out. Needs --out; never touches "
+            "models_dir."
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Run the bundle's fused ensemble on labelled images; write metrics, predictions, plots."""
@@ -124,12 +219,17 @@ def evaluate(
         from gicls.training.evaluate import evaluation_folder, write_evaluation
         from gicls.training.pipeline import evaluate_bundle
 
-        evaluation = evaluate_bundle(cfg, data)
+        pattern = _source_pattern(source_pattern)
+        if leave_out is not None:
+            _leave_out(cfg, leave_out, pattern, out, data)
+            return
+        evaluation = evaluate_bundle(cfg, data, pattern)
         target = out or evaluation_folder(
             cfg.paths.models_dir, evaluation.bundle_id, data.name if data else "held-out"
         )
         written = write_evaluation(evaluation, target)
         console.print(_class_table(evaluation.metrics))
+        console.print(_source_table(evaluation.report["per_source"]))
         _print_evaluation_summary(evaluation.report, "images" if data else "held-out images")
         console.print(f"Scored in {evaluation.report['precision']}.")
         console.print("Wrote: " + ", ".join(str(p) for p in written))

@@ -14,6 +14,7 @@ Outputs of one evaluation (``write_evaluation``)::
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from gicls.training.calibration import (
     suggest_review_threshold,
 )
 from gicls.training.image_cache import ImageCache
+from gicls.training.intervals import RESAMPLES, bootstrap_intervals
 from gicls.training.metrics import challenge_metrics
 from gicls.training.plots import plot_confusion_matrix, plot_review_tradeoff, plot_roc_curves
 from gicls.training.scan import ImageRecord
@@ -100,18 +102,27 @@ def evaluate_scores(
     seed: int,
     precision: str,
     bundle_id: str,
+    resamples: int = RESAMPLES,
+    sources: Sequence[str] | None = None,
 ) -> Evaluation:
     """Metrics with and without calibration, and the review-threshold trade-off.
+
+    Every variant carries bootstrap intervals (``resamples`` resamples, seeded by ``seed``);
+    with ``sources`` (one per image) the decision scores are also broken down by source.
 
     When the calibration was fitted on these very images, the calibrated figures come from
     cross-fitted maps so that they are not measured on the data the maps saw.
     """
     classes = list(classes)
+
+    def figures_of(scores: np.ndarray) -> dict[str, Any]:
+        return ensemble_figures(truth, scores, classes, resamples, seed)
+
     report: dict[str, Any] = {
         "bundle_id": bundle_id,
         "images": len(truth),
         "precision": precision,
-        "uncalibrated": _with_accuracy(challenge_metrics(truth, raw, classes), raw, truth),
+        "uncalibrated": figures_of(raw),
     }
     scores = raw
     if calibration is not None:
@@ -133,18 +144,55 @@ def evaluate_scores(
             "figures": figures,
             "in_sample": in_sample,
         }
-        report["calibrated"] = _with_accuracy(
-            challenge_metrics(truth, scores, classes), scores, truth
-        )
+        report["calibrated"] = figures_of(scores)
+    if sources is not None:
+        report["per_source"] = per_source_figures(truth, scores, classes, sources, resamples, seed)
     tradeoff = review_tradeoff(scores, truth, REVIEW_THRESHOLDS)
     report["review_tradeoff"] = tradeoff
     report["suggested_review_threshold"] = suggest_review_threshold(tradeoff, MAX_REVIEW_RATE)
     return Evaluation(classes, list(image_names), truth, scores, report)
 
 
-def _with_accuracy(metrics: dict[str, Any], scores: np.ndarray, truth: np.ndarray) -> dict:
+def ensemble_figures(
+    truth: np.ndarray, scores: np.ndarray, classes: Sequence[str], resamples: int, seed: int
+) -> dict[str, Any]:
+    """The challenge metrics of (N, C) ``scores``, plain accuracy, and bootstrap intervals."""
     accuracy = float(np.mean(scores.argmax(axis=1) == truth)) if len(truth) else None
-    return {**metrics, "accuracy": accuracy}
+    return {
+        **challenge_metrics(truth, scores, classes),
+        "accuracy": accuracy,
+        "intervals": bootstrap_intervals(truth, scores, classes, resamples, seed),
+    }
+
+
+def per_source_figures(
+    truth: np.ndarray,
+    scores: np.ndarray,
+    classes: Sequence[str],
+    sources: Sequence[str],
+    resamples: int,
+    seed: int,
+) -> dict[str, dict[str, Any]]:
+    """``ensemble_figures`` of each source's images, so that a figure on one centre or data
+    set can be compared with the others'.
+
+    A source rarely has every class: for a class it has no image of, sensitivity (``recall``)
+    and AUC are undefined (``None``) and the class is listed under ``classes_absent``;
+    balanced accuracy and mean AUC average the classes the source has.
+    """
+    labels = np.asarray(sources, dtype=object)
+    breakdown: dict[str, dict[str, Any]] = {}
+    for source in sorted(set(sources)):
+        mask = labels == source
+        with warnings.catch_warnings():
+            # Expected of a source with images of one class only.
+            warnings.filterwarnings("ignore", message="A single label was found")
+            figures = ensemble_figures(truth[mask], scores[mask], classes, resamples, seed)
+        absent = [name for i, name in enumerate(classes) if not np.any(truth[mask] == i)]
+        for name in absent:
+            figures["class_wise_metrics"][name]["recall"] = None
+        breakdown[source] = {"images": int(mask.sum()), "classes_absent": absent, **figures}
+    return breakdown
 
 
 def evaluation_folder(models_dir: Path, bundle_id: str, name: str) -> Path:
@@ -181,5 +229,5 @@ def write_evaluation(evaluation: Evaluation, out_dir: Path) -> list[Path]:
 
 
 def _without_accuracy(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The organisers' keys only (plain accuracy is ours, not theirs)."""
-    return {key: value for key, value in metrics.items() if key != "accuracy"}
+    """The organisers' keys only (plain accuracy and the intervals are ours, not theirs)."""
+    return {key: value for key, value in metrics.items() if key not in ("accuracy", "intervals")}

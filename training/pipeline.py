@@ -6,6 +6,7 @@ never reads configuration beyond what it is handed.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from gicls.config import GiclsConfig
+from gicls.config import GiclsConfig, compile_group_pattern
 from gicls.errors import DatasetError, GiclsError, ModelBundleError
 from gicls.hashing import file_sha256
 from gicls.logs import get_logger
@@ -50,6 +51,7 @@ from gicls.training.calibration import fit_calibration
 from gicls.training.dataset import pixel_dataset
 from gicls.training.evaluate import Evaluation, evaluate_scores, raw_scores, write_evaluation
 from gicls.training.fit import FitResult, fit_condition, new_model
+from gicls.training.grouping import merge_units, record_labels, record_sources
 from gicls.training.image_cache import ImageCache, build_image_cache
 from gicls.training.near_duplicates import difference_hashes, near_duplicate_groups
 from gicls.training.plots import plot_history
@@ -100,9 +102,10 @@ def prepare_data(config: GiclsConfig, decode_size: int) -> PreparedData:
     )
     all_records = training.records + (validation.records if validation else [])
     cache, readable, failed = build_image_cache(all_records, decode_size)
-    group_of = _near_duplicate_groups(cache, config.balance.near_duplicate_bits)
     readable_paths = {r.path for r in readable}
     train_records = [r for r in training.records if r.path in readable_paths]
+    kept = [r for r in validation.records if r.path in readable_paths] if validation else []
+    group_of = _split_units(config, cache, train_records + kept)
     if validation is None:
         split = holdout_split(
             train_records,
@@ -112,7 +115,6 @@ def prepare_data(config: GiclsConfig, decode_size: int) -> PreparedData:
             group_of,
         )
     else:
-        kept = [r for r in validation.records if r.path in readable_paths]
         split = given_split(train_records, kept, classes, group_of)
     train_counts, validation_counts = split.counts(len(classes))
     found = training.per_class_counts()
@@ -140,13 +142,56 @@ def prepare_data(config: GiclsConfig, decode_size: int) -> PreparedData:
                 config.balance.validation_fraction if validation is None else None,
                 config.balance.near_duplicate_bits,
                 config.paths.validation_dir,
+                config.balance.group_by,
+                config.balance.group_pattern,
             ),
             held_out_rows(split, classes),
             split.fractions,
+            split.groups,
         ),
     }
     log.info("split_done", train=sum(train_counts), validation=sum(validation_counts))
     return PreparedData(classes, split, cache, summary)
+
+
+def _split_units(
+    config: GiclsConfig, cache: ImageCache, records: Sequence[ImageRecord]
+) -> dict[str, str]:
+    """The split's indivisible units: near-duplicates joined with ``balance.group_by`` groups."""
+    near = _near_duplicate_groups(cache, config.balance.near_duplicate_bits)
+    balance = config.balance
+    if balance.group_by == "none":
+        return near
+    roots = [config.paths.training_dir]
+    if config.paths.validation_dir is not None:
+        roots.append(config.paths.validation_dir)
+    pattern = compile_group_pattern(balance.group_pattern) if balance.group_pattern else None
+    labels = record_labels(records, roots, config.classes, balance.group_by, pattern)
+    _warn_few_groups(records, labels, config.classes, balance.group_by)
+    return merge_units(records, labels, near)
+
+
+def _warn_few_groups(
+    records: Sequence[ImageRecord],
+    labels: Sequence[str | None],
+    classes: Sequence[str],
+    group_by: str,
+) -> None:
+    """A class with fewer than 2 groups cannot keep its groups apart on both sides."""
+    found: dict[str, set[str]] = {name: set() for name in classes}
+    for record, label in zip(records, labels, strict=True):
+        if label is not None:
+            found[classes[record.class_index]].add(label)
+    for name, groups in found.items():
+        if len(groups) < 2:
+            log.warning(
+                "class_has_few_groups",
+                class_name=name,
+                groups=len(groups),
+                group_by=group_by,
+                consequence="its images without a group are split one by one; with none "
+                "the class cannot be split",
+            )
 
 
 def _near_duplicate_groups(cache: ImageCache, max_distance: int) -> dict[str, str]:
@@ -355,16 +400,21 @@ def _truth(records: Sequence[ImageRecord]) -> np.ndarray:
     return np.fromiter((r.class_index for r in records), dtype=np.int64)
 
 
-def evaluate_bundle(config: GiclsConfig, data_dir: Path | None) -> Evaluation:
+def evaluate_bundle(
+    config: GiclsConfig, data_dir: Path | None, source_pattern: re.Pattern[str] | None = None
+) -> Evaluation:
     """`gicls-train evaluate`: the live bundle on ``data_dir`` or on its own held-out split.
 
     Without ``data_dir`` it replays exactly the images of the bundle's ``split.csv`` (found by
     sha256 in today's training folders) with the calibration settings it was validated with,
-    so its figures are the manifest's ``metrics.validation``.
+    so its figures are the manifest's ``metrics.validation``. The figures are also broken down
+    by source: the first sub-folder below the class folder, or the capture group of
+    ``source_pattern`` in the path below it (see gicls.training.grouping).
     """
     models_dir = config.paths.models_dir
     manifest = verify_bundle(models_dir, config.classes)
     if data_dir is not None:
+        roots = [data_dir]
         records = scan_labelled_tree(data_dir, manifest.classes).records
         fitted_here, seed = False, config.balance.seed
     else:
@@ -397,6 +447,7 @@ def evaluate_bundle(config: GiclsConfig, data_dir: Path | None) -> Evaluation:
         seed=seed,
         precision=served,
         bundle_id=manifest.bundle_id,
+        sources=record_sources(readable, roots, manifest.classes, source_pattern),
     )
 
 

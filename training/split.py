@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +32,8 @@ class Split:
     validation: list[ImageRecord]
     # Per class: requested and achieved validation fraction, in images (held-out splits only).
     fractions: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Per class: split units (groups; an ungrouped image is a unit of its own) on each side.
+    groups: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def counts(self, n_classes: int) -> tuple[list[int], list[int]]:
         train = np.bincount([r.class_index for r in self.train], minlength=n_classes)
@@ -73,7 +75,8 @@ def holdout_split(
 ) -> Split:
     """Stratified split by content: ``fraction`` of each class's images to validation.
 
-    ``group_of`` maps a content hash to a group key (near-duplicates share one); a group is
+    ``group_of`` maps a content hash to a group key (near-duplicates, a patient: see
+    ``gicls.training.grouping.merge_units``); a group is
     one indivisible unit of the split, and groups are picked until the class's held-out image
     count is closest to ``fraction``. Each class with at least two groups keeps one on each
     side.
@@ -96,16 +99,24 @@ def holdout_split(
         held = sum(side_of_group.get(group(r)) == "validation" for r in members)
         size_of = Counter(group(r) for r in members if group(r) not in side_of_group)
         groups = sorted(size_of)
-        if len(groups) < 2:
+        in_class = len({group(r) for r in members})
+        if in_class < 2:
             raise DatasetError(
-                f"class {name!r} has {len(groups)} distinct image(s) (near-duplicates counted "
-                "once); at least 2 are needed to train and validate"
+                f"class {name!r} has {in_class} distinct image(s) or group(s) (near-duplicates "
+                "and balance.group_by groups counted once); at least 2 are needed to train and "
+                "validate"
             )
         order = class_stream(seed, name).permutation(len(groups)).tolist()
         sizes = [size_of[g] for g in groups]
         chosen = _pick_groups(order, sizes, held, fraction * len(members)) or order[:1]
-        if len(chosen) == len(groups):
+        if chosen and len(chosen) == len(groups):
             chosen.pop()
+        # Groups shared with an earlier class (balance.group_by) may have decided every side.
+        if held + sum(sizes[p] for p in chosen) in (0, len(members)):
+            raise DatasetError(
+                f"class {name!r}: all its groups are on one side of the split through groups "
+                "it shares with other classes (balance.group_by); it cannot be validated"
+            )
         held_out = set(chosen)
         for position, key in enumerate(groups):
             side_of_group[key] = "validation" if position in held_out else "train"
@@ -118,12 +129,30 @@ def holdout_split(
                 requested=fraction,
                 achieved=round(held / len(members), 4),
                 images=len(members),
-                reason="near-duplicate groups are indivisible",
+                reason="groups (near-duplicates, balance.group_by) are indivisible",
             )
     log.info("validation_fractions", **{n: f["achieved"] for n, f in fractions.items()})
     train = [r for r in records if side_of_group[group(r)] == "train"]
     validation = [r for r in records if side_of_group[group(r)] == "validation"]
-    return Split(train, validation, fractions)
+    groups = _groups_per_side(records, classes, side_of_group, group)
+    log.info("split_groups", **{n: f"{g['train']}/{g['validation']}" for n, g in groups.items()})
+    return Split(train, validation, fractions, groups)
+
+
+def _groups_per_side(
+    records: Sequence[ImageRecord],
+    classes: Sequence[str],
+    side_of_group: Mapping[str, str],
+    group: Callable[[ImageRecord], str],
+) -> dict[str, dict[str, int]]:
+    """Distinct groups of each class's images on each side."""
+    seen: dict[str, dict[str, set[str]]] = {
+        name: {"train": set(), "validation": set()} for name in classes
+    }
+    for record in records:
+        key = group(record)
+        seen[classes[record.class_index]][side_of_group[key]].add(key)
+    return {name: {side: len(keys) for side, keys in sides.items()} for name, sides in seen.items()}
 
 
 def given_split(

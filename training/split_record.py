@@ -29,16 +29,29 @@ HeldOutRow = tuple[str, str]  # (sha256, class name)
 
 
 def split_settings(
-    seed: int, fraction: float | None, near_duplicate_bits: int, validation_dir: Path | None
+    seed: int,
+    fraction: float | None,
+    near_duplicate_bits: int,
+    validation_dir: Path | None,
+    group_by: str = "none",
+    group_pattern: str = "",
 ) -> dict[str, Any]:
-    """Everything that decides the split, keyed by the configuration key that sets it."""
-    return {
+    """Everything that decides the split, keyed by the configuration key that sets it.
+
+    The ``balance.group_by`` keys appear only when grouping is on, so that the bundles made
+    before they existed (ungrouped) still match today's ungrouped split.
+    """
+    settings: dict[str, Any] = {
         "balance.seed": seed,
         "balance.validation_fraction": fraction,
         "balance.near_duplicate_bits": near_duplicate_bits,
         "paths.validation_dir": None if validation_dir is None else str(validation_dir),
         "grouping": GROUPING,
     }
+    if group_by != "none":
+        settings["balance.group_by"] = group_by
+        settings["balance.group_pattern"] = group_pattern if group_by == "pattern" else None
+    return settings
 
 
 def held_out_rows(split: Split, classes: Sequence[str]) -> list[HeldOutRow]:
@@ -55,6 +68,7 @@ def split_record(
     settings: Mapping[str, Any],
     rows: Sequence[HeldOutRow],
     fractions: Mapping[str, Mapping[str, float]] | None = None,
+    groups: Mapping[str, Mapping[str, int]] | None = None,
 ) -> dict[str, Any]:
     """What the manifest keeps under ``data["split"]``."""
     record: dict[str, Any] = {
@@ -65,6 +79,8 @@ def split_record(
     }
     if fractions:
         record["fractions"] = {name: dict(f) for name, f in fractions.items()}
+    if groups:
+        record["groups"] = {name: dict(g) for name, g in groups.items()}
     return record
 
 

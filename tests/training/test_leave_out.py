@@ -1,0 +1,99 @@
+"""`gicls-train evaluate --leave-out SOURCE`: train without a source, evaluate on it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gicls.hashing import file_sha256
+from gicls.models.bundle import read_manifest
+from gicls.training.cli import app
+
+from .conftest import make_tree, sort_into_sources
+
+runner = CliRunner()
+CLASSES = ("Bleeding", "Normal", "Polyp")
+
+
+def two_centre_tree(root: Path) -> Path:
+    """Bleeding and Normal from centres A and B, Polyp from A only."""
+    make_tree(root, {c: 8 for c in CLASSES}, size=32)
+    return sort_into_sources(root, lambda name, n: "A" if name == "Polyp" or n % 2 else "B")
+
+
+def config_file(folder: Path) -> Path:
+    path = folder / "config.toml"
+    path.write_text(
+        f"classes = {json.dumps(list(CLASSES))}\n"
+        '[paths]\ntraining_dir = "data"\nmodels_dir = "Models"\n'
+        "[balance]\ntarget_count = 10\nvalidation_fraction = 0.25\n"
+        "[train]\nimage_size = 32\nepochs = 1\nbatch_size = 8\n"
+    )
+    return path
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+@pytest.mark.slow
+def test_leave_one_source_out_trains_without_it_drops_emptied_classes_and_scores_it(tmp_path):
+    data = two_centre_tree(tmp_path / "data")
+    before = snapshot(data)
+    centre_a = {file_sha256(p) for p in data.glob("*/A/*.png")}
+    out = tmp_path / "loso-A"
+    done = runner.invoke(
+        app, ["evaluate", "--leave-out", "A", "--out", str(out), "-c", str(config_file(tmp_path))]
+    )
+    assert done.exit_code == 0, done.output
+    assert "Polyp: no training frames without source 'A', dropped from this run." in done.output
+    assert "8 frame(s) of 'A' in dropped classes not evaluated." in done.output
+    # Its own models, trained without a single frame of centre A; models_dir untouched.
+    manifest = read_manifest(out / "models")
+    assert manifest.classes == ["Bleeding", "Normal"]
+    trained_on = {file_sha256(p) for p in (out / "data" / "training").rglob("*.png")}
+    assert trained_on and trained_on.isdisjoint(centre_a)
+    assert manifest.data["images_found"] == {"Bleeding": 4, "Normal": 4}
+    assert not (tmp_path / "Models").exists()
+    assert snapshot(data) == before
+    report = json.loads((out / "evaluation" / "report.json").read_text())
+    assert report["images"] == 8  # centre A's Bleeding and Normal frames
+    assert report["leave_out"] == {
+        "source": "A",
+        "trained_on_sources": ["B"],
+        "dropped_classes": ["Polyp"],
+        "frames_not_evaluated": 8,
+    }
+    assert set(report["per_source"]) == {"A"}
+    assert set(report["uncalibrated"]["class_wise_metrics"]) == {"Bleeding", "Normal"}
+    assert "Left-out source 'A', per class" in done.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--leave-out", "A"], 2, "needs '--out DIR'"),
+        (["--leave-out", "A", "--out", "Models"], 1, "would write into or over models_dir"),
+        (["--leave-out", "C", "--out", "loso"], 1, "no source 'C' in"),
+        (["--leave-out", "B", "--out", "loso"], 1, "only 1 class(es) have training frames"),
+    ],
+)
+def test_bad_leave_out_requests_are_refused_and_write_nothing(tmp_path, args, code, message):
+    two_centre_tree(tmp_path / "data")
+    # B becomes the only source of Bleeding and Normal: without it, Polyp alone would be left.
+    for name in ("Bleeding", "Normal"):
+        for image in (tmp_path / "data" / name / "A").glob("*.png"):
+            image.rename(tmp_path / "data" / name / "B" / image.name)
+    config = config_file(tmp_path)
+    before = snapshot(tmp_path)
+    absolute = [str(tmp_path / a) if a in ("Models", "loso") else a for a in args]
+    done = runner.invoke(app, ["evaluate", *absolute, "-c", str(config)])
+    assert done.exit_code == code, done.output
+    assert message in done.output
+    assert snapshot(tmp_path) == before
