@@ -93,10 +93,14 @@ def test_sigkill_at_random_moments_then_restarted_loses_and_duplicates_nothing(
         daemon.wait_ready()
         drop(60, f"r{round_number}_during")  # a backlog: batches follow each other
         wait_until(lambda d=daemon: d.logged("batch_done"), 60, "work under way")
-        # Kill inside a batch: once files are claimed, at a random moment of the next tens of
-        # milliseconds (the moment is the random variable here, not an expectation on timing).
-        wait_until(lambda: bool(replay(journal) or any(site.work.iterdir())), 60, "a batch")
-        time.sleep(moments.uniform(0.0, 0.03))
+        # Kill inside a batch: as soon as files are claimed (watched closely: a batch of tiny
+        # images lasts tens of milliseconds), after a random few milliseconds. The moment is
+        # the random variable here, not an expectation on timing.
+        deadline = time.monotonic() + 60
+        while not (replay(journal) or any(site.work.iterdir())):
+            assert time.monotonic() < deadline, "no batch under way within 60 s"
+            time.sleep(0.001)
+        time.sleep(moments.uniform(0.0, 0.005))
         daemon.process.send_signal(signal.SIGKILL)
         assert daemon.wait() == -signal.SIGKILL
         # Dead now: what it left is what it was doing at the kill.
