@@ -14,7 +14,7 @@ Outputs of one evaluation (``write_evaluation``)::
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gicls.models.bundle import Calibration, Manifest
+from gicls.models.bundle import Calibration, ClassThreshold, Manifest
 from gicls.models.ensemble import FusedEnsemble
 from gicls.models.guard import GuardSet
 from gicls.training.calibration import (
@@ -34,6 +34,7 @@ from gicls.training.calibration import (
 )
 from gicls.training.image_cache import ImageCache
 from gicls.training.metrics import challenge_metrics
+from gicls.training.operating_points import operating_points
 from gicls.training.plots import plot_confusion_matrix, plot_review_tradeoff, plot_roc_curves
 from gicls.training.scan import ImageRecord
 from gicls.training.score import write_metrics_json
@@ -100,11 +101,13 @@ def evaluate_scores(
     seed: int,
     precision: str,
     bundle_id: str,
+    thresholds: Mapping[str, ClassThreshold] | None = None,
 ) -> Evaluation:
-    """Metrics with and without calibration, and the review-threshold trade-off.
+    """Metrics with and without calibration, the review-threshold trade-off and the operating
+    points of the bundle's ``thresholds``.
 
-    When the calibration was fitted on these very images, the calibrated figures come from
-    cross-fitted maps so that they are not measured on the data the maps saw.
+    When the calibration (and the thresholds) were fitted on these very images, the calibrated
+    figures come from cross-fitted maps so that they are not measured on the data the maps saw.
     """
     classes = list(classes)
     report: dict[str, Any] = {
@@ -135,6 +138,18 @@ def evaluate_scores(
         }
         report["calibrated"] = _with_accuracy(
             challenge_metrics(truth, scores, classes), scores, truth
+        )
+    if thresholds:
+        served = raw if calibration is None else apply_calibration(raw, calibration, classes)
+        report["operating_points"] = operating_points(
+            raw,
+            served,
+            truth,
+            classes,
+            thresholds,
+            calibration.method if calibration is not None else None,
+            fitted_here=calibration_fitted_here,
+            seed=seed,
         )
     tradeoff = review_tradeoff(scores, truth, REVIEW_THRESHOLDS)
     report["review_tradeoff"] = tradeoff

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from gicls.models.bundle import ClassThreshold
 from gicls.training.calibration import (
     IN_SAMPLE,
     apply_calibration,
@@ -60,6 +61,20 @@ def fit_thresholds(
     return fitted
 
 
+def bundle_thresholds(
+    served: np.ndarray, truth: np.ndarray, classes: Sequence[str], targets: Mapping[str, float]
+) -> dict[str, ClassThreshold] | None:
+    """The manifest field ``thresholds``: fitted on ``served`` (N, C), the calibrated held-out
+    scores the daemon will see; None without targets."""
+    if not targets:
+        return None
+    fitted = fit_thresholds(served, truth, classes, targets)
+    return {
+        name: ClassThreshold(threshold=value, target_sensitivity=targets[name])
+        for name, value in fitted.items()
+    }
+
+
 def measure(flagged: np.ndarray, positive: np.ndarray) -> dict[str, Any]:
     """Sensitivity, specificity (None without negatives) and flagged per 1,000 of one class."""
     negatives = ~positive
@@ -77,8 +92,7 @@ def operating_points(
     served: np.ndarray,
     truth: np.ndarray,
     classes: Sequence[str],
-    targets: Mapping[str, float],
-    thresholds: Mapping[str, float],
+    thresholds: Mapping[str, ClassThreshold],
     calibration_method: str | None,
     fitted_here: bool,
     seed: int,
@@ -91,12 +105,14 @@ def operating_points(
     over the calibration's folds, refitting calibration and thresholds for ``targets`` on the
     other folds; otherwise ``served`` is flagged with ``thresholds`` as they are.
     """
+    targets = {name: point.target_sensitivity for name, point in thresholds.items()}
+    values = {name: point.threshold for name, point in thresholds.items()}
     folds = cross_fit_folds(truth, len(classes), seed) if fitted_here else []
     if folds:
         flagged = _cross_fitted_flags(raw, truth, classes, targets, calibration_method, folds)
         figures, in_sample = "cross-fitted on this split", False
     else:
-        flagged = served >= _threshold_row(thresholds, classes)
+        flagged = served >= _threshold_row(values, classes)
         figures, in_sample = (
             (
                 IN_SAMPLE + " (thresholds fitted and measured on these images: a class has fewer "
@@ -111,8 +127,8 @@ def operating_points(
         if name not in thresholds:
             continue
         per_class[name] = {
-            "target_sensitivity": targets.get(name),
-            "threshold": thresholds[name],
+            "target_sensitivity": targets[name],
+            "threshold": values[name],
             **measure(flagged[:, index], truth == index),
         }
     return {"figures": figures, "in_sample": in_sample, "classes": per_class}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gicls.models.bundle import ClassThreshold
 from gicls.training.operating_points import (
     fit_threshold,
     fit_thresholds,
@@ -60,8 +61,7 @@ def test_thresholds_fitted_elsewhere_are_applied_to_the_served_scores() -> None:
         served,
         truth,
         CLASSES,
-        {"A": 0.9},
-        {"A": 0.55},
+        {"A": ClassThreshold(threshold=0.55, target_sensitivity=0.9)},
         calibration_method=None,
         fitted_here=False,
         seed=0,
@@ -77,12 +77,16 @@ def test_thresholds_fitted_elsewhere_are_applied_to_the_served_scores() -> None:
     assert list(report["classes"]) == ["A"]
 
 
+def _point(name: str, threshold: float, target: float) -> dict[str, ClassThreshold]:
+    return {name: ClassThreshold(threshold=threshold, target_sensitivity=target)}
+
+
 def test_figures_on_the_fitting_images_are_cross_fitted_or_labelled_in_sample() -> None:
     rng = np.random.default_rng(0)
     truth = np.repeat([0, 1, 2], 40)
     raw = np.clip(np.eye(3)[truth] * 0.5 + rng.uniform(0, 0.5, (120, 3)), 0, 1)
     crossed = operating_points(
-        raw, raw, truth, CLASSES, {"B": 0.9}, {"B": 0.5}, None, fitted_here=True, seed=0
+        raw, raw, truth, CLASSES, _point("B", 0.5, 0.9), None, fitted_here=True, seed=0
     )
     assert crossed["in_sample"] is False and crossed["figures"] == "cross-fitted on this split"
     # Each fold's threshold keeps >= 90 % of its own fitting positives, so about 90 % held out.
@@ -90,7 +94,7 @@ def test_figures_on_the_fitting_images_are_cross_fitted_or_labelled_in_sample() 
 
     one_of_c = np.array([0, 0, 1, 1, 2])
     small = operating_points(
-        raw[:5], raw[:5], one_of_c, CLASSES, {"A": 1.0}, {"A": 0.0}, None, True, 0
+        raw[:5], raw[:5], one_of_c, CLASSES, _point("A", 0.0, 1.0), None, True, 0
     )
     assert small["in_sample"] is True and small["figures"].startswith("in-sample")
     assert small["classes"]["A"]["flagged_per_1000"] == 1000.0  # threshold 0 flags everything
