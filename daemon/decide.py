@@ -21,13 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gicls.audit.schema import FLAG_SEPARATOR
 from gicls.config import DaemonConfig
 
 NON_FINITE = "non_finite"
 LOW_CONFIDENCE = "low_confidence"
 SMALL_MARGIN = "small_margin"
 FLAGGED = "flagged"
-FLAG_SEPARATOR = ";"
 
 
 @dataclass(frozen=True)

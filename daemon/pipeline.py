@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gicls.audit.schema import encode_name, neutralise
+from gicls.audit.schema import FLAG_SEPARATOR, encode_name, neutralise
 from gicls.daemon.audit_writer import AuditWriter
 from gicls.daemon.claim import claim_batch
-from gicls.daemon.decide import FLAG_SEPARATOR, ReviewPolicy, decide
+from gicls.daemon.decide import ReviewPolicy, decide
 from gicls.daemon.decode import decode_batch
 from gicls.daemon.dedupe import SeenIndex
 from gicls.daemon.faults import Faults
