@@ -158,11 +158,14 @@ def republish_bundle(
     models_dir: Path,
     members: Mapping[str, Any] | None = None,
     calibration: Mapping[str, Any] | None = None,
+    thresholds: Mapping[str, Any] | None = None,
 ) -> None:
     """Publish ``models_dir`` again through the bundle API with some members (Keras models)
-    replaced and/or a calibration set, as a retrained or recalibrated bundle would be."""
+    replaced and/or a calibration or thresholds set, as a retrained or recalibrated bundle
+    would be."""
     from gicls.hashing import file_sha256
     from gicls.models.bundle import (
+        bundle_files,
         new_manifest,
         publish_bundle,
         read_manifest,
@@ -172,7 +175,8 @@ def republish_bundle(
     )
 
     manifest = read_manifest(models_dir)
-    staging = stage_bundle(models_dir)
+    # A stage starts empty: keep every file of the bundle (replaced members are unlinked first).
+    staging = stage_bundle(models_dir, keep=bundle_files(models_dir))
     models = {name: entry.model_dump() for name, entry in manifest.models.items()}
     for name, model in (members or {}).items():
         path = replace_in_stage(staging / models[name]["file"])
@@ -182,7 +186,17 @@ def republish_bundle(
     fields.update(models=models)
     if calibration is not None:
         fields.update(calibration=calibration)
-    write_manifest(new_manifest(**fields), staging)
+    if thresholds is not None:
+        fields.update(thresholds=thresholds)
+    republished = new_manifest(**fields)
+    if (members or calibration is not None) and manifest.guard is not None:
+        # The guard holds the scores of the graph the daemon serves: score its frames again.
+        from gicls.models.ensemble import guard_fields
+
+        frames = np.load(models_dir / manifest.guard.frames.file)
+        fields.update(guard_fields(staging, republished, frames))
+        republished = new_manifest(**fields)
+    write_manifest(republished, staging)
     publish_bundle(staging, models_dir)
 
 
