@@ -9,6 +9,12 @@ Outputs of one evaluation (``write_evaluation``)::
     confusion_matrix.png    counts and row-normalised
     roc_curves.png          one one-vs-rest curve per class
     review_tradeoff.png     share sent to review vs share of errors caught
+    operating_points_roc.png   per-class ROC with the bundle thresholds' operating points
+    frames_to_review.png    per class: frames flagged per 1,000 vs sensitivity (points marked)
+
+``report.json`` holds ``operating_points`` when the bundle has thresholds: per class the target,
+the threshold and the achieved sensitivity, specificity and frames flagged per 1,000
+(cross-fitted, in-sample or as applied: see gicls.training.operating_points).
 """
 
 from __future__ import annotations
@@ -35,7 +41,12 @@ from gicls.training.calibration import (
 from gicls.training.image_cache import ImageCache
 from gicls.training.metrics import challenge_metrics
 from gicls.training.operating_points import operating_points
-from gicls.training.plots import plot_confusion_matrix, plot_review_tradeoff, plot_roc_curves
+from gicls.training.plots import (
+    plot_confusion_matrix,
+    plot_operating_points,
+    plot_review_tradeoff,
+    plot_roc_curves,
+)
 from gicls.training.scan import ImageRecord
 from gicls.training.score import write_metrics_json
 
@@ -191,6 +202,14 @@ def write_evaluation(evaluation: Evaluation, out_dir: Path) -> list[Path]:
         plot_roc_curves(evaluation.truth, evaluation.scores, classes, out_dir / "roc_curves.png"),
         plot_review_tradeoff(
             evaluation.report["review_tradeoff"], MAX_REVIEW_RATE, out_dir / "review_tradeoff.png"
+        ),
+        *plot_operating_points(
+            evaluation.truth,
+            evaluation.scores,
+            classes,
+            evaluation.report.get("operating_points", {}).get("classes", {}),
+            out_dir / "operating_points_roc.png",
+            out_dir / "frames_to_review.png",
         ),
     ]
 
