@@ -30,10 +30,11 @@ from gicls.errors import AuditError
 
 STATUSES = ("classified", "review", "quarantined", "duplicate")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 VERSION_COLUMN = "schema_version"
 # The columns each version added to the one before it (placed before VERSION_COLUMN).
-ADDED_COLUMNS: dict[int, tuple[str, ...]] = {2: ("precision",)}
+# 3: flags, the classes at or above the bundle's thresholds (";"-joined, in class order).
+ADDED_COLUMNS: dict[int, tuple[str, ...]] = {2: ("precision",), 3: ("flags",)}
 
 LEADING_COLUMNS = (
     "processed_at",
@@ -55,6 +56,9 @@ TRAILING_COLUMNS = (
     "file_name_hex",
     "destination_hex",
 )
+
+# Joins the classes of one ``flags`` cell.
+FLAG_SEPARATOR = ";"
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 

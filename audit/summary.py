@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from gicls.audit.reader import AuditTable, display
-from gicls.audit.schema import STATUSES
+from gicls.audit.schema import FLAG_SEPARATOR, STATUSES
 
 PERCENTILES = (5, 25, 50, 75, 95)
 SCORED_STATUSES = ("classified", "review")
@@ -31,6 +31,7 @@ class Summary:
     by_day: index UTC date "YYYY-MM-DD", columns STATUSES + total.
     confidence: index "all" then each predicted class, columns rows + p5 .. p95.
     reasons: columns status, reason, rows (review and quarantined rows).
+    flags: index class (configured classes), column rows: rows flagged for it (``flags``).
     bundles: columns model_bundle, first_seen, last_seen (UTC timestamps), rows.
     """
 
@@ -43,6 +44,7 @@ class Summary:
     by_day: pd.DataFrame
     confidence: pd.DataFrame
     reasons: pd.DataFrame
+    flags: pd.DataFrame
     review_rate: float
     quarantine_rate: float
     rows_per_hour: float | None
@@ -64,6 +66,7 @@ class Summary:
                 "review_rate": self.review_rate,
                 "quarantine_rate": self.quarantine_rate,
                 "reasons": self.reasons.to_dict(orient="records"),
+                "flags": self.flags["rows"].to_dict(),
                 "throughput": {
                     "rows_per_hour": self.rows_per_hour,
                     "median_latency_ms": self.median_latency_ms,
@@ -92,6 +95,7 @@ class Summary:
             f"Review rate {_percent(self.review_rate)}, "
             f"quarantine rate {_percent(self.quarantine_rate)}",
             _section("Reasons (review and quarantined rows)", self.reasons),
+            _section("Flags (rows at or above a class's bundle threshold)", self.flags),
             _section("Predicted class x status", self.by_class),
             _section("Per day (UTC)", self.by_day),
             _section("Confidence percentiles (classified and review rows)", self.confidence),
@@ -125,6 +129,7 @@ def summarise(log: AuditTable) -> Summary:
         by_day=_counts(table["processed_at"].dt.strftime("%Y-%m-%d").rename("day"), status),
         confidence=_confidence(table, class_order),
         reasons=_reasons(table),
+        flags=_flags(table, log.classes),
         review_rate=float((status == "review").mean()),
         quarantine_rate=float((status == "quarantined").mean()),
         # Below a minute the rate says more about batching than about throughput.
@@ -186,6 +191,15 @@ def _reasons(table: pd.DataFrame) -> pd.DataFrame:
     return (
         counts.rename("rows").reset_index().sort_values(["status", "rows"], ascending=[True, False])
     )
+
+
+def _flags(table: pd.DataFrame, classes: tuple[str, ...]) -> pd.DataFrame:
+    # One row can be flagged for several classes ("Bleeding;Ulcer"): count each.
+    named = table["flags"].str.split(FLAG_SEPARATOR).explode()
+    counts = named[named != ""].value_counts().reindex(list(classes), fill_value=0)
+    frame = counts.rename("rows").astype("int64").to_frame()
+    frame.index.name = "class"
+    return frame
 
 
 def _bundles(table: pd.DataFrame) -> pd.DataFrame:

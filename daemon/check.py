@@ -74,6 +74,14 @@ def _audit_line(target: Path, older: list[str]) -> str:
     return line
 
 
+def _flags_line(thresholds: dict[str, float], on_flag: bool) -> str:
+    if not thresholds:
+        return "flags: none (the bundle has no thresholds)"
+    points = ", ".join(f"{name} >= {value:.3f}" for name, value in thresholds.items())
+    lost = f"goes to {REVIEW_FOLDER}/" if on_flag else "is only logged (review_on_flag = false)"
+    return f"flags: {points}; a flag that lost the argmax {lost}"
+
+
 def describe(config: GiclsConfig) -> list[str]:
     """Lines describing what ``run`` would do; raises the error ``run`` would stop with."""
     settings = config.daemon
@@ -109,6 +117,13 @@ def describe(config: GiclsConfig) -> list[str]:
         f"output: {layout.output_dir}{_state(layout.output_dir.exists())} with "
         f"{', '.join(config.classes)}, {REVIEW_FOLDER}, {QUARANTINE_FOLDER}/<reason>",
         f"review threshold: {threshold}",
+        "review margin: "
+        + (
+            f"top two scores closer than {settings.review_margin} go to {REVIEW_FOLDER}/"
+            if settings.review_margin > 0
+            else "off"
+        ),
+        _flags_line(manifest.class_thresholds, settings.review_on_flag),
         f"duplicates: {duplicates}",
         _audit_line(audit_target, older),
         f"state: {layout.state_dir}{_state(layout.state_dir.exists())}, "

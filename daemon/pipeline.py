@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gicls.audit.schema import encode_name, neutralise
+from gicls.audit.schema import FLAG_SEPARATOR, encode_name, neutralise
 from gicls.daemon.audit_writer import AuditWriter
 from gicls.daemon.claim import claim_batch
-from gicls.daemon.decide import decide
+from gicls.daemon.decide import ReviewPolicy, decide
 from gicls.daemon.decode import decode_batch
 from gicls.daemon.dedupe import SeenIndex
 from gicls.daemon.faults import Faults
@@ -67,7 +67,7 @@ class BatchReport:
 @dataclass(frozen=True)
 class PipelineOptions:
     classes: tuple[str, ...]
-    review_threshold: float
+    review: ReviewPolicy
     on_duplicate: Literal["process", "skip"]
 
 
@@ -182,15 +182,22 @@ class Pipeline:
         else:
             if scores is None:
                 raise ValueError(f"entry {entry.id} was decoded but not scored")
-            decision = decide(scores, self.options.classes, self.options.review_threshold)
+            # The thresholds of the bundle that scored the batch: a reload brings its own.
+            decision = decide(
+                scores,
+                self.options.classes,
+                self.options.review,
+                ensemble.manifest.class_thresholds,
+            )
             status, predicted = decision.status, decision.predicted_class
             cells["model_bundle"] = ensemble.bundle_id
             cells["precision"] = ensemble.precision
             # Written as they are, nan and inf included: the row shows what the model said.
             cells.update(zip(self.options.classes, map(_score, scores), strict=True))
-            if predicted is None:
-                cells["reason"] = neutralise(decision.reason or "")
-            else:
+            cells["flags"] = FLAG_SEPARATOR.join(decision.flags)
+            if decision.reason is not None:
+                cells["reason"] = neutralise(decision.reason)
+            if predicted is not None:
                 cells.update(
                     predicted_class=predicted,
                     confidence=_score(decision.confidence),

@@ -16,6 +16,7 @@ from typing import TypedDict, Unpack
 
 from gicls.config import GiclsConfig
 from gicls.daemon.audit_writer import AuditWriter
+from gicls.daemon.decide import ReviewPolicy
 from gicls.daemon.faults import Faults
 from gicls.daemon.journal import Journal
 from gicls.daemon.lock import StateLock
@@ -115,7 +116,7 @@ def build_daemon(
             seen=audit_scan.seen,
             model=model,
             options=PipelineOptions(
-                config.classes, settings.review_threshold, settings.on_duplicate
+                config.classes, ReviewPolicy.of(settings), settings.on_duplicate
             ),
             faults=faults,
         )

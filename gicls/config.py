@@ -160,6 +160,10 @@ class DaemonConfig(_Section):
     stability_seconds: Annotated[float, Field(ge=0.0)] = 2.0
     rescan_seconds: Annotated[float, Field(gt=0.0)] = 60.0
     review_threshold: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    # Review when the top two calibrated scores are closer than this (0 = off).
+    review_margin: Fraction = 0.0
+    # Review when a class is above its bundle threshold (a flag) but another won the argmax.
+    review_on_flag: bool = False
     observer: Literal["inotify", "polling"] = "inotify"
     ignore: tuple[str, ...] = DEFAULT_IGNORE_PATTERNS
     on_duplicate: Literal["process", "skip"] = "process"
@@ -173,6 +177,16 @@ class CalibrationConfig(_Section):
     method: Literal["none", "temperature", "platt"] = "none"
 
 
+Sensitivity = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class DecisionConfig(_Section):
+    # Per class (optional): evaluation fits the largest threshold on the calibrated held-out
+    # scores that keeps at least this share of that class's images above it; the bundle
+    # stores it and the daemon flags every image above it (gicls.training.operating_points).
+    target_sensitivity: dict[str, Sensitivity] = {}
+
+
 class GiclsConfig(_Section):
     classes: tuple[str, ...] = DEFAULT_CLASSES
     paths: PathsConfig = PathsConfig()
@@ -182,6 +196,7 @@ class GiclsConfig(_Section):
     daemon: DaemonConfig = DaemonConfig()
     inference: InferenceConfig = InferenceConfig()
     calibration: CalibrationConfig = CalibrationConfig()
+    decision: DecisionConfig = DecisionConfig()
 
     @field_validator("classes")
     @classmethod
@@ -249,6 +264,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> GiclsConfi
     except ValidationError as exc:
         problems = [_describe(error, GiclsConfig) for error in exc.errors()]
         raise ConfigError(f"{label}: " + "; ".join(problems)) from None
+    _check_decision_classes(config, label)
     paths = config.paths
     daemon = config.daemon
     return config.model_copy(
@@ -267,6 +283,16 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> GiclsConfi
             ),
         }
     )
+
+
+def _check_decision_classes(config: GiclsConfig, label: str) -> None:
+    # Checked after validation: the keys are only known to be wrong against ``classes``.
+    for name, value in config.decision.target_sensitivity.items():
+        if name not in config.classes:
+            raise ConfigError(
+                f"{label}: key 'decision.target_sensitivity.{name}': not a configured class "
+                f"(classes: {', '.join(config.classes)}); got {value!r}"
+            )
 
 
 def _lists_to_tuples(value: Any) -> Any:

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gicls import __version__
 from gicls.errors import ModelBundleError
@@ -68,6 +68,16 @@ class Calibration(BaseModel):
     classes: dict[str, ClassCalibration]
 
 
+class ClassThreshold(BaseModel):
+    """A class's operating point: an image is flagged for the class when its calibrated score
+    is >= ``threshold``, fitted on the held-out split for ``target_sensitivity``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threshold: float = Field(ge=0.0, le=1.0)
+    target_sensitivity: float = Field(gt=0.0, le=1.0)
+
+
 class BundleFile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -103,6 +113,8 @@ class Manifest(BaseModel):
     models: dict[str, ModelEntry]
     calibration: Calibration | None = None
     guard: GuardFrames | None = None
+    # Per-class operating points (``[decision] target_sensitivity``), on calibrated scores.
+    thresholds: dict[str, ClassThreshold] | None = None
     data: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
     created_at: str
@@ -112,6 +124,11 @@ class Manifest(BaseModel):
 
     def is_complete(self) -> bool:
         return all(name in self.models for name in self.classes)
+
+    @property
+    def class_thresholds(self) -> dict[str, float]:
+        """Class name -> threshold, for the classes that have one (none without thresholds)."""
+        return {name: point.threshold for name, point in (self.thresholds or {}).items()}
 
 
 def model_file_name(class_name: str) -> str:
@@ -132,15 +149,21 @@ def condition_files(class_name: str) -> tuple[str, ...]:
 
 
 # Manifest fields besides the model files that change what the daemon decides for an image.
-# A field that starts to matter (decision thresholds) joins by name, and with it every bundle
-# that differs in it gets another id.
-DECISION_FIELDS = ("classes", "image_size", "preprocessing", "calibration", "guard")
+# A field that starts to matter joins by name, and with it every bundle that differs in it gets
+# another id.
+DECISION_FIELDS = ("classes", "image_size", "preprocessing", "calibration", "guard", "thresholds")
+# Fields that joined after format 2: hashed only when set, so a bundle without them keeps the
+# id it was published with (and keeps verifying).
+_HASHED_WHEN_SET = ("thresholds",)
 
 
 def decision_of(manifest: Manifest) -> dict[str, Any]:
     """Canonical description of everything that changes a decision: the model files by
     sha256 and the ``DECISION_FIELDS`` (JSON types only)."""
     decision = manifest.model_dump(mode="json", include=set(DECISION_FIELDS))
+    for name in _HASHED_WHEN_SET:
+        if decision[name] is None:
+            del decision[name]
     decision["models"] = {name: entry.sha256 for name, entry in manifest.models.items()}
     return decision
 

@@ -85,3 +85,45 @@ def test_config_is_frozen():
     config = GiclsConfig()
     with pytest.raises(Exception, match="frozen"):
         config.train.epochs = 3  # type: ignore[misc]
+
+
+def test_decision_targets_and_review_keys_are_read(tmp_path):
+    config = load_config(
+        write(
+            tmp_path,
+            "[decision]\ntarget_sensitivity = { Bleeding = 0.95, Ulcer = 1 }\n"
+            "[daemon]\nreview_margin = 0.1\nreview_on_flag = true\n",
+        )
+    )
+    assert config.decision.target_sensitivity == {"Bleeding": 0.95, "Ulcer": 1.0}
+    assert (config.daemon.review_margin, config.daemon.review_on_flag) == (0.1, True)
+    defaults = parse_config({})
+    assert defaults.decision.target_sensitivity == {}
+    assert (defaults.daemon.review_margin, defaults.daemon.review_on_flag) == (0.0, False)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "[decision]\ntarget_sensitivity = { Bleding = 0.9 }",
+            ["key 'decision.target_sensitivity.Bleding'", "not a configured class", "Bleeding"],
+        ),
+        (
+            "[decision]\ntarget_sensitivity = { Bleeding = 0.0 }",
+            ["decision.target_sensitivity.Bleeding", "greater than 0", "0.0"],
+        ),
+        (
+            "[decision]\ntarget_sensitivity = { Ulcer = 1.5 }",
+            ["decision.target_sensitivity.Ulcer", "less than or equal to 1", "1.5"],
+        ),
+        ("[daemon]\nreview_margin = 1.0", ["daemon.review_margin", "less than 1", "1.0"]),
+        ("[daemon]\nreview_margin = -0.1", ["daemon.review_margin", "-0.1"]),
+        ('[daemon]\nreview_on_flag = "yes"', ["daemon.review_on_flag", "'yes'"]),
+    ],
+)
+def test_bad_decision_settings_name_the_key(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, text))
+    for fragment in expected:
+        assert fragment in str(raised.value)

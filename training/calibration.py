@@ -65,6 +65,19 @@ def apply_calibration(
     return (1.0 / (1.0 + np.exp(-(scale * logit(scores) + shift)))).astype(np.float32)
 
 
+def cross_fit_folds(
+    truth: np.ndarray, n_classes: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (fit rows, apply rows) pairs every cross-fitted figure uses; [] when some class has
+    fewer than two images (no stratified folds exist)."""
+    smallest = int(np.bincount(truth, minlength=n_classes).min())
+    folds = min(CROSS_FIT_FOLDS, smallest)
+    if folds < 2:
+        return []
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(truth)), truth))
+
+
 def cross_fitted_scores(
     scores: np.ndarray, truth: np.ndarray, classes: Sequence[str], method: str, seed: int
 ) -> tuple[np.ndarray, bool]:
@@ -74,14 +87,12 @@ def cross_fitted_scores(
     of some class there are no stratified folds, and the maps are fitted and applied on the
     same images (in-sample figures, which flatter the calibration).
     """
-    smallest = int(np.bincount(truth, minlength=len(classes)).min())
-    folds = min(CROSS_FIT_FOLDS, smallest)
-    if folds < 2:
+    folds = cross_fit_folds(truth, len(classes), seed)
+    if not folds:
         maps = fit_calibration(scores, truth, classes, method)
         return apply_calibration(scores, maps, classes), False
     calibrated = np.empty_like(scores, dtype=np.float32)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for fit_rows, apply_rows in splitter.split(scores, truth):
+    for fit_rows, apply_rows in folds:
         maps = fit_calibration(scores[fit_rows], truth[fit_rows], classes, method)
         calibrated[apply_rows] = apply_calibration(scores[apply_rows], maps, classes)
     return calibrated, True

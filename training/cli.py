@@ -83,6 +83,7 @@ def _print_evaluation_summary(report: dict[str, Any], what: str) -> None:
     if any("intervals" in report.get(v, {}) for v in ("uncalibrated", "calibrated")):
         # Escaped: rich would take "[low-high]" for a markup tag and print nothing of it.
         console.print(escape("[low-high]: 95 % bootstrap intervals (resampled within each class)."))
+    _print_operating_points(report.get("operating_points"))
     suggestion = report["suggested_review_threshold"]
     console.print(
         f"Suggested review_threshold {suggestion['threshold']:.2f}: sends "
@@ -92,6 +93,23 @@ def _print_evaluation_summary(report: dict[str, Any], what: str) -> None:
     console.print(
         "These are validation figures on this data set, not a clinical performance claim."
     )
+
+
+def _print_operating_points(points: dict[str, Any] | None) -> None:
+    """One line per class with a bundle threshold (``report["operating_points"]``)."""
+    from gicls.training.calibration import IN_SAMPLE
+
+    if not points:
+        return
+    label = f", {IN_SAMPLE}" if points["in_sample"] else ""
+    for name, figures in points["classes"].items():
+        flagged = figures["flagged_per_1000"]
+        console.print(
+            f"Operating point {name} (threshold {figures['threshold']:.3f} for sensitivity "
+            f"{figures['target_sensitivity']:.2f}{label}): sensitivity "
+            f"{_fmt(figures['sensitivity'])}, specificity {_fmt(figures['specificity'])}, "
+            f"{'n/a' if flagged is None else f'{flagged:.0f}'} frames flagged per 1,000"
+        )
 
 
 def _fmt(value: float | None) -> str:

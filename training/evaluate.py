@@ -9,13 +9,19 @@ Outputs of one evaluation (``write_evaluation``)::
     confusion_matrix.png    counts and row-normalised
     roc_curves.png          one one-vs-rest curve per class
     review_tradeoff.png     share sent to review vs share of errors caught
+    operating_points_roc.png   per-class ROC with the bundle thresholds' operating points
+    frames_to_review.png    per class: frames flagged per 1,000 vs sensitivity (points marked)
+
+``report.json`` holds ``operating_points`` when the bundle has thresholds: per class the target,
+the threshold and the achieved sensitivity, specificity and frames flagged per 1,000
+(cross-fitted, in-sample or as applied: see gicls.training.operating_points).
 """
 
 from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gicls.models.bundle import Calibration, Manifest
+from gicls.models.bundle import Calibration, ClassThreshold, Manifest
 from gicls.models.ensemble import FusedEnsemble
 from gicls.models.guard import GuardSet
 from gicls.training.calibration import (
@@ -36,7 +42,13 @@ from gicls.training.calibration import (
 from gicls.training.image_cache import ImageCache
 from gicls.training.intervals import RESAMPLES, bootstrap_intervals
 from gicls.training.metrics import challenge_metrics
-from gicls.training.plots import plot_confusion_matrix, plot_review_tradeoff, plot_roc_curves
+from gicls.training.operating_points import operating_points
+from gicls.training.plots import (
+    plot_confusion_matrix,
+    plot_operating_points,
+    plot_review_tradeoff,
+    plot_roc_curves,
+)
 from gicls.training.scan import ImageRecord
 from gicls.training.score import write_metrics_json
 
@@ -104,14 +116,16 @@ def evaluate_scores(
     bundle_id: str,
     resamples: int = RESAMPLES,
     sources: Sequence[str] | None = None,
+    thresholds: Mapping[str, ClassThreshold] | None = None,
 ) -> Evaluation:
-    """Metrics with and without calibration, and the review-threshold trade-off.
+    """Metrics with and without calibration, the review-threshold trade-off and the operating
+    points of the bundle's ``thresholds``.
 
     Every variant carries bootstrap intervals (``resamples`` resamples, seeded by ``seed``);
     with ``sources`` (one per image) the decision scores are also broken down by source.
 
-    When the calibration was fitted on these very images, the calibrated figures come from
-    cross-fitted maps so that they are not measured on the data the maps saw.
+    When the calibration (and the thresholds) were fitted on these very images, the calibrated
+    figures come from cross-fitted maps so that they are not measured on the data the maps saw.
     """
     classes = list(classes)
 
@@ -147,6 +161,18 @@ def evaluate_scores(
         report["calibrated"] = figures_of(scores)
     if sources is not None:
         report["per_source"] = per_source_figures(truth, scores, classes, sources, resamples, seed)
+    if thresholds:
+        served = raw if calibration is None else apply_calibration(raw, calibration, classes)
+        report["operating_points"] = operating_points(
+            raw,
+            served,
+            truth,
+            classes,
+            thresholds,
+            calibration.method if calibration is not None else None,
+            fitted_here=calibration_fitted_here,
+            seed=seed,
+        )
     tradeoff = review_tradeoff(scores, truth, REVIEW_THRESHOLDS)
     report["review_tradeoff"] = tradeoff
     report["suggested_review_threshold"] = suggest_review_threshold(tradeoff, MAX_REVIEW_RATE)
@@ -224,6 +250,14 @@ def write_evaluation(evaluation: Evaluation, out_dir: Path) -> list[Path]:
         plot_roc_curves(evaluation.truth, evaluation.scores, classes, out_dir / "roc_curves.png"),
         plot_review_tradeoff(
             evaluation.report["review_tradeoff"], MAX_REVIEW_RATE, out_dir / "review_tradeoff.png"
+        ),
+        *plot_operating_points(
+            evaluation.truth,
+            evaluation.scores,
+            classes,
+            evaluation.report.get("operating_points", {}).get("classes", {}),
+            out_dir / "operating_points_roc.png",
+            out_dir / "frames_to_review.png",
         ),
     ]
 

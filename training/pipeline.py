@@ -47,13 +47,14 @@ from gicls.training.balance import (
     materialize,
     validation_condition,
 )
-from gicls.training.calibration import fit_calibration
+from gicls.training.calibration import apply_calibration, fit_calibration
 from gicls.training.dataset import pixel_dataset
 from gicls.training.evaluate import Evaluation, evaluate_scores, raw_scores, write_evaluation
 from gicls.training.fit import FitResult, fit_condition, new_model
 from gicls.training.grouping import merge_units, record_labels, record_sources
 from gicls.training.image_cache import ImageCache, build_image_cache
 from gicls.training.near_duplicates import difference_hashes, near_duplicate_groups
+from gicls.training.operating_points import bundle_thresholds
 from gicls.training.plots import plot_history
 from gicls.training.scan import ImageRecord, scan_labelled_tree
 from gicls.training.split import Split, given_split, holdout_split
@@ -363,7 +364,8 @@ def _evaluate_held_out(
     """Fit the configured calibration on the held-out split, store the guard frames and
     evaluate the fused ensemble.
 
-    Returns the manifest fields ``calibration``, ``guard`` and ``metrics``; the full evaluation
+    Returns the manifest fields ``calibration``, ``thresholds`` (fitted on the calibrated
+    scores for ``[decision] target_sensitivity``), ``guard`` and ``metrics``; the full evaluation
     (plots, predictions, trade-off table) goes to ``evaluation/`` in the bundle. The guard
     scores are those of the calibrated graph the daemon serves, and the bundle id depends on
     them, so the evaluation is labelled after the guard is written.
@@ -376,9 +378,11 @@ def _evaluate_held_out(
     guard = guard_fields(
         staging, manifest.model_copy(update={"calibration": calibration}), _guard_frames(data)
     )
-    published = new_manifest(
-        **{**manifest.model_dump(exclude={"bundle_id"}), "calibration": calibration, **guard}
-    )
+    # Thresholds apply to the scores the daemon sees: calibrated ones.
+    seen = raw if calibration is None else apply_calibration(raw, calibration, data.classes)
+    thresholds = bundle_thresholds(seen, truth, data.classes, config.decision.target_sensitivity)
+    decision = {"calibration": calibration, "thresholds": thresholds, **guard}
+    published = new_manifest(**{**manifest.model_dump(exclude={"bundle_id"}), **decision})
     evaluation = evaluate_scores(
         raw,
         truth,
@@ -390,10 +394,11 @@ def _evaluate_held_out(
         precision=served,
         # The id of the bundle being published: metrics are not part of it.
         bundle_id=published.bundle_id,
+        thresholds=thresholds,
     )
     write_evaluation(evaluation, staging / "evaluation")
     summary = {k: v for k, v in evaluation.report.items() if k != "review_tradeoff"}
-    return {"calibration": calibration, "metrics": {"validation": summary}, **guard}
+    return {**decision, "metrics": {"validation": summary}}
 
 
 def _truth(records: Sequence[ImageRecord]) -> np.ndarray:
@@ -448,6 +453,7 @@ def evaluate_bundle(
         precision=served,
         bundle_id=manifest.bundle_id,
         sources=record_sources(readable, roots, manifest.classes, source_pattern),
+        thresholds=manifest.thresholds,
     )
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -91,6 +92,56 @@ def plot_roc_curves(
     axis.grid(alpha=0.3)
     figure.tight_layout()
     return _save(figure, path)
+
+
+def plot_operating_points(
+    truth: np.ndarray,
+    scores: np.ndarray,
+    classes: Sequence[str],
+    points: Mapping[str, Mapping[str, Any]],
+    roc_path: Path,
+    review_path: Path,
+) -> list[Path]:
+    """Two grids of one panel per class (classes absent from ``truth``, or all of it, are left
+    out): the ROC curve, and frames flagged per 1,000 against sensitivity (what a reader pays
+    for each share of the class caught). ``points``: the evaluation's operating points by
+    class (``sensitivity``, ``specificity``, ``flagged_per_1000``, ``threshold``), marked."""
+    shown = [
+        (index, name)
+        for index, name in enumerate(classes)
+        if (truth == index).any() and not (truth == index).all()
+    ]
+    columns = min(3, max(1, len(shown)))
+    rows = max(1, -(-len(shown) // columns))
+    roc_figure, roc_axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.6 * rows))
+    review_figure, review_axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.6 * rows))
+    roc_flat, review_flat = np.atleast_1d(roc_axes).ravel(), np.atleast_1d(review_axes).ravel()
+    for (index, name), roc_axis, review_axis in zip(shown, roc_flat, review_flat, strict=False):
+        positive = truth == index
+        fpr, tpr, _ = roc_curve(positive, scores[:, index], drop_intermediate=False)
+        per_1000 = 1000 * (tpr * positive.sum() + fpr * (~positive).sum()) / len(truth)
+        roc_axis.plot(fpr, tpr)
+        roc_axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
+        roc_axis.set(xlabel="false positive rate", ylabel="sensitivity", title=name)
+        review_axis.plot(tpr, per_1000)
+        review_axis.set(xlabel="sensitivity", ylabel="frames flagged per 1,000", title=name)
+        point = points.get(name)
+        if point is not None and point["sensitivity"] is not None:
+            label = f"threshold {point['threshold']:.3f}"
+            if point["specificity"] is not None:
+                roc_axis.plot(1 - point["specificity"], point["sensitivity"], "o", label=label)
+                roc_axis.legend(fontsize=8, loc="lower right")
+            review_axis.plot(point["sensitivity"], point["flagged_per_1000"], "o", label=label)
+            review_axis.legend(fontsize=8, loc="upper left")
+        for axis in (roc_axis, review_axis):
+            axis.grid(alpha=0.3)
+    for axis in [*roc_flat[len(shown) :], *review_flat[len(shown) :]]:
+        axis.set_visible(False)
+    roc_figure.suptitle("ROC per class, operating points marked")
+    review_figure.suptitle("Frames to review vs sensitivity")
+    for figure in (roc_figure, review_figure):
+        figure.tight_layout()
+    return [_save(roc_figure, roc_path), _save(review_figure, review_path)]
 
 
 def plot_review_tradeoff(

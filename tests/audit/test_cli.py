@@ -135,7 +135,8 @@ class Site:
             "file_name_hex": file_hex,
             "destination_hex": destination_hex,
             "precision": "" if confidence is None else "float32",
-            "schema_version": "2",
+            "flags": "",
+            "schema_version": "3",
         }
         self.rows.append(row)
         return row
@@ -558,3 +559,17 @@ def test_export_capsule_vision_needs_scored_rows(tmp_path: Path) -> None:
 
     assert code == 1
     assert err == f"error: audit log {site.log} has no classified or review rows to export\n"
+
+
+def test_summary_counts_each_flagged_class(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    for at, flags in (("01T10:00", "Bleeding;Polyp"), ("01T10:30", "Polyp"), ("01T11:00", "")):
+        site.add(at, "classified", f"{at}.jpg".encode(), b"Normal", predicted="Normal")
+        site.rows[-1]["flags"] = flags
+    site.write_log()
+
+    code, out, _ = site.run("summary", "--json")
+    assert code == 0, out
+    assert json.loads(out)["flags"] == {"Bleeding": 1, "Normal": 0, "Polyp": 2}
+    code, out, _ = site.run("summary")
+    assert "\nFlags (rows at or above a class's bundle threshold)\n" in out

@@ -158,10 +158,12 @@ def republish_bundle(
     models_dir: Path,
     members: Mapping[str, Any] | None = None,
     calibration: Mapping[str, Any] | None = None,
+    thresholds: Mapping[str, Any] | None = None,
     keep_guard: bool = True,
 ) -> None:
     """Publish ``models_dir`` again through the bundle API with some members (Keras models)
-    replaced and/or a calibration set, as a retrained or recalibrated bundle would be.
+    replaced and/or a calibration or thresholds set, as a retrained or recalibrated bundle
+    would be.
 
     The guard frames are scored again by the new ensemble (as training would); without
     ``keep_guard`` the bundle has none, like a migrated one (needed for models whose scores
@@ -181,6 +183,7 @@ def republish_bundle(
     from gicls.models.guard import read_guard
 
     manifest = read_manifest(models_dir)
+    # A stage starts empty: keep every file of the bundle (replaced members are unlinked first).
     staging = stage_bundle(models_dir, keep=bundle_files(models_dir))
     models = {name: entry.model_dump() for name, entry in manifest.models.items()}
     for name, model in (members or {}).items():
@@ -191,6 +194,8 @@ def republish_bundle(
     fields.update(models=models)
     if calibration is not None:
         fields.update(calibration=calibration)
+    if thresholds is not None:
+        fields.update(thresholds=thresholds)
     staged = new_manifest(**fields)
     if keep_guard and manifest.guard is not None:
         guard = read_guard(models_dir, manifest.guard, manifest.image_size, len(manifest.classes))

@@ -36,9 +36,9 @@ def test_check_says_an_older_log_is_kept_and_where_new_rows_go(tmp_path: Path, m
     code, out, _ = _check(site.config)
 
     assert code == 0, out
-    segment = site.root / "audit_log.v2.csv"
+    segment = site.root / "audit_log.v3.csv"
     assert (
-        f"audit log: {segment} (will be created), schema version 2; earlier rows kept as they "
+        f"audit log: {segment} (will be created), schema version 3; earlier rows kept as they "
         f"are in {site.audit_log} (schema version 1)"
     ) in out.splitlines()
     assert site.audit_log.read_bytes() == old and not segment.exists()
@@ -140,3 +140,26 @@ def test_check_as_an_unprivileged_user_names_each_folder_it_cannot_write(
             f"error: not writable by user nobody (uid {NOBODY}): "
             f"daemon.audit_log {site.root / 'logs'}: no permission\n"
         )
+
+
+def test_check_describes_the_bundle_thresholds_and_the_review_rules(
+    tmp_path: Path, make_bundle
+) -> None:
+    models_dir = make_bundle()
+    site = harness.write_config(tmp_path / "plain", models_dir)
+    code, out, _ = _check(site.config)
+    assert code == 0, out
+    assert "flags: none (the bundle has no thresholds)" in out.splitlines()
+    assert "review margin: off" in out.splitlines()
+
+    harness.republish_bundle(
+        models_dir, thresholds={"Polyp": {"threshold": 0.25, "target_sensitivity": 0.9}}
+    )
+    site = harness.write_config(
+        tmp_path / "set", models_dir, review_margin=0.1, review_on_flag=True
+    )
+    code, out, _ = _check(site.config)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert "flags: Polyp >= 0.250; a flag that lost the argmax goes to _review/" in lines
+    assert "review margin: top two scores closer than 0.1 go to _review/" in lines

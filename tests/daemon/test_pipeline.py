@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from gicls.daemon.audit_writer import AuditWriter
+from gicls.daemon.decide import ReviewPolicy
 from gicls.daemon.dedupe import SeenIndex
 from gicls.daemon.faults import Faults
 from gicls.daemon.journal import Entry, Journal
@@ -47,7 +48,7 @@ class Bench:
         router.prepare(CLASSES)
         self.journal = Journal(site.root / "state" / "journal.jsonl")
         self.audit = AuditWriter(site.audit_log, CLASSES)
-        settings = {"review_threshold": 0.0, "on_duplicate": "process", **options}
+        settings = {"review": ReviewPolicy(), "on_duplicate": "process", **options}
         self.pipeline = Pipeline(
             inbox=site.inbox,
             work=site.work,

@@ -188,6 +188,29 @@ def _guard_scores_changed(fields):
     fields["guard"]["scores"]["sha256"] = "0" * 64
 
 
+def _thresholds_set(fields):
+    fields["thresholds"] = {"Bleeding": {"threshold": 0.3, "target_sensitivity": 0.95}}
+
+
+def test_a_bundle_without_thresholds_keeps_the_id_it_had_before_thresholds_existed():
+    from gicls.models.bundle import new_manifest
+
+    # The id gicls gave these fields before the thresholds field (commit 3aa94ea): bundles
+    # published then must keep verifying.
+    assert new_manifest(**_decision_fields()).bundle_id == "ca05b0d1178e62b3"
+
+
+def test_bundles_with_other_thresholds_have_other_ids():
+    from gicls.models.bundle import new_manifest
+
+    ids = set()
+    for threshold in (0.3, 0.31):
+        fields = _decision_fields()
+        fields["thresholds"] = {"Normal": {"threshold": threshold, "target_sensitivity": 0.9}}
+        ids.add(new_manifest(**fields).bundle_id)
+    assert len(ids) == 2
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -198,6 +221,7 @@ def _guard_scores_changed(fields):
         _preprocessing_changed,
         _guard_frames_changed,
         _guard_scores_changed,
+        _thresholds_set,
     ],
 )
 def test_bundles_that_differ_in_anything_that_decides_have_different_ids(change):

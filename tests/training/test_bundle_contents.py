@@ -67,3 +67,34 @@ def test_a_new_bundle_keeps_nothing_of_classes_or_evaluations_it_no_longer_has(t
     assert not stale.exists()
     assert "evaluation/metrics.json" in names  # the new bundle's own evaluation
     assert {"Bleeding_model.keras", "history/Normal.csv", "plots/Bleeding_training.png"} <= names
+
+
+@pytest.mark.slow
+def test_targets_become_bundle_thresholds_with_their_operating_points(tmp_path):
+    make_tree(tmp_path / "data", {c: 10 for c in CLASSES})
+    config = write_config(tmp_path, classes=CLASSES, extra="epochs = 1\nimage_size = 32")
+    config.write_text(
+        config.read_text().replace("image_size = 64\nepochs = 2\n", "")
+        + '[calibration]\nmethod = "platt"\n'
+        + "[decision]\ntarget_sensitivity = { Bleeding = 0.5, Polyp = 1.0 }\n"
+    )
+    assert runner.invoke(app, ["fit", "-c", str(config)]).exit_code == 0
+    models = tmp_path / "Models"
+    manifest = verify_bundle(models, CLASSES)
+
+    assert manifest.thresholds is not None and list(manifest.thresholds) == ["Bleeding", "Polyp"]
+    # Fitted on the calibrated scores the daemon sees: each is one of the held-out images'.
+    guard_scores = np.load(models / manifest.guard.scores.file)
+    for column, name in ((0, "Bleeding"), (2, "Polyp")):
+        assert np.isclose(guard_scores[:, column], manifest.thresholds[name].threshold).any()
+    points = manifest.metrics["validation"]["operating_points"]
+    assert set(points["classes"]) == {"Bleeding", "Polyp"}
+    assert points["classes"]["Polyp"]["target_sensitivity"] == 1.0
+    assert 0 <= points["classes"]["Bleeding"]["flagged_per_1000"] <= 1000
+    # gicls-train evaluate replays the held-out split: the same figures.
+    result = runner.invoke(app, ["evaluate", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    report = next((tmp_path / "Models-evaluations").rglob("report.json"))
+    import json
+
+    assert json.loads(report.read_text())["operating_points"] == points

@@ -74,3 +74,45 @@ def test_evaluate_reports_the_calibrated_scores_the_fused_graph_serves(make_bund
     reported = evaluate(raw, np.repeat([0, 1, 2], 4), calibration, fitted_here=False).scores
     assert not np.allclose(served, raw, atol=1e-3)  # the maps really move the scores
     np.testing.assert_allclose(reported, served, atol=1e-5)
+
+
+def test_operating_points_are_reported_printed_and_plotted(tmp_path, capsys):
+    from gicls.models.bundle import ClassThreshold
+    from gicls.training.evaluate import write_evaluation
+
+    # Bleeding's two images score 0.9 and 0.7; at threshold 0.7 both are flagged, and so is
+    # one of the four others (0.8): sensitivity 1, specificity 3/4, 500 per 1,000.
+    raw = np.array(
+        [
+            [0.9, 0.1, 0.1],
+            [0.7, 0.2, 0.1],
+            [0.8, 0.9, 0.1],
+            [0.1, 0.8, 0.2],
+            [0.2, 0.1, 0.9],
+            [0.3, 0.2, 0.8],
+        ],
+        np.float32,
+    )
+    truth = np.array([0, 0, 1, 1, 2, 2])
+    # A fitted threshold is a float32 score itself (0.7 as float32 is just below 0.7).
+    at = float(np.float32(0.7))
+    thresholds = {"Bleeding": ClassThreshold(threshold=at, target_sensitivity=0.95)}
+    names = [f"img_{n}.png" for n in range(len(truth))]
+    evaluation = evaluate_scores(
+        raw, truth, CLASSES, names, None, False, 0, "float32", "test", thresholds=thresholds
+    )
+
+    figures = evaluation.report["operating_points"]["classes"]["Bleeding"]
+    assert (figures["sensitivity"], figures["specificity"]) == (1.0, 0.75)
+    assert figures["flagged_per_1000"] == 500.0
+    _print_evaluation_summary(evaluation.report, "images")
+    printed = " ".join(capsys.readouterr().out.split())
+    assert (
+        "Operating point Bleeding (threshold 0.700 for sensitivity 0.95): sensitivity 1.000, "
+        "specificity 0.750, 500 frames flagged per 1,000"
+    ) in printed
+    written = write_evaluation(evaluation, tmp_path)
+    for name in ("operating_points_roc.png", "frames_to_review.png"):
+        assert tmp_path / name in written
+        data = (tmp_path / name).read_bytes()
+        assert data[:4] == b"\x89PNG" and len(data) > 10_000
