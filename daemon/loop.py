@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from gicls.daemon.notify import Notifier
 from gicls.daemon.pipeline import Pipeline
 from gicls.daemon.recovery import recover_running
+from gicls.daemon.seen_store import SeenStore
 from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled, SettleTracker
 from gicls.daemon.startup import InboxGuard
@@ -58,6 +59,7 @@ class Loop:
         watcher: InboxWatcher | None,
         guard: InboxGuard,
         pipeline: Pipeline,
+        seen_store: SeenStore,
         model: ServingModel,
         notifier: Notifier,
         stop: threading.Event,
@@ -69,6 +71,7 @@ class Loop:
         self.watcher = watcher
         self.guard = guard
         self.pipeline = pipeline
+        self.seen_store = seen_store
         self.model = model
         self.notifier = notifier
         self.stop = stop
@@ -171,7 +174,7 @@ class Loop:
         if not self._storage.due(self._clock()):
             return
         try:
-            self.processed += recover_running(self.pipeline)
+            self.processed += recover_running(self.pipeline, self.seen_store)
         except OSError as exc:
             if not is_storage_full(exc):
                 raise
@@ -198,6 +201,7 @@ class Loop:
         self.tracker.observe(item.name for item in changed)
         if report is None:
             return
+        self.seen_store.quiet()  # the batch is done: nothing is open in the journal
         self.processed += report.files
         waiting = len(self._ready) + len(self.tracker)
         log.info(

@@ -22,8 +22,9 @@ from gicls.daemon.lock import StateLock
 from gicls.daemon.loop import Loop, LoopSettings
 from gicls.daemon.notify import Notifier
 from gicls.daemon.pipeline import Pipeline, PipelineOptions
-from gicls.daemon.recovery import recover, scan_audit_log
+from gicls.daemon.recovery import planned_rows, recover
 from gicls.daemon.route import Router
+from gicls.daemon.seen_store import SNAPSHOT_NAME, SeenStore
 from gicls.daemon.serving import ServingModel, configure_threads, load_ensemble
 from gicls.daemon.settle import SettleTracker, empty_timeout
 from gicls.daemon.startup import InboxGuard, Layout, prepare_layout
@@ -39,6 +40,14 @@ def idle_tick(stability_seconds: float, max_wait_ms: int) -> float:
     if max_wait_ms > 0:
         bounds.append(max_wait_ms / 1000)
     return max(0.01, min(bounds))
+
+
+def _save_at_stop(store: SeenStore, journal: Journal) -> None:
+    """A clean stop saves the seen-index, so the next start reads no more of the log than
+    other daemons appended meanwhile; not while a batch is unfinished (see seen_store.py)."""
+    if journal.idle:
+        store.quiet()
+        store.save()
 
 
 @dataclass
@@ -105,14 +114,17 @@ def build_daemon(
         cleanup.callback(audit.close)
         journal, entries = Journal.open(layout.journal)
         cleanup.callback(journal.close)
-        audit_scan = scan_audit_log(layout.audit_log, entries)
+        notifier.status("reading the audit log")
+        seen_store = SeenStore(layout.audit_log, layout.state_dir / SNAPSHOT_NAME)
+        logged = seen_store.find_logged(planned_rows(entries))
+        cleanup.callback(_save_at_stop, seen_store, journal)
         pipeline = Pipeline(
             inbox=layout.inbox,
             work=layout.work,
             router=router,
             journal=journal,
             audit=audit,
-            seen=audit_scan.seen,
+            seen=seen_store.index,
             model=model,
             options=PipelineOptions(
                 config.classes, settings.review_threshold, settings.on_duplicate
@@ -120,7 +132,8 @@ def build_daemon(
             faults=faults,
         )
         notifier.status(f"recovering {len(entries)} journal entries")
-        recovered = recover(entries, pipeline, journal, audit_scan.logged)
+        recovered = recover(entries, pipeline, journal, logged)
+        seen_store.quiet()
         guard = InboxGuard.of(layout.inbox)
         watcher = None if once else InboxWatcher(layout.inbox, settings.observer)
         if watcher is not None:
@@ -146,6 +159,7 @@ def build_daemon(
             watcher=watcher,
             guard=guard,
             pipeline=pipeline,
+            seen_store=seen_store,
             model=model,
             notifier=notifier,
             stop=stop,
