@@ -107,8 +107,7 @@ def write_snapshot(state: Path) -> None:
     """The seen-index snapshot a daemon leaves at a clean stop, written by the daemon's code."""
     store = SeenStore(state.parent / "audit_log.csv", state / SNAPSHOT_NAME)
     store.find_logged({})
-    store.quiet()
-    store.save()
+    store.quiet(save=True)
 
 
 def load_average() -> str:

@@ -72,18 +72,17 @@ class SeenStore:
         log.info("audit_log_read", rows=rows, files_known=len(self.index.logged))
         return frozenset(logged)
 
-    def quiet(self) -> None:
+    def quiet(self, save: bool = False) -> None:
         """No journal entry is open: read what was appended, forget what was planned, and
-        save the snapshot if enough was read since the last save."""
+        save the snapshot if enough was read since the last save (or ``save``)."""
         for sha256, destination, file_name, *_ in self._read(self.cursor.marks):
             self.index.add_row(sha256, destination, file_name)
         self.index.settle()
         self._quiet = self.cursor.marks
-        if self.cursor.offset - self._saved_at >= SAVE_BYTES:
-            self.save()
+        if save or self.cursor.offset - self._saved_at >= SAVE_BYTES:
+            self._save()
 
-    def save(self) -> None:
-        """Write the snapshot (only call it from ``quiet`` or right after one)."""
+    def _save(self) -> None:
         try:
             replace_file(self.snapshot, _encode(self.index.logged, self._quiet))
         except OSError as exc:

@@ -46,8 +46,7 @@ def _save_at_stop(store: SeenStore, journal: Journal) -> None:
     """A clean stop saves the seen-index, so the next start reads no more of the log than
     other daemons appended meanwhile; not while a batch is unfinished (see seen_store.py)."""
     if journal.idle:
-        store.quiet()
-        store.save()
+        store.quiet(save=True)
 
 
 @dataclass

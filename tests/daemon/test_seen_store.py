@@ -36,8 +36,7 @@ def _saved_store(tmp_path: Path, rows: range) -> tuple[Path, Path]:
     _append(log, rows)
     store = SeenStore(log, snapshot)
     store.find_logged({})
-    store.quiet()
-    store.save()
+    store.quiet(save=True)
     return log, snapshot
 
 
