@@ -21,7 +21,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from gicls.audit.cli import app as audit_app
 from gicls.daemon.journal import Entry, Journal
 from tests.daemon import harness
 
@@ -109,3 +111,14 @@ def test_files_the_service_account_may_not_read_end_in_quarantine_unreadable(
     assert rows["open.png"]["status"] == "classified"
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert [e["file_name"] for e in events if e["event"] == "file_unreadable"] == ["secret.png"]
+
+    # verify: the two files never read are checked by size, not reported as lacking a sha256.
+    verified = CliRunner().invoke(audit_app, ["verify", "-c", str(site.config)])
+    assert verified.exit_code == 0, verified.output
+    assert "1 sha256 checked, 2 checked by size only" in verified.output
+    with (site.output / "_quarantine" / "poison" / "killer.png").open("ab") as handle:
+        handle.write(b"more")
+    verified = CliRunner().invoke(audit_app, ["verify", "-c", str(site.config)])
+    assert verified.exit_code == 1
+    assert "size differs from the row's bytes" in verified.output
+    assert f"_quarantine/poison/killer.png ({len(killer) + 4} bytes" in verified.output
