@@ -128,7 +128,7 @@ class Journal:
         """
         entries = replay(self.path)
         self._open = {entry.id: entry for entry in entries}
-        self._compact()
+        self.compact()
         return entries
 
     @property
@@ -164,7 +164,7 @@ class Journal:
             self._size = 0
         os.fsync(self._fd)
         if self._size > self._rewrite_at:
-            self._compact()
+            self.compact()
 
     def close(self) -> None:
         os.close(self._fd)
@@ -179,7 +179,8 @@ class Journal:
         self._size = os.fstat(fd).st_size
         return fd
 
-    def _compact(self) -> None:
+    def compact(self) -> None:
+        """Rewrite the file with only the open entries (the torn tail of a failed append goes)."""
         before = self._size
         # Rewrite first: if that fails (a full disk) the old file and descriptor still serve.
         _rewrite(self.path, list(self._open.values()))

@@ -174,13 +174,17 @@ class Loop:
         if not self._storage.due(self._clock()):
             return
         try:
-            self.processed += recover_running(self.pipeline, self.seen_store)
+            recovered = recover_running(self.pipeline, self.seen_store)
         except OSError as exc:
             if not is_storage_full(exc):
                 raise
             self._storage.failed(exc, self._clock())
             return
-        self._storage.recovered(self._clock())
+        self.processed += recovered
+        if recovered:
+            self._storage.recovered(self._clock())
+        else:
+            self._storage.retried()
 
     def _run(self, batch: list[Settled]) -> None:
         try:
@@ -201,6 +205,7 @@ class Loop:
         self.tracker.observe(item.name for item in changed)
         if report is None:
             return
+        self._storage.recovered(self._clock())  # if storage was full: the batch wrote
         self.seen_store.quiet()  # the batch is done: nothing is open in the journal
         self.processed += report.files
         waiting = len(self._ready) + len(self.tracker)

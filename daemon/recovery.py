@@ -12,13 +12,17 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Sequence
 
 from gicls.audit.schema import encode_name
 from gicls.daemon.journal import Entry, Journal
+from gicls.daemon.notify import Notifier
 from gicls.daemon.pipeline import Pipeline
 from gicls.daemon.reasons import POISON
 from gicls.daemon.seen_store import RowKey, SeenStore
+from gicls.daemon.storage import StorageBackoff, is_storage_full, wait_for_retry
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
@@ -78,6 +82,43 @@ def recover(
             log.error("file_poisoned", file_name=entry.name, crashes=entry.attempt - 1)
         pipeline.process([entry], POISON if poisoned else None)
     return len(planned) + len(unplanned)
+
+
+def recover_at_start(
+    entries: Sequence[Entry],
+    pipeline: Pipeline,
+    store: SeenStore,
+    notifier: Notifier,
+    stop: threading.Event,
+) -> int:
+    """Compact the journal and ``recover`` its ``entries``; on a full disk retry as the loop
+    does (storage.py), with STATUS saying so and the watchdog pinged, until it succeeds or
+    ``stop`` is set. Returns how many files were finished."""
+    backoff = StorageBackoff()
+    journal = pipeline.journal
+    try:
+        journal.compact()
+        recovered = recover(entries, pipeline, journal, store.find_logged(planned_rows(entries)))
+        store.quiet()
+        return recovered
+    except OSError as exc:
+        if not is_storage_full(exc):
+            raise
+        failure = exc
+    while True:
+        backoff.failed(failure, time.monotonic())
+        notifier.status(f"storage full: {failure.filename}; retrying start-up recovery")
+        if not wait_for_retry(backoff, notifier, stop):
+            return 0
+        try:
+            recovered = recover_running(pipeline, store)
+        except OSError as exc:
+            if not is_storage_full(exc):
+                raise
+            failure = exc
+            continue
+        backoff.recovered(time.monotonic())
+        return recovered
 
 
 def recover_running(pipeline: Pipeline, store: SeenStore) -> int:

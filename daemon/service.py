@@ -17,12 +17,12 @@ from typing import TypedDict, Unpack
 from gicls.config import GiclsConfig
 from gicls.daemon.audit_writer import AuditWriter
 from gicls.daemon.faults import Faults
-from gicls.daemon.journal import Journal
+from gicls.daemon.journal import Journal, replay
 from gicls.daemon.lock import StateLock
 from gicls.daemon.loop import Loop, LoopSettings
 from gicls.daemon.notify import Notifier
 from gicls.daemon.pipeline import Pipeline, PipelineOptions
-from gicls.daemon.recovery import planned_rows, recover
+from gicls.daemon.recovery import recover_at_start
 from gicls.daemon.route import Router
 from gicls.daemon.seen_store import SNAPSHOT_NAME, SeenStore
 from gicls.daemon.serving import ServingModel, configure_threads, load_ensemble
@@ -111,11 +111,11 @@ def build_daemon(
         router.prepare(config.classes)
         audit = AuditWriter(layout.audit_log, config.classes)
         cleanup.callback(audit.close)
-        journal, entries = Journal.open(layout.journal)
+        entries = replay(layout.journal)
+        journal = Journal(layout.journal, entries)  # compacted by recovery (the disk may be full)
         cleanup.callback(journal.close)
         notifier.status("reading the audit log")
         seen_store = SeenStore(layout.audit_log, layout.state_dir / SNAPSHOT_NAME)
-        logged = seen_store.find_logged(planned_rows(entries))
         cleanup.callback(_save_at_stop, seen_store, journal)
         pipeline = Pipeline(
             inbox=layout.inbox,
@@ -131,8 +131,7 @@ def build_daemon(
             faults=faults,
         )
         notifier.status(f"recovering {len(entries)} journal entries")
-        recovered = recover(entries, pipeline, journal, logged)
-        seen_store.quiet()
+        recovered = recover_at_start(entries, pipeline, seen_store, notifier, stop)
         guard = InboxGuard.of(layout.inbox)
         watcher = None if once else InboxWatcher(layout.inbox, settings.observer)
         if watcher is not None:
@@ -202,7 +201,8 @@ def run(
             waiting=len(daemon.tracker),
             recovered=daemon.recovered,
         )
-        daemon.notifier.ready(f"watching {layout.inbox} with bundle {model.bundle_id}")
+        if not stop.is_set():  # not when stopped while start-up recovery waited for storage
+            daemon.notifier.ready(f"watching {layout.inbox} with bundle {model.bundle_id}")
         try:
             daemon.loop.run()
         finally:

@@ -11,7 +11,11 @@ when writes succeed again.
 from __future__ import annotations
 
 import errno
+import threading
+import time
+from collections.abc import Callable
 
+from gicls.daemon.notify import Notifier
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
@@ -36,10 +40,11 @@ class StorageBackoff:
         self._delay = 0.0
         self._since: float | None = None  # when the episode began; None: storage is fine
         self._retry_at = 0.0
+        self._waiting = False  # a retry is scheduled: claim nothing until it went through
 
     @property
     def pending(self) -> bool:
-        return self._since is not None
+        return self._waiting
 
     def due(self, now: float) -> bool:
         return self.pending and now >= self._retry_at
@@ -60,8 +65,39 @@ class StorageBackoff:
             self._delay = min(self._longest, self._delay * 2)
             log.debug("storage_still_full", path=exc.filename, retry_seconds=self._delay)
         self._retry_at = now + self._delay
+        self._waiting = True
+
+    def retried(self) -> None:
+        """Recovery went through without writing anything (nothing was open): claiming may
+        resume, but only a write that succeeds ends the episode (``recovered``), so a disk
+        still full is not logged as full again."""
+        self._waiting = False
 
     def recovered(self, now: float) -> None:
+        """Writes succeed again (a batch or a recovery that wrote went through)."""
         if self._since is not None:
             log.info("storage_recovered", seconds=round(now - self._since, 3))
         self._since = None
+        self._waiting = False
+
+
+def wait_for_retry(
+    backoff: StorageBackoff,
+    notifier: Notifier,
+    stop: threading.Event,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Before READY (start-up recovery): wait until the retry is due, pinging the watchdog and
+    extending systemd's start timeout meanwhile; False if ``stop`` was set first.
+
+    The running loop keeps going round instead (it has inbox events to drain); before READY
+    there is nothing else to do.
+    """
+    while not backoff.due(clock()):
+        interval = notifier.watchdog_interval
+        notifier.watchdog()
+        # As long as the daemon keeps retrying, systemd must not time the start out.
+        notifier.extend_start(2 * LONGEST_RETRY_SECONDS)
+        if stop.wait(0.5 if interval is None else min(0.5, interval / 2)):
+            return False
+    return True
