@@ -188,7 +188,7 @@ class Loop:
 
     def _run(self, batch: list[Settled]) -> None:
         try:
-            report, changed = self.pipeline.run_batch(batch)
+            report, claims = self.pipeline.run_batch(batch)
         except OSError as exc:
             if not is_storage_full(exc):
                 raise
@@ -202,7 +202,9 @@ class Loop:
             return
         for item in batch:
             self.tracker.release(item.name)
-        self.tracker.observe(item.name for item in changed)
+        self.tracker.observe(item.name for item in claims.changed)
+        for item, error in claims.refused:
+            self.tracker.refuse(item, error)
         if report is None:
             return
         self._storage.recovered(self._clock())  # if storage was full: the batch wrote
