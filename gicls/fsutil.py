@@ -65,10 +65,14 @@ def replace_file(path: Path, chunks: Iterable[bytes]) -> None:
     A crash at any point leaves either the old file or the new one whole, never a mix.
     """
     staging = path.with_name(path.name + ".staging")
-    with staging.open("wb") as handle:
-        for chunk in chunks:
-            handle.write(chunk)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with staging.open("wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        staging.unlink(missing_ok=True)  # on a full disk, do not keep what was written
+        raise
     os.replace(staging, path)
     fsync_dir(path.parent)
