@@ -5,6 +5,8 @@ Checked both ways: every row that moved a file names a destination that exists u
 of exactly one row. Paths are handled as bytes from end to end (names may not be UTF-8) and
 links are never followed. An entry whose row has no sha256 (a FIFO, a link or a folder the
 daemon quarantined as ``not_regular``) counts as one entry and is only checked for presence.
+A file quarantined without being read (``gicls.audit.unread``: unreadable, poison) has no
+sha256 either: it must be a regular file of the row's ``bytes``, checked by ``lstat``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from gicls.audit.reader import AuditTable, display
 from gicls.audit.schema import decode_name
+from gicls.audit.unread import never_read
 from gicls.errors import AuditError, listing
 from gicls.hashing import file_sha256
 
@@ -25,8 +28,9 @@ MOVING_STATUSES = ("classified", "review", "quarantined")
 
 MISSING = "destination missing"
 CHANGED = "sha256 mismatch"
-NOT_REGULAR = "not a regular file, but the row has a sha256"
+NOT_REGULAR = "not a regular file, but the row has a sha256 or size"
 NO_SHA = "row without sha256"
+SIZE_CHANGED = "size differs from the row's bytes (file never read, so no sha256)"
 NO_DESTINATION = "row without destination"
 OUTSIDE = "destination outside output_dir"
 UNREADABLE = "unreadable"
@@ -42,6 +46,7 @@ class Verification:
     output_dir: Path
     files: int = 0
     hashed: int = 0
+    sized: int = 0  # files never read by the daemon, checked by size only
     problems: dict[str, list[str]] = field(default_factory=dict)
 
     @property
@@ -54,9 +59,10 @@ class Verification:
     def report(self) -> list[str]:
         """One OK line, or a FAILED line then one line per kind of problem."""
         if self.ok:
+            sized = f", {self.sized} checked by size only (never read)" if self.sized else ""
             return [
                 f"OK: {self.rows} rows, {self.files} files under {self.output_dir}: each file "
-                f"has exactly one row, {self.hashed} sha256 checked"
+                f"has exactly one row, {self.hashed} sha256 checked{sized}"
             ]
         count = sum(len(names) for names in self.problems.values())
         lines = [
@@ -86,10 +92,10 @@ def verify_output(log: AuditTable, output_dir: Path, own_paths: Iterable[Path]) 
         name = display(destination)
         if len(rows) > 1:
             result.add(REPEATED, f"{name} ({len(rows)} rows)")
-        for sha in {log.text["sha256"].iat[row].lower() for row in rows}:
-            if not sha:
+        for expected in {_expected(log, row) for row in rows}:
+            if not expected.sha256:
                 whole.add(destination)
-            _check_file(root, destination, sha, digests, result)
+            _check_file(root, destination, expected, digests, result)
     skipped = set(_inside(output_dir, own_paths))
     for entry in _walk(root, skipped, whole, result):
         result.files += 1
@@ -123,6 +129,23 @@ def _destinations(log: AuditTable, result: Verification) -> dict[bytes, list[int
     return found
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What a row says of its file: its sha256, or (never read) its size, or neither."""
+
+    sha256: str
+    size: str | None  # the ``bytes`` cell when the file was never read, else None
+
+
+def _expected(log: AuditTable, row: int) -> Expected:
+    text = log.text
+    sha = text["sha256"].iat[row].lower()
+    unread = not sha and text["status"].iat[row] == "quarantined"
+    if unread and never_read(text["reason"].iat[row]):
+        return Expected(sha, text["bytes"].iat[row])
+    return Expected(sha, None)
+
+
 def _normalise(relative: bytes) -> bytes | None:
     """``relative`` without empty and ``.`` parts; None when it is absolute or climbs out."""
     parts = [part for part in relative.split(b"/") if part not in (b"", b".")]
@@ -132,18 +155,23 @@ def _normalise(relative: bytes) -> bytes | None:
 
 
 def _check_file(
-    root: bytes, destination: bytes, sha: str, digests: dict[bytes, str], result: Verification
+    root: bytes,
+    destination: bytes,
+    expected: Expected,
+    digests: dict[bytes, str],
+    result: Verification,
 ) -> None:
     name = display(destination)
     path = os.path.join(root, destination)
+    sha = expected.sha256
     try:
-        mode = os.lstat(path).st_mode
-        if not stat.S_ISREG(mode):
-            if sha:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            if sha or expected.size is not None:
                 result.add(NOT_REGULAR, name)
             return
         if not sha:
-            result.add(NO_SHA, name)
+            _check_size(name, st.st_size, expected.size, result)
             return
         if destination not in digests:
             # A file swapped for a link since it was listed must not be read through it.
@@ -157,6 +185,16 @@ def _check_file(
         return
     if digests[destination] != sha:
         result.add(CHANGED, name)
+
+
+def _check_size(name: str, size: int, expected: str | None, result: Verification) -> None:
+    """A regular file the row has no sha256 for: only a never-read file may lack one."""
+    if expected is None:
+        result.add(NO_SHA, name)
+    elif expected != str(size):
+        result.add(SIZE_CHANGED, f"{name} ({size} bytes, row says {expected or 'nothing'})")
+    else:
+        result.sized += 1
 
 
 def _inside(output_dir: Path, paths: Iterable[Path]) -> Iterator[bytes]:

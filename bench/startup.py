@@ -8,7 +8,12 @@ real NOTIFY_SOCKET (an AF_UNIX datagram socket bound here, as systemd binds one)
 (b) aged: an audit log of ``--rows`` rows and a journal of ``--journal-files`` files, each a
     claim, plan and done record, written through the daemon's own AuditWriter and Journal classes
     (what a month of work left behind before the journal was compacted while running);
-(c) the same audit log with the journal a running daemon now leaves (compacted: empty).
+(c) the same audit log with the journal and the seen-index snapshot a running daemon now leaves
+    at a clean stop (compacted: empty; the snapshot valid up to the log's end);
+(d) like (c) without the snapshot: the first start after an upgrade, which reads the whole log.
+
+(b) has the snapshot too, so (b) against (c) is the cost of replaying the long journal and (d)
+against (c) the cost of reading the whole log.
 
 It prints the times, their ratios to (a) and the daemon's peak RSS at READY (VmHWM); ``--profile``
 also runs the aged start-up's state reading (journal replay, audit-log scan) under cProfile
@@ -36,6 +41,7 @@ from bench.fixtures import write_bundle
 from gicls.config import DEFAULT_CLASSES
 from gicls.daemon.audit_writer import AuditWriter
 from gicls.daemon.journal import Entry, Journal
+from gicls.daemon.seen_store import SNAPSHOT_NAME, SeenStore
 from gicls.daemon.startup import JOURNAL_NAME
 
 BATCH = 32  # rows per fsync while generating, like a daemon under a backlog
@@ -97,6 +103,13 @@ def write_journal(path: Path, files: int) -> None:
         journal.close()
 
 
+def write_snapshot(state: Path) -> None:
+    """The seen-index snapshot a daemon leaves at a clean stop, written by the daemon's code."""
+    store = SeenStore(state.parent / "audit_log.csv", state / SNAPSHOT_NAME)
+    store.find_logged({})
+    store.quiet(save=True)
+
+
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -146,7 +159,7 @@ def time_to_ready(config: Path, timeout: float = 1800) -> tuple[float, float]:
 
 def profile_state_reading(root: Path, top: int) -> None:
     """The aged start-up's reading of its state, in this process, under cProfile."""
-    from gicls.daemon.recovery import scan_audit_log
+    from gicls.daemon.recovery import planned_rows
 
     journal_path = root / "state" / JOURNAL_NAME
     copy = journal_path.with_name("journal-profile.jsonl")
@@ -155,7 +168,7 @@ def profile_state_reading(root: Path, top: int) -> None:
     started = time.perf_counter()
     profiler.enable()
     journal, entries = Journal.open(copy)
-    scan_audit_log(root / "audit_log.csv", entries)
+    SeenStore(root / "audit_log.csv", root / "no-snapshot").find_logged(planned_rows(entries))
     profiler.disable()
     journal.close()
     print(f"state reading under cProfile: {time.perf_counter() - started:.1f} s")
@@ -176,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     fresh = write_site(work / "fresh", models_dir, daemon)
     aged = write_site(work / "aged", models_dir, daemon)
     compacted = write_site(work / "compacted", models_dir, daemon)
+    first_start = write_site(work / "first-start", models_dir, daemon)
     started = time.perf_counter()
     write_audit_log(aged.parent / "audit_log.csv", args.rows)
     (aged.parent / "state").mkdir(exist_ok=True)
@@ -189,13 +203,20 @@ def main(argv: list[str] | None = None) -> int:
         f"of {args.journal_files:,} files ({sizes[f'state/{JOURNAL_NAME}']:.0f} MiB) "
         f"in {time.perf_counter() - started:.0f} s"
     )
-    shutil.copyfile(aged.parent / "audit_log.csv", compacted.parent / "audit_log.csv")
+    for site in (compacted, first_start):
+        shutil.copyfile(aged.parent / "audit_log.csv", site.parent / "audit_log.csv")
+    (compacted.parent / "state").mkdir(exist_ok=True)
+    write_snapshot(compacted.parent / "state")
+    shutil.copyfile(
+        compacted.parent / "state" / SNAPSHOT_NAME, aged.parent / "state" / SNAPSHOT_NAME
+    )
     if args.profile:
         profile_state_reading(aged.parent, top=15)
     cases = {
         "(a) fresh state": fresh,
         "(b) aged: rows + long journal": aged,
         "(c) rows, compacted journal": compacted,
+        "(d) rows, no snapshot": first_start,
     }
     measured = {label: time_to_ready(config) for label, config in cases.items()}
     baseline = measured["(a) fresh state"][0]

@@ -4,13 +4,19 @@ rename(2) within one file system is atomic, so when two claimers (duplicate even
 daemons sharing an inbox) race for one name exactly one succeeds and the others get
 FileNotFoundError. The journal's claim record is fsynced before the rename, so a crash right
 after it leaves a file in the work folder whose original name is known.
+
+A rename refused with EPERM/EACCES/EBUSY (another user's file in a sticky inbox, a file
+locked by a network file system) means the file is not ours to take: its claim is dropped, it
+stays where it is, and the caller is told, so it can leave the file alone for a while.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gicls.daemon.faults import Faults
@@ -26,8 +32,24 @@ def new_entry_id() -> str:
     return uuid.uuid4().hex
 
 
+REFUSING_ERRNOS = frozenset({errno.EPERM, errno.EACCES, errno.EBUSY})
+
+
+@dataclass
+class Claims:
+    """What one claim of settled files found."""
+
+    entries: list[Entry] = field(default_factory=list)  # claimed: in the work folder now
+    changed: list[Settled] = field(default_factory=list)  # changed since settling: track again
+    # Not ours to take: leave alone. With the errno's name (EPERM, ...).
+    refused: list[tuple[Settled, str]] = field(default_factory=list)
+
+
 def claim_one(inbox: Path, name: str, work: Path, entry_id: str) -> bool:
-    """Rename ``inbox/name`` to ``work/entry_id``; False if another claimer got it first."""
+    """Rename ``inbox/name`` to ``work/entry_id``; False if another claimer got it first.
+
+    Raises PermissionError (or OSError EBUSY) when the file may not be taken at all.
+    """
     try:
         os.rename(inbox / name, work / entry_id)
     except FileNotFoundError:
@@ -37,36 +59,42 @@ def claim_one(inbox: Path, name: str, work: Path, entry_id: str) -> bool:
 
 def claim_batch(
     settled: Sequence[Settled], inbox: Path, work: Path, journal: Journal, faults: Faults
-) -> tuple[list[Entry], list[Settled]]:
+) -> Claims:
     """Claim the settled files that are still unchanged.
 
-    Returns the claimed entries and the files that changed since they settled (the caller
-    tracks those again). Files that vanished are simply gone: someone else claimed them.
+    Files that vanished are simply gone: someone else claimed them.
     """
     candidates: list[tuple[Settled, Entry]] = []
-    changed: list[Settled] = []
+    claims = Claims()
     for item in settled:
         current = stat_signature(inbox, item.name)
         if current is None:
             continue
         if current != item.signature:
-            changed.append(item)
+            claims.changed.append(item)
             continue
         candidates.append((item, Entry(new_entry_id(), item.name, item.settled_at)))
     if not candidates:
-        return [], changed
+        return claims
     for _item, entry in candidates:
         journal.claim(entry)
     journal.sync()
     faults.reached("claim_journaled")
-    claimed: list[Entry] = []
     for item, entry in candidates:
-        if claim_one(inbox, item.name, work, entry.id):
-            claimed.append(entry)
+        try:
+            taken = claim_one(inbox, item.name, work, entry.id)
+        except OSError as exc:
+            if exc.errno not in REFUSING_ERRNOS:
+                raise
+            claims.refused.append((item, errno.errorcode.get(exc.errno or 0, str(exc.errno))))
+            journal.drop(entry)
+            continue
+        if taken:
+            claims.entries.append(entry)
         else:
             log.debug("claim_lost", file_name=item.name)
             journal.drop(entry)
     fsync_dir(work)
     fsync_dir(inbox)
     faults.reached("claimed")
-    return claimed, changed
+    return claims

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gicls.fsutil import append_record, fsync_dir
+from gicls.fsutil import append_record, replace_file
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
@@ -83,14 +83,17 @@ def replay(path: Path) -> list[Entry]:
     """The open entries recorded in the journal at ``path``, in claim order."""
     entries: dict[str, Entry] = {}
     try:
-        lines = path.read_bytes().splitlines()
+        # Streamed as str: json.loads of bytes first guesses their encoding (a third of its
+        # time), and a month-long journal read whole would sit in memory twice.
+        handle = path.open(encoding="utf-8", errors="replace", newline="\n")
     except FileNotFoundError:
         return []
-    for number, line in enumerate(lines, start=1):
-        try:
-            _apply(entries, json.loads(line))
-        except (ValueError, KeyError, TypeError):
-            log.warning("journal_line_skipped", path=str(path), line=number)
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                _apply(entries, json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                log.warning("journal_line_skipped", path=str(path), line=number)
     return list(entries.values())
 
 
@@ -125,8 +128,13 @@ class Journal:
         """
         entries = replay(self.path)
         self._open = {entry.id: entry for entry in entries}
-        self._compact()
+        self.compact()
         return entries
+
+    @property
+    def idle(self) -> bool:
+        """No entry is open: every file claimed is finished or dropped."""
+        return not self._open
 
     def claim(self, entry: Entry) -> None:
         self._open[entry.id] = entry
@@ -156,7 +164,7 @@ class Journal:
             self._size = 0
         os.fsync(self._fd)
         if self._size > self._rewrite_at:
-            self._compact()
+            self.compact()
 
     def close(self) -> None:
         os.close(self._fd)
@@ -171,7 +179,8 @@ class Journal:
         self._size = os.fstat(fd).st_size
         return fd
 
-    def _compact(self) -> None:
+    def compact(self) -> None:
+        """Rewrite the file with only the open entries (the torn tail of a failed append goes)."""
         before = self._size
         # Rewrite first: if that fails (a full disk) the old file and descriptor still serve.
         _rewrite(self.path, list(self._open.values()))
@@ -182,17 +191,15 @@ class Journal:
 
 
 def _rewrite(path: Path, entries: Sequence[Entry]) -> None:
-    """Replace the journal at ``path`` by the records of ``entries``: staging, rename, dir fsync."""
-    staging = path.with_name(path.name + ".compact")
-    with staging.open("wb") as handle:
-        for entry in entries:
-            handle.write(_line(entry.claim_record()))
-            if entry.plan is not None:
-                handle.write(_line(entry.plan_record()))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(staging, path)
-    fsync_dir(path.parent)
+    """Replace the journal at ``path`` by the records of ``entries``."""
+    replace_file(path, _records(entries))
+
+
+def _records(entries: Sequence[Entry]) -> Iterator[bytes]:
+    for entry in entries:
+        yield _line(entry.claim_record())
+        if entry.plan is not None:
+            yield _line(entry.plan_record())
 
 
 def _line(record: dict[str, Any]) -> bytes:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from gicls.daemon.notify import Notifier
 from gicls.daemon.pipeline import Pipeline
 from gicls.daemon.recovery import recover_running
+from gicls.daemon.seen_store import SeenStore
 from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled, SettleTracker
 from gicls.daemon.startup import InboxGuard
@@ -58,6 +59,7 @@ class Loop:
         watcher: InboxWatcher | None,
         guard: InboxGuard,
         pipeline: Pipeline,
+        seen_store: SeenStore,
         model: ServingModel,
         notifier: Notifier,
         stop: threading.Event,
@@ -69,6 +71,7 @@ class Loop:
         self.watcher = watcher
         self.guard = guard
         self.pipeline = pipeline
+        self.seen_store = seen_store
         self.model = model
         self.notifier = notifier
         self.stop = stop
@@ -171,21 +174,21 @@ class Loop:
         if not self._storage.due(self._clock()):
             return
         try:
-            finished = recover_running(self.pipeline)
+            recovered = recover_running(self.pipeline, self.seen_store)
         except OSError as exc:
             if not is_storage_full(exc):
                 raise
             self._storage.failed(exc, self._clock())
             return
-        self.processed += finished
-        if finished:
-            self._storage.recovered(self._clock())  # rows were written: space is back
+        self.processed += recovered
+        if recovered:
+            self._storage.recovered(self._clock())
         else:
-            self._storage.retried()  # nothing had to be written: the next batch will tell
+            self._storage.retried()
 
     def _run(self, batch: list[Settled]) -> None:
         try:
-            report, changed = self.pipeline.run_batch(batch)
+            report, claims = self.pipeline.run_batch(batch)
         except OSError as exc:
             if not is_storage_full(exc):
                 raise
@@ -199,10 +202,13 @@ class Loop:
             return
         for item in batch:
             self.tracker.release(item.name)
-        self.tracker.observe(item.name for item in changed)
+        self.tracker.observe(item.name for item in claims.changed)
+        for item, error in claims.refused:
+            self.tracker.refuse(item, error)
         if report is None:
             return
-        self._storage.recovered(self._clock())
+        self._storage.recovered(self._clock())  # if storage was full: the batch wrote
+        self.seen_store.quiet()  # the batch is done: nothing is open in the journal
         self.processed += report.files
         waiting = len(self._ready) + len(self.tracker)
         log.info(

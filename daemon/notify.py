@@ -55,5 +55,9 @@ class Notifier:
     def watchdog(self) -> None:
         self.send("WATCHDOG=1")
 
+    def extend_start(self, seconds: float) -> None:
+        """Before READY: ask for ``seconds`` more than TimeoutStartSec (systemd >= 236)."""
+        self.send(f"EXTEND_TIMEOUT_USEC={round(seconds * 1_000_000)}")
+
     def stopping(self) -> None:
         self.send("STOPPING=1", "STATUS=stopping")

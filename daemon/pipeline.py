@@ -23,7 +23,7 @@ import numpy as np
 
 from gicls.audit.schema import FLAG_SEPARATOR, encode_name, neutralise
 from gicls.daemon.audit_writer import AuditWriter
-from gicls.daemon.claim import claim_batch
+from gicls.daemon.claim import Claims, claim_batch
 from gicls.daemon.decide import ReviewPolicy, decide
 from gicls.daemon.decode import decode_batch
 from gicls.daemon.dedupe import SeenIndex
@@ -97,10 +97,10 @@ class Pipeline:
         self.faults = faults
         self._wall_clock = wall_clock
 
-    def run_batch(self, settled: Sequence[Settled]) -> tuple[BatchReport | None, list[Settled]]:
-        """Claim and process settled files; also returns the ones that changed meanwhile."""
-        entries, changed = claim_batch(settled, self.inbox, self.work, self.journal, self.faults)
-        return (self.process(entries) if entries else None), changed
+    def run_batch(self, settled: Sequence[Settled]) -> tuple[BatchReport | None, Claims]:
+        """Claim and process settled files; also returns what the claim found."""
+        claims = claim_batch(settled, self.inbox, self.work, self.journal, self.faults)
+        return (self.process(claims.entries) if claims.entries else None), claims
 
     def process(self, entries: Sequence[Entry], forced_reason: Reason | None = None) -> BatchReport:
         """Take claimed entries to the end; ``forced_reason`` quarantines without reading."""

@@ -11,6 +11,8 @@ import errno
 import os
 from dataclasses import dataclass
 
+from gicls.audit import unread
+
 
 @dataclass(frozen=True)
 class Reason:
@@ -21,8 +23,8 @@ class Reason:
         return f"{self.word}: {self.detail}" if self.detail else self.word
 
 
-POISON = Reason("poison")
-UNREADABLE = "unreadable"
+POISON = Reason(unread.POISON)
+UNREADABLE = unread.UNREADABLE
 
 
 def unreadable(exc: OSError) -> Reason:

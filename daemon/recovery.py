@@ -12,16 +12,17 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
-from gicls.audit.rows import iter_rows
 from gicls.audit.schema import encode_name
-from gicls.daemon.dedupe import SeenIndex
 from gicls.daemon.journal import Entry, Journal
+from gicls.daemon.notify import Notifier
 from gicls.daemon.pipeline import Pipeline
 from gicls.daemon.reasons import POISON
+from gicls.daemon.seen_store import RowKey, SeenStore
+from gicls.daemon.storage import StorageBackoff, is_storage_full, wait_for_retry
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
@@ -29,38 +30,16 @@ log = get_logger(__name__)
 MAX_ATTEMPTS = 3
 
 
-@dataclass(frozen=True)
-class AuditScan:
-    seen: SeenIndex
-    logged: frozenset[str]  # ids of planned entries whose row is already in the audit log
-
-
-def _row_key(sha256: str, destination: str, destination_hex: str, batch_id: str) -> tuple[str, ...]:
-    return (sha256, destination, destination_hex, batch_id)
-
-
-def scan_audit_log(path: Path, entries: Sequence[Entry]) -> AuditScan:
-    """One pass over the audit log: what was seen before, and which planned rows exist."""
-    wanted: dict[tuple[str, ...], str] = {}
+def planned_rows(entries: Sequence[Entry]) -> dict[RowKey, str]:
+    """The audit-row key of each planned entry -> its id, to find the rows already written."""
+    wanted: dict[RowKey, str] = {}
     for entry in entries:
         if entry.plan is None:
             continue
         cells = entry.plan["cells"]
         text, hex_cell = encode_name(bytes.fromhex(entry.plan["destination_hex"]))
-        wanted[_row_key(cells["sha256"], text, hex_cell, cells["batch_id"])] = entry.id
-    seen = SeenIndex()
-    logged: set[str] = set()
-    for row in iter_rows(path):
-        seen.add_row(row)
-        key = _row_key(
-            row.get("sha256", ""),
-            row.get("destination", ""),
-            row.get("destination_hex", ""),
-            row.get("batch_id", ""),
-        )
-        if key in wanted:
-            logged.add(wanted[key])
-    return AuditScan(seen, frozenset(logged))
+        wanted[(cells["sha256"], text, hex_cell, cells["batch_id"])] = entry.id
+    return wanted
 
 
 def recover(
@@ -105,15 +84,52 @@ def recover(
     return len(planned) + len(unplanned)
 
 
-def recover_running(pipeline: Pipeline) -> int:
+def recover_at_start(
+    entries: Sequence[Entry],
+    pipeline: Pipeline,
+    store: SeenStore,
+    notifier: Notifier,
+    stop: threading.Event,
+) -> int:
+    """Compact the journal and ``recover`` its ``entries``; on a full disk retry as the loop
+    does (storage.py), with STATUS saying so and the watchdog pinged, until it succeeds or
+    ``stop`` is set. Returns how many files were finished."""
+    backoff = StorageBackoff()
+    journal = pipeline.journal
+    try:
+        journal.compact()
+        recovered = recover(entries, pipeline, journal, store.find_logged(planned_rows(entries)))
+        store.quiet()
+        return recovered
+    except OSError as exc:
+        if not is_storage_full(exc):
+            raise
+        failure = exc
+    while True:
+        backoff.failed(failure, time.monotonic())
+        notifier.status(f"storage full: {failure.filename}; retrying start-up recovery")
+        if not wait_for_retry(backoff, notifier, stop):
+            return 0
+        try:
+            recovered = recover_running(pipeline, store)
+        except OSError as exc:
+            if not is_storage_full(exc):
+                raise
+            failure = exc
+            continue
+        backoff.recovered(time.monotonic())
+        return recovered
+
+
+def recover_running(pipeline: Pipeline, store: SeenStore) -> int:
     """Start-up recovery again in a running daemon, after a batch failed half-way (disk full).
 
     The journal is compacted and the audit log's torn row truncated before anything else is
-    appended to them; what was seen is re-read from the log, since the failed batch may have
-    remembered files it never logged.
+    appended to them; what was planned but never logged is forgotten once recovery is through.
     """
     entries = pipeline.journal.reopen()
     pipeline.audit.repair_tail()
-    audit_scan = scan_audit_log(pipeline.audit.path, entries)
-    pipeline.seen = audit_scan.seen
-    return recover(entries, pipeline, pipeline.journal, audit_scan.logged, crashed=False)
+    logged = store.find_logged(planned_rows(entries))
+    recovered = recover(entries, pipeline, pipeline.journal, logged, crashed=False)
+    store.quiet()
+    return recovered

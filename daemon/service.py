@@ -18,13 +18,14 @@ from gicls.config import GiclsConfig
 from gicls.daemon.audit_writer import AuditWriter
 from gicls.daemon.decide import ReviewPolicy
 from gicls.daemon.faults import Faults
-from gicls.daemon.journal import Journal
+from gicls.daemon.journal import Journal, replay
 from gicls.daemon.lock import StateLock
 from gicls.daemon.loop import Loop, LoopSettings
 from gicls.daemon.notify import Notifier
 from gicls.daemon.pipeline import Pipeline, PipelineOptions
-from gicls.daemon.recovery import recover, scan_audit_log
+from gicls.daemon.recovery import recover_at_start
 from gicls.daemon.route import Router
+from gicls.daemon.seen_store import SNAPSHOT_NAME, SeenStore
 from gicls.daemon.serving import ServingModel, configure_threads, load_ensemble
 from gicls.daemon.settle import SettleTracker, empty_timeout
 from gicls.daemon.startup import InboxGuard, Layout, prepare_layout
@@ -40,6 +41,13 @@ def idle_tick(stability_seconds: float, max_wait_ms: int) -> float:
     if max_wait_ms > 0:
         bounds.append(max_wait_ms / 1000)
     return max(0.01, min(bounds))
+
+
+def _save_at_stop(store: SeenStore, journal: Journal) -> None:
+    """A clean stop saves the seen-index, so the next start reads no more of the log than
+    other daemons appended meanwhile; not while a batch is unfinished (see seen_store.py)."""
+    if journal.idle:
+        store.quiet(save=True)
 
 
 @dataclass
@@ -104,16 +112,19 @@ def build_daemon(
         router.prepare(config.classes)
         audit = AuditWriter(layout.audit_log, config.classes)
         cleanup.callback(audit.close)
-        journal, entries = Journal.open(layout.journal)
+        entries = replay(layout.journal)
+        journal = Journal(layout.journal, entries)  # compacted by recovery (the disk may be full)
         cleanup.callback(journal.close)
-        audit_scan = scan_audit_log(layout.audit_log, entries)
+        notifier.status("reading the audit log")
+        seen_store = SeenStore(layout.audit_log, layout.state_dir / SNAPSHOT_NAME)
+        cleanup.callback(_save_at_stop, seen_store, journal)
         pipeline = Pipeline(
             inbox=layout.inbox,
             work=layout.work,
             router=router,
             journal=journal,
             audit=audit,
-            seen=audit_scan.seen,
+            seen=seen_store.index,
             model=model,
             options=PipelineOptions(
                 config.classes, ReviewPolicy.of(settings), settings.on_duplicate
@@ -121,7 +132,7 @@ def build_daemon(
             faults=faults,
         )
         notifier.status(f"recovering {len(entries)} journal entries")
-        recovered = recover(entries, pipeline, journal, audit_scan.logged)
+        recovered = recover_at_start(entries, pipeline, seen_store, notifier, stop)
         guard = InboxGuard.of(layout.inbox)
         watcher = None if once else InboxWatcher(layout.inbox, settings.observer)
         if watcher is not None:
@@ -147,6 +158,7 @@ def build_daemon(
             watcher=watcher,
             guard=guard,
             pipeline=pipeline,
+            seen_store=seen_store,
             model=model,
             notifier=notifier,
             stop=stop,
@@ -190,7 +202,8 @@ def run(
             waiting=len(daemon.tracker),
             recovered=daemon.recovered,
         )
-        daemon.notifier.ready(f"watching {layout.inbox} with bundle {model.bundle_id}")
+        if not stop.is_set():  # not when stopped while start-up recovery waited for storage
+            daemon.notifier.ready(f"watching {layout.inbox} with bundle {model.bundle_id}")
         try:
             daemon.loop.run()
         finally:

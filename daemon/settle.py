@@ -27,6 +27,8 @@ log = get_logger(__name__)
 # Scanners create zero-byte placeholders and fill them later: give them this many stability
 # periods (one minute at the default 2 s) before an empty file is handed over as empty.
 EMPTY_TIMEOUT_FACTOR = 30
+# A file the daemon may not take (claim.py) is left alone this long while it stays unchanged.
+REFUSED_RETRY_SECONDS = 600.0
 
 
 def empty_timeout(stability_seconds: float) -> float:
@@ -94,6 +96,8 @@ class SettleTracker:
         # Names handed over and not yet released: events for them are echoes of our own work.
         self._handed: set[str] = set()
         self._folders_seen: set[str] = set()
+        # Names the claim was refused for: the signature then, and when to try again.
+        self._refused: dict[str, tuple[Signature, float]] = {}
 
     def __len__(self) -> int:
         return len(self._watching)
@@ -108,6 +112,14 @@ class SettleTracker:
     def release(self, name: str) -> None:
         """The consumer is finished with a handed-over name; a new file by that name is new."""
         self._handed.discard(name)
+
+    def refuse(self, item: Settled, error: str) -> None:
+        """``item`` may not be claimed (``error``: the errno's name): leave it alone until it
+        changes or REFUSED_RETRY_SECONDS have passed; say so once per file."""
+        previous = self._refused.get(item.name)
+        if previous is None or previous[0] != item.signature:
+            log.warning("claim_refused", file_name=item.name, error=error)
+        self._refused[item.name] = (item.signature, self._clock() + REFUSED_RETRY_SECONDS)
 
     def poll(self) -> list[Settled]:
         """Stat every tracked name once; return (and stop tracking) the ones that settled."""
@@ -128,9 +140,22 @@ class SettleTracker:
                 continue
             if now - watch.since >= self._required_quiet(signature):
                 del self._watching[name]
+                if self._left_alone(name, signature, now):
+                    continue
                 self._handed.add(name)
                 settled.append(Settled(name, signature, self._wall_clock()))
         return settled
+
+    def _left_alone(self, name: str, signature: Signature, now: float) -> bool:
+        refused = self._refused.get(name)
+        if refused is None:
+            return False
+        if refused[0] == signature and now < refused[1]:
+            return True
+        # Changed, or time to try again: a refusal for the same signature is not logged again.
+        if refused[0] != signature:
+            del self._refused[name]
+        return False
 
     def _required_quiet(self, signature: Signature) -> float:
         if signature.kind == stat.S_IFREG and signature.size == 0:

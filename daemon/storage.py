@@ -14,7 +14,11 @@ continues the back-off where it was.
 from __future__ import annotations
 
 import errno
+import threading
+import time
+from collections.abc import Callable
 
+from gicls.daemon.notify import Notifier
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
@@ -38,16 +42,15 @@ class StorageBackoff:
         self._longest = longest
         self._delay = 0.0
         self._since: float | None = None  # when the episode began; None: storage is fine
-        self._recovery_due = False  # claims wait until the interrupted work is recovered
         self._retry_at = 0.0
+        self._waiting = False  # a retry is scheduled: claim nothing until it went through
 
     @property
     def pending(self) -> bool:
-        """Whether claiming is held back until a recovery has run."""
-        return self._recovery_due
+        return self._waiting
 
     def due(self, now: float) -> bool:
-        return self._recovery_due and now >= self._retry_at
+        return self._waiting and now >= self._retry_at
 
     def failed(self, exc: OSError, now: float) -> None:
         """A write failed for lack of space: wait 1 s, then twice as long each time, to 60 s."""
@@ -65,15 +68,39 @@ class StorageBackoff:
             self._delay = min(self._longest, self._delay * 2)
             log.debug("storage_still_full", path=exc.filename, retry_seconds=self._delay)
         self._retry_at = now + self._delay
-        self._recovery_due = True
+        self._waiting = True
 
     def retried(self) -> None:
-        """Recovery ran without a storage error: claiming may resume (the episode goes on)."""
-        self._recovery_due = False
+        """Recovery went through without writing anything (nothing was open): claiming may
+        resume, but only a write that succeeds ends the episode (``recovered``), so a disk
+        still full is not logged as full again."""
+        self._waiting = False
 
     def recovered(self, now: float) -> None:
-        """A batch completed: its writes went through, the episode (if any) is over."""
+        """Writes succeed again (a batch or a recovery that wrote went through)."""
         if self._since is not None:
             log.info("storage_recovered", seconds=round(now - self._since, 3))
         self._since = None
-        self._recovery_due = False
+        self._waiting = False
+
+
+def wait_for_retry(
+    backoff: StorageBackoff,
+    notifier: Notifier,
+    stop: threading.Event,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Before READY (start-up recovery): wait until the retry is due, pinging the watchdog and
+    extending systemd's start timeout meanwhile; False if ``stop`` was set first.
+
+    The running loop keeps going round instead (it has inbox events to drain); before READY
+    there is nothing else to do.
+    """
+    while not backoff.due(clock()):
+        interval = notifier.watchdog_interval
+        notifier.watchdog()
+        # As long as the daemon keeps retrying, systemd must not time the start out.
+        notifier.extend_start(2 * LONGEST_RETRY_SECONDS)
+        if stop.wait(0.5 if interval is None else min(0.5, interval / 2)):
+            return False
+    return True

@@ -3,7 +3,7 @@
 A rename or link is only durable once the directory holding the new entry is fsynced.
 ``renameat2`` gives the two atomic renames plain rename(2) lacks: swapping two entries (how a
 bundle is published) and renaming without replacing an existing name (how the daemon moves a
-file it may not link).
+file it may not link). ``replace_file`` is how the daemon's state files are rewritten.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import ctypes.util
 import errno
 import functools
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 RENAME_NOREPLACE = 1  # fail with EEXIST instead of replacing the target
@@ -56,3 +57,22 @@ def append_record(fd: int, data: bytes, path: Path) -> None:
         raise OSError(exc.errno, exc.strerror, os.fspath(path)) from None
     if written != len(data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(path))
+
+
+def replace_file(path: Path, chunks: Iterable[bytes]) -> None:
+    """Replace ``path`` by ``chunks`` crash-safely: staging file, fsync, rename, dir fsync.
+
+    A crash at any point leaves either the old file or the new one whole, never a mix.
+    """
+    staging = path.with_name(path.name + ".staging")
+    try:
+        with staging.open("wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        staging.unlink(missing_ok=True)  # on a full disk, do not keep what was written
+        raise
+    os.replace(staging, path)
+    fsync_dir(path.parent)

@@ -51,7 +51,8 @@ def test_claim_batch_journals_before_renaming_and_skips_changed_files(tmp_path: 
     (inbox / "gone.jpg").unlink()
     journal = Journal(tmp_path / "journal.jsonl")
 
-    claimed, changed = claim_batch(settled, inbox, work, journal, Faults())
+    claims = claim_batch(settled, inbox, work, journal, Faults())
+    claimed, changed = claims.entries, claims.changed
 
     assert [entry.name for entry in claimed] == ["a.jpg"]
     assert [item.name for item in changed] == ["b.jpg"]

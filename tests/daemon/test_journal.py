@@ -88,4 +88,4 @@ def test_a_journal_growing_around_a_long_open_entry_is_rewritten_with_it(tmp_pat
     assert largest <= 64 * 1024 + 2048  # one batch's records past the limit at most
     (entry,) = replay(path)
     assert (entry.id, entry.plan) == ("stuck", stuck.plan)
-    assert not path.with_name(path.name + ".compact").exists()
+    assert not path.with_name(path.name + ".staging").exists()

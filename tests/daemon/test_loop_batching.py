@@ -29,6 +29,7 @@ def make_loop(folder: Path, clock: Clock, *, stability: float, once: bool = Fals
         watcher=None,
         guard=None,  # type: ignore[arg-type]  # only used with a watcher
         pipeline=None,  # type: ignore[arg-type]
+        seen_store=None,  # type: ignore[arg-type]
         model=None,  # type: ignore[arg-type]
         notifier=SimpleNamespace(watchdog_interval=None),  # type: ignore[arg-type]
         stop=threading.Event(),

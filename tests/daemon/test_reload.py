@@ -40,6 +40,7 @@ def _idle_loop(folder: Path, model: ServingModel, notifier: Notifier, **parts: o
         watcher=parts.get("watcher"),  # type: ignore[arg-type]
         guard=parts.get("guard"),  # type: ignore[arg-type]
         pipeline=None,  # type: ignore[arg-type]  # an empty inbox never makes a batch
+        seen_store=None,  # type: ignore[arg-type]
         model=model,
         notifier=notifier,
         stop=threading.Event(),

@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gicls.daemon.settle import SettleTracker, empty_timeout
+from gicls.daemon.settle import REFUSED_RETRY_SECONDS, Settled, SettleTracker, empty_timeout
 
 
 class Clock:
@@ -102,3 +102,31 @@ def test_a_handed_over_name_is_not_tracked_again_until_released(tmp_path: Path) 
     settle.release("a.jpg")
     settle.observe(["a.jpg"])  # a new file dropped under the same name
     assert len(settle) == 1
+
+
+def _settled_after_rescan(settle: SettleTracker, clock: Clock, name: str) -> list[Settled]:
+    """What a rescan and a full stability period later hands over (and is then released)."""
+    settle.observe([name])
+    settle.poll()
+    clock.now += 1.0
+    settled = settle.poll()
+    for item in settled:
+        settle.release(item.name)
+    return settled
+
+
+def test_a_refused_file_is_left_alone_until_it_changes_or_the_retry_time(tmp_path: Path) -> None:
+    clock = Clock()
+    settle = tracker(tmp_path, clock)
+    (tmp_path / "theirs.jpg").write_bytes(b"abc")
+    [item] = _settled_after_rescan(settle, clock, "theirs.jpg")
+    settle.refuse(item, "EPERM")
+    assert _settled_after_rescan(settle, clock, "theirs.jpg") == []
+    clock.now += REFUSED_RETRY_SECONDS
+    [again] = _settled_after_rescan(settle, clock, "theirs.jpg")
+    settle.refuse(again, "EPERM")
+    assert _settled_after_rescan(settle, clock, "theirs.jpg") == []
+    (tmp_path / "theirs.jpg").write_bytes(b"abcd")  # changed: tried again at once
+    assert [item.name for item in _settled_after_rescan(settle, clock, "theirs.jpg")] == [
+        "theirs.jpg"
+    ]

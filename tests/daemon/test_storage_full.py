@@ -12,14 +12,16 @@ import errno
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from gicls.daemon.journal import Entry, Journal
 from tests.daemon import harness
-from tests.daemon.harness import DaemonProcess, wait_until
+from tests.daemon.harness import DaemonProcess, NotifyListener, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -107,3 +109,51 @@ def test_a_full_disk_stops_claiming_logs_once_and_resumes_losing_nothing(
         text=True,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_a_disk_full_before_start_up_recovery_is_waited_out_not_a_failed_start(
+    tmp_path: Path, small_fs: Path, make_bundle
+) -> None:
+    """A file left claimed by a crash, the disk filled before the daemon starts: recovery
+    backs off (storage_full, STATUS, watchdog pings, no READY, no exit), then finishes it."""
+    folders = {
+        "inbox": small_fs / "inbox",
+        "output_dir": small_fs / "output",
+        "state_dir": small_fs / "state",
+        "audit_log": small_fs / "audit_log.csv",
+    }
+    config = harness.write_config(tmp_path, make_bundle(), stability_seconds=0.2, **folders).config
+    site = harness.Site(small_fs, config)
+    site.inbox.mkdir()
+    assert harness.run_once(config) == 0  # folders, log header, journal: as a daemon leaves them
+    data = harness.png(7, size=32)
+    (site.work / ("c" * 32)).write_bytes(data)
+    journal = Journal(site.work.parent / "journal.jsonl")
+    journal.claim(Entry("c" * 32, "crashed.png", time.time()))
+    journal.sync()
+    journal.close()
+    filler = fill(small_fs)
+    listener = NotifyListener()
+    env = {"NOTIFY_SOCKET": listener.address, "WATCHDOG_USEC": "400000"}
+    daemon = DaemonProcess(config, env=env, log_name="daemon.log")
+    try:
+
+        def full() -> bool:
+            assert daemon.process.poll() is None, daemon.output()
+            return daemon.logged("storage_still_full")
+
+        wait_until(full, 90, "start-up recovery retrying on a full disk")
+        pings = listener.lifecycle().count("WATCHDOG=1")
+        wait_until(lambda: listener.lifecycle().count("WATCHDOG=1") > pings, 10, "more pings")
+        assert "READY=1" not in listener.lifecycle()
+        assert any("retrying start-up recovery" in message for message in listener.messages)
+        filler.unlink()
+        daemon.wait_ready()
+        wait_until(lambda: "READY=1" in listener.lifecycle(), 10, "READY=1")
+    finally:
+        daemon.stop()
+        listener.close()
+    assert daemon.process.returncode == 0, daemon.output()
+    events = [event["event"] for event in daemon.events()]
+    assert events.count("storage_full") == 1 and "storage_recovered" in events
+    harness.assert_invariant(site, Counter({(b"crashed.png", harness.sha256(data)): 1}))
