@@ -1,4 +1,4 @@
-"""The audit log's rows without pandas: as dicts, or as a few columns read from an offset on.
+"""The audit log's rows without pandas: a few columns, read from an offset on.
 
 The daemon reads its log at every start and after every batch; ``LogCursor`` lets it read
 only what was appended since it last looked. A cursor remembers, per segment, the file's
@@ -21,21 +21,6 @@ from gicls.audit.segments import segment_paths
 
 _BLOCK = 8 * 1024 * 1024
 FINGERPRINT_BYTES = 4096
-
-
-def iter_rows(log: Path) -> Iterator[dict[str, str]]:
-    """Every row of the audit log configured as ``log``, all segments in order, as dicts.
-
-    Nothing if the log does not exist. A column a row's schema version did not have is absent
-    from its dict (read it with ``row.get(column, "")``).
-    """
-    for path in segment_paths(log):
-        try:
-            handle = path.open(newline="", encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            continue
-        with handle:
-            yield from csv.DictReader(handle)
 
 
 @dataclass(frozen=True)

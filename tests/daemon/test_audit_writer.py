@@ -7,13 +7,23 @@ from pathlib import Path
 
 import pytest
 
-from gicls.audit.rows import iter_rows
 from gicls.audit.schema import audit_columns, decode_name, encode_name
+from gicls.audit.segments import segment_paths
 from gicls.daemon.audit_writer import AuditWriter
 from gicls.errors import DaemonError
 from tests.audit.v1_log import v1_columns, write_v1_log
 
 CLASSES = ("Bleeding", "Normal")
+
+
+def iter_rows(log: Path) -> list[dict[str, str]]:
+    """Every row of every segment of ``log`` as a dict, read with the csv module alone."""
+    rows: list[dict[str, str]] = []
+    for path in segment_paths(log):
+        if path.exists():
+            with path.open(newline="", encoding="utf-8") as handle:
+                rows.extend(csv.DictReader(handle))
+    return rows
 
 
 def _records(path: Path) -> list[list[str]]:
