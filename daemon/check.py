@@ -16,7 +16,7 @@ from gicls.daemon.serving import served_precision
 from gicls.daemon.settle import empty_timeout
 from gicls.daemon.startup import Layout, check_layout, existing_ancestor
 from gicls.errors import DaemonError
-from gicls.models.bundle import verify_bundle
+from gicls.models.ensemble import FusedEnsemble
 
 
 def _state(path_exists: bool) -> str:
@@ -91,7 +91,12 @@ def describe(config: GiclsConfig) -> list[str]:
     audit_target = append_target(layout.audit_log, segments)
     check_writable(layout, audit_target)
     older = [f"{s.path} (schema version {s.version})" for s in segments if s.path != audit_target]
-    manifest = verify_bundle(config.paths.models_dir, config.classes)
+    # Loaded as run loads it (verified, guard frames checked, bfloat16 guarded): one load says
+    # both what the bundle is and what precision it really serves.
+    ensemble = FusedEnsemble.from_bundle(
+        config.paths.models_dir, config.classes, config.inference.precision
+    )
+    manifest = ensemble.manifest
     lock = StateLock(layout.state_dir)
     open_entries = len(replay(layout.journal))
     threshold = (
@@ -108,7 +113,7 @@ def describe(config: GiclsConfig) -> list[str]:
         "configuration: valid",
         f"model bundle: {config.paths.models_dir} id {manifest.bundle_id}, "
         f"{len(manifest.classes)} models, image size {manifest.image_size}, hashes verified, "
-        + served_precision(config.paths.models_dir, config.classes, config.inference.precision),
+        + served_precision(ensemble, config.inference.precision),
         f"inbox: {layout.inbox}{_state(layout.inbox.exists())}, watched with "
         f"{settings.observer}, rescanned every {settings.rescan_seconds:g} s",
         f"ready when unchanged for {settings.stability_seconds:g} s (empty files: "

@@ -63,13 +63,13 @@ def load_ensemble(
     return ensemble
 
 
-def served_precision(models_dir: Path, classes: Sequence[str], precision: str) -> str:
-    """What ``precision`` really serves for this bundle, in words (for ``gicls-daemon check``).
+def served_precision(ensemble: FusedEnsemble, precision: str) -> str:
+    """What asking for ``precision`` really serves with this loaded ``ensemble``, in words (for
+    ``gicls-daemon check``).
 
     Only loading the bundle says: the load checks the guard frames' scores (a failure raises,
     as it would stop ``run``) and runs the bfloat16 guard, which can refuse bfloat16.
     """
-    ensemble = FusedEnsemble.from_bundle(models_dir, list(classes), precision)
     frames = ensemble.manifest.guard.images if ensemble.manifest.guard else 0
     checked = f"scores of its {frames} guard frames reproduced" if frames else "no guard frames"
     if precision != "bfloat16":
