@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo
 
-.PHONY: install test demo lint bench bench-startup bench-bleeding clean
+.PHONY: install test demo lint bench bench-startup bench-bleeding bench-cv2024 clean
 
 install: $(STAMP)
 
@@ -54,6 +54,13 @@ SEEDS ?= 42 7
 # gicls-train all on WCEBleedGen, about 15-40 min per split seed on two cores.
 bench-bleeding: $(STAMP)
 	$(BIN)/python -m bench.bleeding --recipe $(RECIPE) $(foreach s,$(SEEDS),--seed $(s))
+
+CV_RECIPE ?= default
+# Ten-class benchmark on the real Capsule Vision 2024 frames (needs ../shared/data): trains
+# through gicls-train all on training/, evaluates on validation/ (per class, per source, source
+# probe, submission file) and leaves SEE-AI and KVASIR out in turn; see bench/README.md.
+bench-cv2024: $(STAMP)
+	$(BIN)/python -m bench.cv2024 --recipe $(CV_RECIPE)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

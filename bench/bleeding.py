@@ -17,17 +17,13 @@ with mean and spread.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from bench import fixtures
+from bench.recipes import load_recipe, recipe_parser, run_config_text, run_logged, train_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "wcebleedgen" / "train"
@@ -37,128 +33,13 @@ REFERENCE_ACCURACY = 0.961  # YOLOv8-X, team PRIA, arXiv 2412.16624 (this set's 
 GOAL_ACCURACY = 0.965
 TIME_BUDGET_SECONDS = 30 * 60
 
-# Every recipe is a set of config sections layered over the defaults. target_count 820 brings
-# each side to about the size of the larger class, so every training image is used once.
-RECIPES: dict[str, dict[str, dict[str, Any]]] = {
-    # The classic network as the classic script trained it, at 128 px.
-    "seed_cnn": {
-        "balance": {"target_count": 820},
-        "train": {"architecture": "seed_cnn", "image_size": 128, "epochs": 30},
-    },
-    # The same with per-class Platt calibration fitted on the held-out split (its figures are
-    # cross-fitted; the manifest keeps the uncalibrated ones too).
-    "seed_cnn_platt": {
-        "balance": {"target_count": 820},
-        "train": {"architecture": "seed_cnn", "image_size": 128, "epochs": 30},
-        "calibration": {"method": "platt"},
-    },
-    # seed_cnn with the cheaper training options of the performance issue, one change each:
-    # mixed_bfloat16 compute, and quarter turns (dihedral group with the flips) instead of the
-    # per-image affine resample of rotation 0.2.
-    "seed_cnn_bf16": {
-        "balance": {"target_count": 820},
-        "train": {
-            "architecture": "seed_cnn",
-            "image_size": 128,
-            "epochs": 30,
-            "precision": "mixed_bfloat16",
-        },
-    },
-    "seed_cnn_dihedral": {
-        "balance": {"target_count": 820},
-        "train": {"architecture": "seed_cnn", "image_size": 128, "epochs": 30},
-        "augment": {"rotation": 0.0, "rot90": True},
-    },
-    # The classic recipe as config.toml has it (10 epochs, 500 images per side), at 128 px.
-    "seed_cnn_classic": {
-        "train": {"architecture": "seed_cnn", "image_size": 128},
-    },
-    # The classic network with capsule augmentation instead of arbitrary rotation and a fixed
-    # cosine run (nothing selected on the held-out split). float32: under mixed_bfloat16 this
-    # network without batch norm collapsed to a constant output in epoch 3 (seed 42).
-    "seed_cnn_capsule": {
-        "balance": {"target_count": 820},
-        "train": {
-            "architecture": "seed_cnn_capsule",
-            "image_size": 128,
-            "epochs": 30,
-            "learning_rate": 0.001,
-            "lr_schedule": "cosine",
-        },
-        "augment": {
-            "flip": "horizontal_and_vertical",
-            "rotation": 0.0,
-            "rot90": True,
-            "zoom": 0.1,
-            "brightness": 0.05,
-            "contrast": 0.1,
-            "saturation": 0.1,
-        },
-    },
-    # Deeper CNN with batch norm and dropout, bfloat16 compute, a fixed cosine run (nothing
-    # is selected on the held-out split), dihedral + crop + mild colour augmentation.
-    "bn_cnn": {
-        "balance": {"target_count": 820},
-        "train": {
-            "architecture": "bn_cnn",
-            "image_size": 128,
-            "epochs": 24,
-            "learning_rate": 0.002,
-            "weight_decay": 0.02,
-            "lr_schedule": "cosine",
-            "precision": "mixed_bfloat16",
-        },
-        "augment": {
-            "flip": "horizontal_and_vertical",
-            "rotation": 0.0,
-            "rot90": True,
-            "zoom": 0.15,
-            "brightness": 0.05,
-            "contrast": 0.1,
-            "saturation": 0.1,
-        },
-    },
-}
-
 
 def config_text(
     recipe: dict[str, dict[str, Any]], run_dir: Path, seed: int, data_dir: Path = DATA_DIR
 ) -> str:
     """The gicls configuration of one benchmark run (TOML)."""
-    sections: dict[str, dict[str, Any]] = {
-        "paths": {
-            "training_dir": str(data_dir.resolve()),
-            "balanced_dir": str(run_dir / "Balanced_Data"),
-            "models_dir": str(run_dir / "Models"),
-        },
-        "balance": {"seed": seed, "materialize": "none"},
-    }
-    for section, values in recipe.items():
-        sections.setdefault(section, {}).update(values)
-    return fixtures.config_text(sections, CLASSES)
-
-
-def load_recipe(name_or_file: str) -> tuple[str, dict[str, dict[str, Any]]]:
-    """A named recipe, or a TOML file whose sections override the defaults the same way."""
-    if name_or_file in RECIPES:
-        return name_or_file, RECIPES[name_or_file]
-    path = Path(name_or_file)
-    if path.is_file():
-        import tomllib
-
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-        return path.stem, {k: v for k, v in data.items() if isinstance(v, dict)}
-    raise SystemExit(f"unknown recipe {name_or_file!r}; known: {', '.join(RECIPES)} or a file")
-
-
-def train_cli() -> list[str]:
-    script = Path(sys.executable).with_name("gicls-train")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("gicls-train")
-    if found is None:
-        raise SystemExit("gicls-train not found: install the project (make install)")
-    return [found]
+    data = {"training_dir": str(data_dir.resolve())}
+    return run_config_text(recipe, run_dir, seed, data, CLASSES)
 
 
 # Near-duplicate check: WCEBleedGen holds many consecutive frames of one scene. gicls' split
@@ -250,21 +131,7 @@ def run_one(name: str, recipe: dict, work_dir: Path, seed: int, keep: bool) -> d
     config_path = run_dir / "config.toml"
     config_path.write_text(config_text(recipe, run_dir, seed), encoding="utf-8")
     print(f"== {name}, split seed {seed}: gicls-train all -c {config_path}", flush=True)
-    log_path = run_dir / "train.log"
-    started = time.perf_counter()
-    with log_path.open("w", encoding="utf-8") as log:
-        done = subprocess.run(
-            [*train_cli(), "all", "-c", str(config_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=False,
-        )
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
-        raise SystemExit(
-            f"gicls-train failed ({done.returncode}); log {log_path}:\n" + "\n".join(tail)
-        )
+    wall = run_logged([*train_cli(), "all", "-c", str(config_path)], run_dir / "train.log")
     (run_dir / "wall_seconds.txt").write_text(f"{wall:.1f}\n", encoding="utf-8")
     if not keep:
         shutil.rmtree(run_dir / "Balanced_Data", ignore_errors=True)
@@ -361,9 +228,7 @@ def print_table(results: list[dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", default="seed_cnn", help=f"{' | '.join(RECIPES)} | FILE.toml")
-    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR)
+    parser = recipe_parser(__doc__.splitlines()[0], "seed_cnn", DEFAULT_WORK_DIR)
     parser.add_argument(
         "--seed", type=int, action="append", help="split seed; repeat for several (default 42)"
     )

@@ -69,7 +69,15 @@ class PathsConfig(_Section):
 
 
 class BalanceConfig(_Section):
-    target_count: PositiveInt = 500
+    # Images per side per condition, or "all": every training image once on its side, the
+    # loss weighted so both sides count equally (gicls.training.balance).
+    target_count: PositiveInt | Literal["all"] = 500
+    # How the negative side is drawn from the other classes: "even" = the same number from
+    # each, "prevalence" = in proportion to their training counts (Normal, the bulk of real
+    # studies, then dominates as it does in a study), "sources" = the same number from each
+    # (class, source) pair (source = first sub-folder of the class folder), so no device or
+    # centre stands for "negative", "all" = every other training image once (loss-weighted).
+    negatives: Literal["even", "prevalence", "sources", "all"] = "even"
     validation_fraction: Fraction = 0.2
     seed: int = 42
     materialize: Literal["hardlink", "symlink", "copy", "none"] = "hardlink"
@@ -90,6 +98,16 @@ class BalanceConfig(_Section):
         if value:
             compile_group_pattern(value)
         return value
+
+    @model_validator(mode="after")
+    def _negatives_used(self) -> BalanceConfig:
+        if self.target_count == "all" and self.negatives not in ("even", "all"):
+            raise ValueError(
+                f"'balance.negatives' = {self.negatives!r} has no effect with target_count = "
+                "'all' (every training image is used once on its side); set a number of "
+                "images per side or leave negatives at its default"
+            )
+        return self
 
     @model_validator(mode="after")
     def _pattern_when_grouping_by_pattern(self) -> BalanceConfig:
@@ -127,6 +145,19 @@ class TrainConfig(_Section):
     lr_schedule: Literal["plateau", "cosine"] = "plateau"
     # Decoupled weight decay (AdamW) when above 0; 0 keeps plain Adam.
     weight_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+
+class PreprocessConfig(_Section):
+    # In-graph input transforms (gicls.models.input_transforms), identical in training and
+    # inference because they are layers of the saved models, and recorded in the bundle.
+    # "circle": everything outside a centred disc (radius a fraction of the side) is set to
+    # black after augmentation, so every source's border and field-of-view shape look alike.
+    field_of_view: Literal["none", "circle"] = "none"
+    field_of_view_radius: Annotated[float, Field(gt=0.25, le=0.5)] = 0.45
+    # "grey_world": each channel scaled so its mean inside the field of view equals the
+    # frame's mean brightness there, removing a device's colour cast; "brightness": the
+    # frame scaled to a common mean brightness, colour ratios kept (redness is a lesion cue).
+    colour: Literal["none", "brightness", "grey_world"] = "none"
 
 
 class AugmentConfig(_Section):
@@ -191,6 +222,7 @@ class GiclsConfig(_Section):
     classes: tuple[str, ...] = DEFAULT_CLASSES
     paths: PathsConfig = PathsConfig()
     balance: BalanceConfig = BalanceConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
     train: TrainConfig = TrainConfig()
     augment: AugmentConfig = AugmentConfig()
     daemon: DaemonConfig = DaemonConfig()

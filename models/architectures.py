@@ -13,10 +13,11 @@ from collections.abc import Callable
 import keras
 from keras import layers
 
-from gicls.config import AugmentConfig
+from gicls.config import AugmentConfig, PreprocessConfig
 from gicls.errors import ConfigError
+from gicls.models.input_transforms import NO_TRANSFORMS, input_stage
 
-Builder = Callable[[int, AugmentConfig], keras.Model]
+Builder = Callable[[int, AugmentConfig, PreprocessConfig], keras.Model]
 
 _REGISTRY: dict[str, Builder] = {}
 
@@ -58,9 +59,14 @@ def check_architecture(name: str, augment: AugmentConfig) -> None:
                 )
 
 
-def build_model(name: str, image_size: int, augment: AugmentConfig) -> keras.Model:
+def build_model(
+    name: str,
+    image_size: int,
+    augment: AugmentConfig,
+    preprocess: PreprocessConfig = NO_TRANSFORMS,
+) -> keras.Model:
     check_architecture(name, augment)
-    return _REGISTRY[name](image_size, augment)
+    return _REGISTRY[name](image_size, augment, preprocess)
 
 
 def augmentation_layers(augment: AugmentConfig) -> list[layers.Layer]:
@@ -73,13 +79,20 @@ def augmentation_layers(augment: AugmentConfig) -> list[layers.Layer]:
     return augmentation
 
 
-def classic_network(image_size: int, augmentation: list[layers.Layer], name: str) -> keras.Model:
-    """The classic small CNN around the given augmentation: 3x Conv-MaxPool, Dense 64, sigmoid."""
+def classic_network(
+    image_size: int,
+    augmentation: list[layers.Layer],
+    preprocess: PreprocessConfig,
+    name: str,
+) -> keras.Model:
+    """The classic small CNN around the given augmentation: 3x Conv-MaxPool, Dense 64, sigmoid.
+
+    With the default (empty) ``[preprocess]`` it is the classic network layer for layer.
+    """
     return keras.Sequential(
         [
             keras.Input(shape=(image_size, image_size, 3)),
-            layers.Rescaling(1.0 / 255),
-            *augmentation,
+            *input_stage(preprocess, augmentation),
             layers.Conv2D(32, 3, activation="relu"),
             layers.MaxPooling2D(),
             layers.Conv2D(64, 3, activation="relu"),
@@ -97,9 +110,9 @@ def classic_network(image_size: int, augmentation: list[layers.Layer], name: str
 
 
 @register("seed_cnn")
-def seed_cnn(image_size: int, augment: AugmentConfig) -> keras.Model:
+def seed_cnn(image_size: int, augment: AugmentConfig, preprocess: PreprocessConfig) -> keras.Model:
     """The classic small CNN, layer for layer, with the classic flip and rotation."""
-    return classic_network(image_size, augmentation_layers(augment), "seed_cnn")
+    return classic_network(image_size, augmentation_layers(augment), preprocess, "seed_cnn")
 
 
 # --- Augmentation suited to capsule frames -------------------------------------------------
@@ -221,13 +234,17 @@ def capsule_augmentation(augment: AugmentConfig) -> list[layers.Layer]:
 
 
 @register("seed_cnn_capsule")
-def seed_cnn_capsule(image_size: int, augment: AugmentConfig) -> keras.Model:
+def seed_cnn_capsule(
+    image_size: int, augment: AugmentConfig, preprocess: PreprocessConfig
+) -> keras.Model:
     """The classic small CNN layer for layer, with the capsule augmentation keys honoured.
 
     ``seed_cnn`` stays exactly the classic network (only flip and rotation); this one also
     applies zoom and colour jitter when they are configured.
     """
-    return classic_network(image_size, capsule_augmentation(augment), "seed_cnn_capsule")
+    return classic_network(
+        image_size, capsule_augmentation(augment), preprocess, "seed_cnn_capsule"
+    )
 
 
 def _conv_bn(x, filters: int, strides: int = 1, activate: bool = True):
@@ -243,22 +260,22 @@ def _head(x, dropout: float):
     return layers.Dense(1, activation="sigmoid", dtype="float32")(x)
 
 
-def _inputs(image_size: int, augment: AugmentConfig):
+def _inputs(image_size: int, augment: AugmentConfig, preprocess: PreprocessConfig):
     inputs = keras.Input(shape=(image_size, image_size, 3))
-    x = layers.Rescaling(1.0 / 255)(inputs)
-    for layer in capsule_augmentation(augment):
+    x = inputs
+    for layer in input_stage(preprocess, capsule_augmentation(augment)):
         x = layer(x)
     return inputs, x
 
 
 @register("bn_cnn")
-def bn_cnn(image_size: int, augment: AugmentConfig) -> keras.Model:
+def bn_cnn(image_size: int, augment: AugmentConfig, preprocess: PreprocessConfig) -> keras.Model:
     """A deeper VGG-style CNN: Conv-BN-ReLU pairs, max pooling, global average pool, dropout.
 
     A strided stem halves the resolution first (most of the CPU cost sits at full size).
     About 0.6 M parameters; widths 32-64-128-256.
     """
-    inputs, x = _inputs(image_size, augment)
+    inputs, x = _inputs(image_size, augment, preprocess)
     x = _conv_bn(x, 32, strides=2)
     x = _conv_bn(x, 32)
     for filters in (64, 128):
@@ -271,13 +288,13 @@ def bn_cnn(image_size: int, augment: AugmentConfig) -> keras.Model:
 
 
 @register("res_cnn")
-def res_cnn(image_size: int, augment: AugmentConfig) -> keras.Model:
+def res_cnn(image_size: int, augment: AugmentConfig, preprocess: PreprocessConfig) -> keras.Model:
     """A small residual net: strided stem, three stages of two basic blocks (64-128-256).
 
     Each stage after the first starts with a stride-2 block whose shortcut is a 1x1 conv.
     About 2.8 M parameters.
     """
-    inputs, x = _inputs(image_size, augment)
+    inputs, x = _inputs(image_size, augment, preprocess)
     x = _conv_bn(x, 32, strides=2)
     x = _conv_bn(x, 32)
     x = layers.MaxPooling2D()(x)
@@ -295,12 +312,12 @@ def res_cnn(image_size: int, augment: AugmentConfig) -> keras.Model:
 
 
 @register("sep_cnn")
-def sep_cnn(image_size: int, augment: AugmentConfig) -> keras.Model:
+def sep_cnn(image_size: int, augment: AugmentConfig, preprocess: PreprocessConfig) -> keras.Model:
     """Depthwise-separable CNN (Xception-like entry flow, residual), cheap in FLOPs.
 
     Strided stem, then four separable stages (64-128-256-384) with 1x1-conv shortcuts.
     """
-    inputs, x = _inputs(image_size, augment)
+    inputs, x = _inputs(image_size, augment, preprocess)
     x = _conv_bn(x, 32, strides=2)
     for filters in (64, 128, 256, 384):
         shortcut = layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False)(x)

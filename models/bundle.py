@@ -31,12 +31,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gicls import __version__
 from gicls.errors import ModelBundleError
 from gicls.fsutil import RENAME_EXCHANGE, fsync_dir, renameat2
+from gicls.models.input_transforms import known_transforms
 from gicls.models.preprocessing import PREPROCESSING_ID
 
 MANIFEST_NAME = "manifest.json"
 # 2: bundle id over the whole decision description, guard frames. Format 1 bundles (written
 # before) are migrated by UPGRADE_COMMAND, never served as they are.
-FORMAT_VERSION = 2
+# Format 3 adds ``preprocessing.in_graph`` (gicls.models.input_transforms): layers inside the
+# models that an older gicls cannot load, so it must refuse the bundle by its version. A
+# format-2 bundle is a format-3 bundle without them and is served as it is.
+FORMAT_VERSION = 3
+OLDEST_SERVED_FORMAT = 2
+SERVED_FORMATS = f"{OLDEST_SERVED_FORMAT}-{FORMAT_VERSION}"
 UPGRADE_COMMAND = "gicls-train upgrade-bundle -c CONFIG"
 REBUILD_COMMAND = "gicls-train all -c CONFIG"
 
@@ -341,15 +347,15 @@ def _hash_and_copy(source: BinaryIO, target: Path | None) -> str:
 def check_servable(manifest: Manifest, models_dir: Path) -> None:
     """Refuse a bundle this code cannot serve exactly as it was trained, saying how to fix it."""
     version = manifest.format_version
-    if version < FORMAT_VERSION:
+    if version < OLDEST_SERVED_FORMAT:
         raise ModelBundleError(
             f"bundle {models_dir}: format_version is {version}, this gicls serves "
-            f"format_version {FORMAT_VERSION}; migrate it with {UPGRADE_COMMAND}"
+            f"format_version {SERVED_FORMATS}; migrate it with {UPGRADE_COMMAND}"
         )
     if version > FORMAT_VERSION:
         raise ModelBundleError(
             f"bundle {models_dir}: format_version is {version}, this gicls serves "
-            f"format_version {FORMAT_VERSION} (the bundle is newer); install the gicls that "
+            f"format_version {SERVED_FORMATS} (the bundle is newer); install the gicls that "
             f"wrote it, or rebuild it with {REBUILD_COMMAND}"
         )
     check_preprocessing(manifest, models_dir)
@@ -362,6 +368,13 @@ def check_preprocessing(manifest: Manifest, models_dir: Path) -> None:
         raise ModelBundleError(
             f"bundle {models_dir}: preprocessing.decode is {decode!r}, this gicls decodes "
             f"with {PREPROCESSING_ID!r}; rebuild it with {REBUILD_COMMAND}"
+        )
+    in_graph = manifest.preprocessing.get("in_graph")
+    if in_graph is not None and not known_transforms(in_graph):
+        raise ModelBundleError(
+            f"bundle {models_dir}: its models apply input transforms {in_graph.get('id')!r} "
+            f"that this gicls does not implement; install the gicls that wrote it, or rebuild "
+            f"it with {REBUILD_COMMAND}"
         )
 
 

@@ -28,6 +28,7 @@ from gicls.errors import ModelBundleError
 from gicls.logs import get_logger
 from gicls.models.bundle import Manifest, verify_bundle
 from gicls.models.guard import GuardSet, check_reproduced, read_guard, write_guard
+from gicls.models.input_transforms import ColourNormalisation, FieldOfViewMask
 
 log = get_logger(__name__)
 
@@ -39,9 +40,12 @@ BFLOAT16_MIN_AGREEMENT = 0.995
 # Layers that stay float32 in a bfloat16 ensemble: the input rescaling (in bfloat16, 1/255
 # itself is rounded, a systematic error on every pixel) and the classifier head. They are a
 # small share of the arithmetic (the convolutions are almost all of it) and keeping them exact
-# measurably reduces how often close scores swap order.
+# measurably reduces how often close scores swap order. The in-graph input transforms stay
+# float32 for the same reason as the rescaling: a per-frame scale applied to every pixel.
 _FLOAT32_LAYERS = (
     keras.layers.Rescaling,
+    ColourNormalisation,
+    FieldOfViewMask,
     keras.layers.Flatten,
     keras.layers.GlobalAveragePooling2D,
     keras.layers.GlobalMaxPooling2D,

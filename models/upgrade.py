@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gicls import __version__
 from gicls.models.bundle import (
-    FORMAT_VERSION,
+    OLDEST_SERVED_FORMAT,
     Manifest,
     bundle_files,
     check_model_files,
@@ -35,7 +35,7 @@ def upgrade_bundle(models_dir: Path) -> tuple[Manifest, bool]:
     current format is left alone).
     """
     previous = read_manifest(models_dir)
-    if previous.format_version >= FORMAT_VERSION:
+    if previous.format_version >= OLDEST_SERVED_FORMAT:
         check_servable(previous, models_dir)  # a newer one is refused
         return previous, False
     # Migration keeps the models: they must be the ones the manifest describes, trained on

@@ -5,15 +5,16 @@ import tomllib
 import pytest
 
 from bench import bleeding
+from bench.recipes import RECIPES
 from gicls.config import parse_config
 from gicls.models.architectures import known_architectures
 from gicls.training.scan import scan_labelled_tree
 from tests.conftest import shared_data
 
 
-@pytest.mark.parametrize("name", sorted(bleeding.RECIPES))
+@pytest.mark.parametrize("name", sorted(RECIPES))
 def test_every_recipe_is_a_valid_config_outside_the_repo_data(name, tmp_path):
-    text = bleeding.config_text(bleeding.RECIPES[name], tmp_path / "run", seed=7)
+    text = bleeding.config_text(RECIPES[name], tmp_path / "run", seed=7)
     config = parse_config(tomllib.loads(text), tmp_path / "config.toml")
     assert config.classes == ("bleeding", "non_bleeding")
     assert config.train.architecture in known_architectures()

@@ -54,6 +54,15 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
         ('classes = ["A", "_review"]', ["classes", "'_review'"]),
         ('[daemon]\nobserver = "fanotify"', ["daemon.observer", "'inotify'", "'fanotify'"]),
         ('[inference]\nprecision = "fp8"', ["inference.precision", "'bfloat16'", "'fp8'"]),
+        ('[balance]\ntarget_count = "most"', ["balance.target_count", "'all'", "'most'"]),
+        ('[balance]\nnegatives = "random"', ["balance.negatives", "'prevalence'", "'random'"]),
+        (
+            '[balance]\ntarget_count = "all"\nnegatives = "sources"',
+            ["balance.negatives", "no effect with target_count = 'all'"],
+        ),
+        ('[preprocess]\nfield_of_view = "octagon"', ["preprocess.field_of_view", "'circle'"]),
+        ("[preprocess]\nfield_of_view_radius = 0.7", ["preprocess.field_of_view_radius", "0.7"]),
+        ('[preprocess]\ncolour = "sepia"', ["preprocess.colour", "'grey_world'", "'sepia'"]),
     ],
 )
 def test_bad_values_name_the_key_what_is_allowed_and_what_was_received(tmp_path, text, expected):

@@ -170,6 +170,35 @@ def _source_table(per_source: dict[str, Any]) -> Table:
     return table
 
 
+def _probe_table(report: dict[str, Any]) -> Table:
+    """Per class: how well its scores tell sources apart among its negatives, what share of
+    each source's negatives it fires on, and its reading load (gicls.training.source_probe,
+    gicls.training.reading_load)."""
+    probe = report["source_probe"]
+    sources = sorted({s for figures in probe.values() for s in figures["sources"]})
+    table = Table(
+        title="Source probe (negatives only: 0 = scores carry nothing of the source, "
+        "1 = they separate a source) and reading load at 95 % sensitivity"
+    )
+    table.add_column("class")
+    table.add_column("separability", justify="right")
+    table.add_column("most separable")
+    for source in sources:
+        table.add_column(f"fires on {escape(source)}", justify="right")
+    table.add_column("reading load", justify="right")
+    for name, figures in probe.items():
+        per_source = figures["sources"]
+        load = report["reading_load_at_95"][name]
+        table.add_row(
+            name,
+            _fmt(figures["separability"]),
+            escape(figures["most_separable_source"] or "-"),
+            *(f"{per_source[s]['fires']:.1%}" if s in per_source else "-" for s in sources),
+            "n/a" if load is None else f"{load:.1%}",
+        )
+    return table
+
+
 def _leave_out(
     cfg: GiclsConfig,
     source: str,
@@ -248,6 +277,7 @@ def evaluate(
         written = write_evaluation(evaluation, target)
         console.print(_class_table(evaluation.metrics))
         console.print(_source_table(evaluation.report["per_source"]))
+        console.print(_probe_table(evaluation.report))
         _print_evaluation_summary(evaluation.report, "images" if data else "held-out images")
         console.print(f"Scored in {evaluation.report['precision']}.")
         console.print("Wrote: " + ", ".join(str(p) for p in written))

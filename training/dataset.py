@@ -42,16 +42,22 @@ def pixel_dataset(
     batch_size: int,
     shuffle_seed: int | None,
     quarter_turns: bool = False,
+    weights: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """Batches of (uint8 images (b, size, size, 3), float32 labels (b, 1)).
+    """Batches of (uint8 images (b, size, size, 3), float32 labels (b, 1)), with float32
+    per-image loss weights (b,) as a third element when ``weights`` are given.
 
     ``shuffle_seed=None`` keeps the order (validation); a seed reshuffles every epoch and,
     with ``quarter_turns``, also seeds the random quarter turns.
     """
     size = cache.image_size
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (rows.astype(np.int64), labels.astype(np.float32).reshape(-1, 1))
+    columns: tuple[np.ndarray, ...] = (
+        rows.astype(np.int64),
+        labels.astype(np.float32).reshape(-1, 1),
     )
+    if weights is not None:
+        columns = (*columns, weights.astype(np.float32))
+    dataset = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(rows), seed=shuffle_seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
@@ -68,10 +74,10 @@ def pixel_dataset(
             else gather_turned(cache.pixels, batch_rows, rng)
         )
 
-    def gather(batch_rows: tf.Tensor, batch_labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    def gather(batch_rows: tf.Tensor, *targets: tf.Tensor) -> tuple[tf.Tensor, ...]:
         images = tf.numpy_function(take, [batch_rows], tf.uint8)
         images.set_shape((None, size, size, 3))
-        return images, batch_labels
+        return (images, *targets)
 
     options = tf.data.Options()
     options.autotune.enabled = False

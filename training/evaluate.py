@@ -49,8 +49,10 @@ from gicls.training.plots import (
     plot_review_tradeoff,
     plot_roc_curves,
 )
+from gicls.training.reading_load import reading_load
 from gicls.training.scan import ImageRecord
 from gicls.training.score import write_metrics_json
+from gicls.training.source_probe import source_probe
 
 REVIEW_THRESHOLDS = tuple(np.round(np.arange(0.0, 1.0001, 0.02), 2))
 MAX_REVIEW_RATE = 0.10
@@ -159,8 +161,10 @@ def evaluate_scores(
             "in_sample": in_sample,
         }
         report["calibrated"] = figures_of(scores)
+    report["reading_load_at_95"] = reading_load(truth, scores, classes)
     if sources is not None:
         report["per_source"] = per_source_figures(truth, scores, classes, sources, resamples, seed)
+        report["source_probe"] = source_probe(truth, scores, classes, sources)
     if thresholds:
         served = raw if calibration is None else apply_calibration(raw, calibration, classes)
         report["operating_points"] = operating_points(
@@ -217,7 +221,12 @@ def per_source_figures(
         absent = [name for i, name in enumerate(classes) if not np.any(truth[mask] == i)]
         for name in absent:
             figures["class_wise_metrics"][name]["recall"] = None
-        breakdown[source] = {"images": int(mask.sum()), "classes_absent": absent, **figures}
+        breakdown[source] = {
+            "images": int(mask.sum()),
+            "classes_absent": absent,
+            **figures,
+            "reading_load_at_95": reading_load(truth[mask], scores[mask], classes),
+        }
     return breakdown
 
 

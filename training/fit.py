@@ -10,9 +10,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from gicls.config import AugmentConfig, TrainConfig
+from gicls.config import AugmentConfig, PreprocessConfig, TrainConfig
 from gicls.logs import get_logger
 from gicls.models.architectures import build_model
+from gicls.models.input_transforms import NO_TRANSFORMS
 
 log = get_logger(__name__)
 
@@ -97,13 +98,17 @@ class EpochProgress(EpochTimer):
 
 
 def new_model(
-    architecture: str, image_size: int, augment: AugmentConfig, precision: str
+    architecture: str,
+    image_size: int,
+    augment: AugmentConfig,
+    precision: str,
+    preprocess: PreprocessConfig = NO_TRANSFORMS,
 ) -> keras.Model:
     """Build an architecture under the requested compute precision."""
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(precision)
     try:
-        return build_model(architecture, image_size, augment)
+        return build_model(architecture, image_size, augment, preprocess)
     finally:
         keras.config.set_dtype_policy(previous)
 

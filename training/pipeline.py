@@ -40,7 +40,7 @@ from gicls.models.bundle import (
 )
 from gicls.models.ensemble import guard_fields
 from gicls.models.guard import spread_over_classes
-from gicls.models.preprocessing import PREPROCESSING_INFO
+from gicls.models.input_transforms import preprocessing_info
 from gicls.training.balance import (
     BalancedSet,
     balance_condition,
@@ -127,6 +127,7 @@ def prepare_data(config: GiclsConfig, decode_size: int) -> PreparedData:
         "split_seed": config.balance.seed,
         "validation_fraction": config.balance.validation_fraction if validation is None else None,
         "target_count": config.balance.target_count,
+        "negatives": config.balance.negatives,
         "images_found": found,
         "train_images": dict(zip(classes, train_counts, strict=True)),
         "validation_images": dict(zip(classes, validation_counts, strict=True)),
@@ -223,6 +224,11 @@ def balance_all(
 ) -> dict[str, BalancedSet]:
     """Balanced training sets per condition; materialised unless ``materialize = "none"``."""
     sets: dict[str, BalancedSet] = {}
+    source_of = (
+        _training_sources(config, data.split.train)
+        if config.balance.negatives == "sources"
+        else None
+    )
     for name in names:
         balanced = balance_condition(
             data.split.train,
@@ -230,6 +236,8 @@ def balance_all(
             data.classes,
             config.balance.target_count,
             config.balance.seed,
+            config.balance.negatives,
+            source_of,
         )
         if write:
             materialize(
@@ -237,6 +245,15 @@ def balance_all(
             )
         sets[name] = balanced
     return sets
+
+
+def _training_sources(config: GiclsConfig, records: Sequence[ImageRecord]) -> dict[Path, str]:
+    """Path -> source (first sub-folder of the class folder) of each training record."""
+    roots = [config.paths.training_dir]
+    if config.paths.validation_dir is not None:
+        roots.append(config.paths.validation_dir)
+    sources = record_sources(records, roots, config.classes, None)
+    return {record.path: source for record, source in zip(records, sources, strict=True)}
 
 
 def run_balance(config: GiclsConfig, names: Sequence[str] | None = None) -> dict[str, BalancedSet]:
@@ -256,6 +273,7 @@ def _compatible_previous(config: GiclsConfig, models_dir: Path, subset: bool) ->
     same = (
         previous.classes == list(config.classes)
         and previous.image_size == config.train.image_size
+        and previous.preprocessing == preprocessing_info(config.preprocess)
         and previous.architecture == config.train.architecture
         and previous.precision == config.train.precision
         and previous.augment == config.augment.model_dump()
@@ -265,7 +283,8 @@ def _compatible_previous(config: GiclsConfig, models_dir: Path, subset: bool) ->
     if subset:
         raise ModelBundleError(
             f"the bundle in {models_dir} was trained with other settings (classes, image size, "
-            "architecture, precision or augmentation); fit every condition to replace it"
+            "preprocessing, architecture, precision or augmentation); fit every condition to "
+            "replace it"
         )
     return None
 
@@ -324,7 +343,7 @@ def train_bundle(
         fields = {
             "classes": list(config.classes),
             "image_size": config.train.image_size,
-            "preprocessing": PREPROCESSING_INFO,
+            "preprocessing": preprocessing_info(config.preprocess),
             "architecture": config.train.architecture,
             "augment": config.augment.model_dump(),
             "precision": config.train.precision,
@@ -473,7 +492,11 @@ def _train_one(
     keras.utils.set_random_seed(config.balance.seed + index)
     batch = config.train.batch_size
     model = new_model(
-        config.train.architecture, config.train.image_size, config.augment, config.train.precision
+        config.train.architecture,
+        config.train.image_size,
+        config.augment,
+        config.train.precision,
+        config.preprocess,
     )
     result = fit_condition(
         model,
@@ -484,6 +507,7 @@ def _train_one(
             batch,
             config.balance.seed + index,
             quarter_turns=config.augment.rot90,
+            weights=balanced.sample_weights(),
         ),
         pixel_dataset(data.cache, data.cache.rows(val_records), val_labels, batch, None),
         config.train,

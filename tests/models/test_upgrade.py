@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from gicls.errors import ModelBundleError
 from gicls.hashing import file_sha256
-from gicls.models.bundle import read_manifest, verify_bundle
+from gicls.models.bundle import FORMAT_VERSION, read_manifest, verify_bundle
 from gicls.models.ensemble import FusedEnsemble
 from gicls.training.cli import app
 from tests.conftest import write_format1_bundle
@@ -36,13 +36,13 @@ def test_a_format_1_bundle_is_refused_with_the_command_that_migrates_it(tmp_path
         verify_bundle(folder, CLASSES)
     message = str(caught.value)
     assert "format_version is 1" in message
-    assert "serves format_version 2" in message
+    assert "serves format_version 2-3" in message
     assert "gicls-train upgrade-bundle" in message
 
 
 def test_a_newer_format_is_refused_naming_both_versions(tmp_path):
     folder = write_format1_bundle(tmp_path / "Models", CLASSES, format_version=7)
-    with pytest.raises(ModelBundleError, match=r"format_version is 7.*serves format_version 2"):
+    with pytest.raises(ModelBundleError, match=r"format_version is 7.*serves format_version 2-3"):
         verify_bundle(folder)
 
 
@@ -80,7 +80,7 @@ def test_upgrade_bundle_migrates_format_1_keeping_every_model(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"bundle id {before['bundle_id']} -> " in _unwrapped(result.output)
     manifest = verify_bundle(folder, CLASSES)
-    assert manifest.format_version == 2
+    assert manifest.format_version == FORMAT_VERSION
     assert manifest.migrated_from is not None
     assert manifest.migrated_from["bundle_id"] == before["bundle_id"]
     for name in CLASSES:

@@ -110,3 +110,59 @@ def test_materialize_none_writes_only_the_manifest(tmp_path):
     balanced = balance_condition(records({0: 3, 1: 3, 2: 3, 3: 3}), 0, CLASSES, 4, seed=2)
     folder = materialize(balanced, CLASSES, tmp_path / "B", "none")
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.csv"]
+
+
+def test_prevalence_negatives_follow_the_other_classes_sizes():
+    train = records({0: 10, 1: 600, 2: 300, 3: 100})
+    balanced = balance_condition(train, 0, CLASSES, 100, seed=1, negatives="prevalence")
+    per_class = Counter(r.class_index for r in balanced.negatives)
+    assert per_class == {1: 60, 2: 30, 3: 10}
+    assert len({r.sha256 for r in balanced.negatives}) == 100  # drawn without repeats
+
+
+def test_source_negatives_take_the_same_share_of_every_class_and_source_pair():
+    train = records({0: 10, 1: 300, 2: 300, 3: 300})
+    # Class 1 comes from two sources, the others from one: 4 (class, source) pools.
+    source_of = {r.path: ("X" if r.class_index != 1 or n % 2 else "Y") for n, r in enumerate(train)}
+    balanced = balance_condition(
+        train, 0, CLASSES, 80, seed=1, negatives="sources", source_of=source_of
+    )
+    cells = Counter((r.class_index, source_of[r.path]) for r in balanced.negatives)
+    assert cells == {(1, "X"): 20, (1, "Y"): 20, (2, "X"): 20, (3, "X"): 20}
+
+
+def test_source_negatives_never_repeat_a_small_pool_while_others_have_unused_images():
+    train = records({0: 10, 1: 5, 2: 300})
+    source_of = {r.path: "X" for r in train}
+    balanced = balance_condition(
+        train, 0, CLASSES[:3], 40, seed=1, negatives="sources", source_of=source_of
+    )
+    per_class = Counter(r.class_index for r in balanced.negatives)
+    assert per_class == {1: 5, 2: 35}
+    assert len({r.sha256 for r in balanced.negatives}) == 40
+
+
+def test_target_count_all_uses_every_image_once_and_weights_both_sides_equally():
+    train = records({0: 10, 1: 60, 2: 20, 3: 30})
+    balanced = balance_condition(train, 0, CLASSES, "all", seed=1)
+    entries, labels = balanced.records_and_labels()
+    assert sorted(r.sha256 for r in entries) == sorted(r.sha256 for r in train)
+    weights = balanced.sample_weights()
+    assert weights is not None and len(weights) == len(entries)
+    assert weights[labels == 1].sum() == pytest.approx(weights[labels == 0].sum())
+    assert weights.sum() == pytest.approx(len(entries))  # the loss keeps its scale
+
+
+def test_all_negatives_take_every_other_image_beside_resampled_positives():
+    train = records({0: 10, 1: 60, 2: 20, 3: 30})
+    balanced = balance_condition(train, 0, CLASSES, 25, seed=1, negatives="all")
+    assert len(balanced.positives) == 25
+    assert sorted(r.sha256 for r in balanced.negatives) == sorted(
+        r.sha256 for r in train if r.class_index != 0
+    )
+    assert balanced.sample_weights() is not None
+
+
+def test_equal_sides_need_no_weights():
+    balanced = balance_condition(records({0: 10, 1: 30, 2: 30, 3: 30}), 0, CLASSES, 20, seed=1)
+    assert balanced.sample_weights() is None

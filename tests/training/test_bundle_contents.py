@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from gicls.models.ensemble import FusedEnsemble
 from gicls.models.preprocessing import decode_image
 from gicls.training.cli import app
 
-from .conftest import make_tree
+from .conftest import make_tree, sort_into_sources
 from .test_cli import write_config
 
 CLASSES = ("Bleeding", "Normal", "Polyp")
@@ -95,6 +96,40 @@ def test_targets_become_bundle_thresholds_with_their_operating_points(tmp_path):
     result = runner.invoke(app, ["evaluate", "-c", str(config)])
     assert result.exit_code == 0, result.output
     report = next((tmp_path / "Models-evaluations").rglob("report.json"))
-    import json
-
     assert json.loads(report.read_text())["operating_points"] == points
+
+
+@pytest.mark.slow
+def test_in_graph_transforms_are_recorded_and_served_exactly_as_trained(tmp_path):
+    """A bundle trained with [preprocess] transforms and every-image-once balancing: the
+    manifest says so (format 3), the served ensemble reproduces training's guard scores, and
+    `evaluate` prints the source probe of the per-source data."""
+    make_tree(tmp_path / "data", {c: 24 for c in CLASSES})
+    sort_into_sources(tmp_path / "data", lambda _class, n: ("centre-a", "centre-b")[n % 2])
+    config = write_config(tmp_path, classes=CLASSES, extra="epochs = 1\nimage_size = 32")
+    config.write_text(
+        config.read_text()
+        .replace("image_size = 64\nepochs = 2\n", "")
+        .replace("target_count = 40", 'target_count = "all"\nmaterialize = "none"')
+        + '[preprocess]\nfield_of_view = "circle"\nfield_of_view_radius = 0.4\n'
+        + 'colour = "grey_world"\n'
+    )
+    result = runner.invoke(app, ["fit", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    models = tmp_path / "Models"
+    manifest = verify_bundle(models, CLASSES)
+    assert manifest.format_version == 3
+    assert manifest.preprocessing["in_graph"]["id"] == "fov-circle-r0.4-colour-grey_world-v1"
+    assert manifest.data["target_count"] == "all"
+    train_images = sum(manifest.data["train_images"].values())
+    assert all(entry.train_entries == train_images for entry in manifest.models.values())
+    frames = np.load(models / manifest.guard.frames.file)
+    served = FusedEnsemble.from_bundle(models, CLASSES)(frames)
+    np.testing.assert_allclose(served, np.load(models / manifest.guard.scores.file), atol=1e-5)
+
+    result = runner.invoke(app, ["evaluate", "-c", str(config), "--data", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(next((tmp_path / "Models-evaluations").rglob("report.json")).read_text())
+    probe = report["source_probe"]["Bleeding"]
+    assert set(probe["sources"]) == {"centre-a", "centre-b"}
+    assert 0.0 <= probe["separability"] <= 1.0
