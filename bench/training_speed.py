@@ -12,7 +12,9 @@ the first, which also traces the graph, as a mean and in the fastest of those ep
              log lines; the variants change one setting each (VARIANTS)
   ceiling    the same network without augmentation layers, fitted on one uint8 batch held in
              memory and repeated: the arithmetic of a training step at this batch and
-             precision, which no input pipeline or cheaper augmentation can beat
+             precision, which no input pipeline or cheaper augmentation can beat; and the
+             same with the classic flip + rotation layers: the ceiling of any pipeline that
+             keeps the classic augmentation (the gap between the two is the augmentation)
 
     .venv/bin/python -m bench.training_speed              # this figure alone
 """
@@ -24,6 +26,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ TRAIN_IMAGES = 480
 TRAIN_EPOCHS = 5
 BATCH = 32
 DEFAULT_WORK = Path(__file__).resolve().parent / "results" / "training_speed"
+CLASSIC_CONFIG = Path(__file__).resolve().parents[1] / "examples" / "classic-config.toml"
 
 # name -> (table label, config sections layered over the classic settings)
 VARIANTS: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
@@ -69,19 +73,31 @@ def rate(images: int, epoch_seconds: list[float], validation_seconds: list[float
     }
 
 
+def classic_sections() -> dict[str, dict[str, Any]]:
+    """The classic settings (examples/classic-config.toml), the base of every gicls variant."""
+    return tomllib.loads(CLASSIC_CONFIG.read_text(encoding="utf-8"))
+
+
 def gicls_fit(work: Path, tree: Path, name: str, sections: dict[str, dict[str, Any]]) -> dict:
     """Run `gicls-train fit` on the first class of ``tree``; its rate from the epoch log."""
     root = work / f"train_{name}"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
+    classic = classic_sections()
     config = {
+        **classic,
         "paths": {
             "training_dir": str(tree),
             "balanced_dir": str(root / "Balanced_Data"),
             "models_dir": str(root / "Models"),
         },
-        "balance": {"target_count": TRAIN_IMAGES // 2, "materialize": "hardlink"},
+        "balance": {
+            **classic["balance"],
+            "target_count": TRAIN_IMAGES // 2,
+            "materialize": "hardlink",
+        },
         "train": {
+            **classic["train"],
             "image_size": fixtures.IMAGE_SIZE,
             "batch_size": BATCH,
             "epochs": TRAIN_EPOCHS,
@@ -89,7 +105,7 @@ def gicls_fit(work: Path, tree: Path, name: str, sections: dict[str, dict[str, A
             "early_stopping_patience": TRAIN_EPOCHS,
             **sections.get("train", {}),
         },
-        "augment": sections.get("augment", {}),
+        "augment": {**classic["augment"], **sections.get("augment", {})},
     }
     (root / "config.toml").write_text(fixtures.config_text(config, TRAIN_CLASSES))
     out = subprocess.run(
@@ -131,8 +147,7 @@ def classic_fit(balanced: Path) -> dict:
     """The classic recipe: image_dataset_from_directory + model.fit, same model and settings."""
     import keras
 
-    from gicls.config import AugmentConfig
-    from gicls.models.architectures import build_model
+    from gicls.models.architectures import CLASSIC_AUGMENT, build_model
     from gicls.training.fit import EpochTimer
 
     size = fixtures.IMAGE_SIZE
@@ -145,7 +160,7 @@ def classic_fit(balanced: Path) -> dict:
         batch_size=BATCH,
         label_mode="binary",
     )
-    model = build_model("seed_cnn", size, AugmentConfig())
+    model = build_model("seed_cnn", size, CLASSIC_AUGMENT)
     model.compile(
         optimizer=keras.optimizers.Adam(0.001), loss="binary_crossentropy", metrics=["accuracy"]
     )
@@ -155,19 +170,27 @@ def classic_fit(balanced: Path) -> dict:
     return rate(images, timer.epoch_seconds, timer.validation_seconds)
 
 
-def ceiling_fit(images: int, precision: str) -> dict:
-    """seed_cnn without augmentation, fitted on one in-memory batch repeated: arithmetic alone."""
+def ceiling_fit(images: int, precision: str, augmented: bool = False) -> dict:
+    """seed_cnn fitted on one in-memory batch repeated: the arithmetic alone, without
+    augmentation, or (``augmented``) with the classic flip and rotation layers, which says how
+    much of the gap to the bare ceiling is the augmentation itself rather than the input
+    pipeline."""
     import keras
     import numpy as np
     import tensorflow as tf
 
-    from gicls.config import AugmentConfig
+    from gicls.models.architectures import CLASSIC_AUGMENT
     from gicls.training.fit import EpochTimer, new_model
 
     size = fixtures.IMAGE_SIZE
     pixels = np.random.default_rng(0).integers(0, 256, (BATCH, size, size, 3), dtype=np.uint8)
     labels = (np.arange(BATCH) % 2).astype(np.float32).reshape(-1, 1)
-    model = new_model("seed_cnn", size, AugmentConfig(flip="none", rotation=0.0), precision)
+    augment = (
+        CLASSIC_AUGMENT
+        if augmented
+        else CLASSIC_AUGMENT.model_copy(update={"flip": "none", "rotation": 0.0})
+    )
+    model = new_model("seed_cnn", size, augment, precision)
     model.compile(
         optimizer=keras.optimizers.Adam(0.001), loss="binary_crossentropy", metrics=["accuracy"]
     )
@@ -213,6 +236,10 @@ def figures(work: Path, log=print) -> dict:
         results[f"ceiling_{precision}"] = in_fresh_process(
             "--ceiling", str(results["gicls"]["train_images"]), "--precision", precision
         )
+    log("training: ceiling, in-memory tensors, classic flip + rotation layers, float32")
+    results["ceiling_augmented_float32"] = in_fresh_process(
+        "--ceiling", str(results["gicls"]["train_images"]), "--augmented"
+    )
     return results
 
 
@@ -221,6 +248,7 @@ ROW_LABELS = {
     **{name: label for name, (label, _) in VARIANTS.items()},
     "ceiling_float32": "ceiling: in-memory tensors, no augmentation, float32",
     "ceiling_mixed_bfloat16": "ceiling: in-memory tensors, no augmentation, mixed_bfloat16",
+    "ceiling_augmented_float32": "ceiling: in-memory tensors, flip + rotation 0.2, float32",
 }
 
 
@@ -230,11 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classic", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--ceiling", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
+    parser.add_argument("--augmented", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.classic:
         print(json.dumps(classic_fit(args.classic)))
     elif args.ceiling:
-        print(json.dumps(ceiling_fit(args.ceiling, args.precision)))
+        print(json.dumps(ceiling_fit(args.ceiling, args.precision, args.augmented)))
     else:
         results = figures(args.work, log=lambda m: print(m, file=sys.stderr, flush=True))
         classic = results["classic"]

@@ -114,6 +114,8 @@ def describe(config: GiclsConfig) -> list[str]:
         f"model bundle: {config.paths.models_dir} id {manifest.bundle_id}, "
         f"{len(manifest.classes)} models, image size {manifest.image_size}, hashes verified, "
         + served_precision(ensemble, config.inference.precision),
+        "input transforms in the models: "
+        + ((manifest.preprocessing.get("in_graph") or {}).get("id") or "none"),
         f"inbox: {layout.inbox}{_state(layout.inbox.exists())}, watched with "
         f"{settings.observer}, rescanned every {settings.rescan_seconds:g} s",
         f"ready when unchanged for {settings.stability_seconds:g} s (empty files: "

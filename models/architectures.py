@@ -39,6 +39,17 @@ def known_architectures() -> list[str]:
 # (rot90 is not among them: quarter turns happen in the input pipeline, for every network.)
 CLASSIC_AUGMENTATION_ONLY = frozenset({"seed_cnn"})
 CAPSULE_AUGMENT_KEYS = ("zoom", "brightness", "contrast", "saturation")
+# The classic script's augmentation: flips and a random rotation of up to 0.2 of a turn,
+# nothing else (examples/classic-config.toml; config.toml's defaults are another recipe).
+CLASSIC_AUGMENT = AugmentConfig(
+    flip="horizontal_and_vertical",
+    rotation=0.2,
+    rot90=False,
+    zoom=0.0,
+    brightness=0.0,
+    contrast=0.0,
+    saturation=0.0,
+)
 
 
 def check_architecture(name: str, augment: AugmentConfig) -> None:
@@ -50,11 +61,11 @@ def check_architecture(name: str, augment: AugmentConfig) -> None:
         )
     if name in CLASSIC_AUGMENTATION_ONLY:
         for key in CAPSULE_AUGMENT_KEYS:
-            if getattr(augment, key) != AugmentConfig.model_fields[key].default:
+            if getattr(augment, key) > 0:
                 raise ConfigError(
                     f"key 'augment.{key}': architecture {name!r} applies only the classic "
                     f"flip and rotation, so it would ignore this key; use architecture "
-                    f"'seed_cnn_capsule' (the same network) or leave {key} at its default; "
+                    f"'seed_cnn_capsule' (the same network) or set {key} = 0 (off); "
                     f"got {getattr(augment, key)!r}"
                 )
 

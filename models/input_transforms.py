@@ -29,8 +29,8 @@ from gicls.models.preprocessing import PREPROCESSING_INFO
 TARGET_BRIGHTNESS = 0.4
 # Keeps a black frame from dividing by zero.
 EPSILON = 1e-3
-# The [preprocess] defaults: no in-graph transform (the classic networks, layer for layer).
-NO_TRANSFORMS = PreprocessConfig()
+# No in-graph transform: the classic networks, layer for layer.
+NO_TRANSFORMS = PreprocessConfig(field_of_view="none", colour="none")
 # Version of the arithmetic below; part of the id a bundle records.
 TRANSFORMS_VERSION = 1
 
@@ -129,7 +129,7 @@ def preprocessing_info(preprocess: PreprocessConfig) -> dict[str, Any]:
 
 def transforms_record(preprocess: PreprocessConfig) -> dict[str, Any] | None:
     """What a bundle's manifest records of the in-graph transforms (None: there are none)."""
-    if preprocess == NO_TRANSFORMS:
+    if preprocess.field_of_view == "none" and preprocess.colour == "none":
         return None
     settings = preprocess.model_dump()
     parts = [

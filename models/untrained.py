@@ -12,9 +12,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from gicls.config import AugmentConfig
+from gicls.config import PreprocessConfig
 from gicls.hashing import file_sha256
-from gicls.models.architectures import build_model
+from gicls.models.architectures import CLASSIC_AUGMENT, build_model
 from gicls.models.bundle import (
     model_file_name,
     new_manifest,
@@ -24,7 +24,7 @@ from gicls.models.bundle import (
     write_manifest,
 )
 from gicls.models.ensemble import guard_fields
-from gicls.models.preprocessing import PREPROCESSING_INFO
+from gicls.models.input_transforms import NO_TRANSFORMS, preprocessing_info
 
 # An untrained bundle has no held-out images: random frames stand in as its guard frames.
 UNTRAINED_GUARD_FRAMES = 32
@@ -37,6 +37,7 @@ def write_untrained_bundle(
     architecture: str = "seed_cnn",
     seed: int = 0,
     guard_frames: np.ndarray | None = None,
+    preprocess: PreprocessConfig = NO_TRANSFORMS,
 ) -> Path:
     """Publish one randomly initialised model per class, with a verified manifest.
 
@@ -44,17 +45,17 @@ def write_untrained_bundle(
     scores as the bundle's guard frames; by default ``UNTRAINED_GUARD_FRAMES`` random ones.
     """
     staging = stage_bundle(models_dir)
-    augment = AugmentConfig()
+    augment = CLASSIC_AUGMENT
     keras.utils.set_random_seed(seed)
     entries = {}
     for name in classes:
         path = replace_in_stage(staging / model_file_name(name))
-        build_model(architecture, image_size, augment).save(path)
+        build_model(architecture, image_size, augment, preprocess).save(path)
         entries[name] = {"file": path.name, "sha256": file_sha256(path)}
     fields = {
         "classes": list(classes),
         "image_size": image_size,
-        "preprocessing": PREPROCESSING_INFO,
+        "preprocessing": preprocessing_info(preprocess),
         "architecture": architecture,
         "augment": augment.model_dump(),
         "precision": "float32",

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gicls.config import PreprocessConfig
+from gicls.models.input_transforms import NO_TRANSFORMS
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
@@ -37,6 +40,7 @@ def make_bundle(tmp_path: Path) -> BundleFactory:
         models_dir: Path | None = None,
         seed: int = 0,
         guard_frames: np.ndarray | None = None,
+        preprocess: PreprocessConfig | None = None,
     ) -> Path:
         from gicls.models.untrained import write_untrained_bundle
 
@@ -46,6 +50,7 @@ def make_bundle(tmp_path: Path) -> BundleFactory:
             image_size,
             seed=seed,
             guard_frames=guard_frames,
+            preprocess=preprocess or NO_TRANSFORMS,
         )
 
     return factory
@@ -85,16 +90,15 @@ def write_format1_bundle(
 
     import keras
 
-    from gicls.config import AugmentConfig
     from gicls.hashing import file_sha256
-    from gicls.models.architectures import build_model
+    from gicls.models.architectures import CLASSIC_AUGMENT, build_model
 
     models_dir.mkdir(parents=True)
     keras.utils.set_random_seed(0)
     models, digest = {}, hashlib.sha256()
     for name in classes:
         path = models_dir / f"{name}_model.keras"
-        build_model("seed_cnn", image_size, AugmentConfig()).save(path)
+        build_model("seed_cnn", image_size, CLASSIC_AUGMENT).save(path)
         sha = file_sha256(path)
         models[name] = {
             "file": path.name,
@@ -118,7 +122,7 @@ def write_format1_bundle(
             "input": "uint8 RGB, resized to image_size x image_size",
         },
         "architecture": "seed_cnn",
-        "augment": AugmentConfig().model_dump(),
+        "augment": CLASSIC_AUGMENT.model_dump(),
         "precision": "float32",
         "models": models,
         "calibration": None,

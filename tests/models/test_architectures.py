@@ -1,10 +1,15 @@
+import tomllib
+from pathlib import Path
+
 import keras
 import pytest
 from keras import layers
 
-from gicls.config import AugmentConfig
+from gicls.config import AugmentConfig, parse_config
 from gicls.errors import ConfigError
-from gicls.models.architectures import build_model, known_architectures
+from gicls.models.architectures import CLASSIC_AUGMENT, build_model, known_architectures
+
+CLASSIC_CONFIG = Path(__file__).resolve().parents[2] / "examples" / "classic-config.toml"
 
 
 def classic_network(size: int) -> keras.Model:
@@ -35,8 +40,16 @@ def comparable(layer: keras.layers.Layer) -> dict:
     return {"type": type(layer).__name__, **config}
 
 
-def test_seed_cnn_is_the_classic_network_layer_by_layer():
-    ours = build_model("seed_cnn", 64, AugmentConfig())
+def test_seed_cnn_with_the_classic_settings_is_the_classic_network_layer_by_layer():
+    classic_config = parse_config(
+        tomllib.loads(CLASSIC_CONFIG.read_text()), CLASSIC_CONFIG
+    )  # examples/classic-config.toml
+    ours = build_model(
+        classic_config.train.architecture,
+        64,
+        classic_config.augment,
+        classic_config.preprocess,
+    )
     classic = classic_network(64)
     assert [comparable(a) for a in ours.layers] == [comparable(b) for b in classic.layers]
     assert ours.count_params() == classic.count_params()
@@ -44,17 +57,21 @@ def test_seed_cnn_is_the_classic_network_layer_by_layer():
 
 
 def test_augment_settings_drive_the_augmentation_layers():
-    model = build_model("seed_cnn", 64, AugmentConfig(flip="none", rotation=0.0))
+    model = build_model(
+        "seed_cnn", 64, CLASSIC_AUGMENT.model_copy(update={"flip": "none", "rotation": 0.0})
+    )
     names = [type(layer).__name__ for layer in model.layers]
     assert "RandomFlip" not in names and "RandomRotation" not in names
-    flipped = build_model("seed_cnn", 64, AugmentConfig(flip="horizontal", rotation=0.1))
+    flipped = build_model(
+        "seed_cnn", 64, CLASSIC_AUGMENT.model_copy(update={"flip": "horizontal", "rotation": 0.1})
+    )
     flip = next(layer for layer in flipped.layers if type(layer).__name__ == "RandomFlip")
     assert flip.get_config()["mode"] == "horizontal"
 
 
 def test_unknown_architecture_lists_the_known_ones():
     with pytest.raises(ConfigError) as raised:
-        build_model("resnet9000", 64, AugmentConfig())
+        build_model("resnet9000", 64, CLASSIC_AUGMENT)
     message = str(raised.value)
     assert "train.architecture" in message and "'resnet9000'" in message
     for name in known_architectures():
@@ -63,17 +80,17 @@ def test_unknown_architecture_lists_the_known_ones():
 
 @pytest.mark.parametrize("key", ["zoom", "brightness", "contrast", "saturation"])
 def test_seed_cnn_refuses_augment_keys_it_would_ignore(key):
-    changed = AugmentConfig(**{key: 0.1})
+    changed = CLASSIC_AUGMENT.model_copy(update={key: 0.1})
     with pytest.raises(ConfigError, match=f"key 'augment.{key}'"):
         build_model("seed_cnn", 64, changed)
     model = build_model("seed_cnn_capsule", 64, changed)  # the same network honours it
-    assert len(model.layers) > len(build_model("seed_cnn", 64, AugmentConfig()).layers)
+    assert len(model.layers) > len(build_model("seed_cnn", 64, CLASSIC_AUGMENT).layers)
 
 
 def test_quarter_turns_need_no_layer_and_are_allowed_with_every_architecture():
-    turned = AugmentConfig(rot90=True)  # applied by the input pipeline (training/dataset.py)
+    turned = CLASSIC_AUGMENT.model_copy(update={"rot90": True})  # done by training/dataset.py
     for name in known_architectures():
-        plain = [type(x).__name__ for x in build_model(name, 32, AugmentConfig()).layers]
+        plain = [type(x).__name__ for x in build_model(name, 32, CLASSIC_AUGMENT).layers]
         assert [type(x).__name__ for x in build_model(name, 32, turned).layers] == plain
 
 
@@ -92,8 +109,8 @@ NEW_ARCHITECTURES = ["bn_cnn", "res_cnn", "sep_cnn", "seed_cnn_capsule"]
 CAPSULE = AugmentConfig(rotation=0.0, rot90=True, zoom=0.2, brightness=0.1, contrast=0.1)
 
 
-def test_capsule_keys_at_their_defaults_add_no_layer():
-    default = AugmentConfig()
+def test_capsule_keys_switched_off_add_no_layer():
+    default = CLASSIC_AUGMENT
     assert [type(x) for x in capsule_augmentation(default)] == [
         type(x) for x in augmentation_layers(default)
     ]

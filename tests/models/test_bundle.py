@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 
+from gicls.config import PreprocessConfig
 from gicls.errors import ModelBundleError
 from gicls.hashing import file_sha256
 from gicls.models.bundle import (
@@ -14,6 +15,7 @@ from gicls.models.bundle import (
     verify_bundle,
 )
 from gicls.models.ensemble import FusedEnsemble
+from gicls.models.input_transforms import NO_TRANSFORMS
 
 CLASSES = ("Bleeding", "Normal", "Polyp")
 
@@ -86,10 +88,15 @@ def test_staging_never_writes_through_to_the_live_bundle(make_bundle):
     assert (folder / "Normal_model.keras").read_bytes() == b"new model"
 
 
-def test_fused_ensemble_equals_the_models_called_one_by_one(make_bundle):
+@pytest.mark.parametrize(
+    "preprocess",
+    [NO_TRANSFORMS, PreprocessConfig(field_of_view="circle", colour="grey_world")],
+    ids=["classic", "with-transforms"],
+)
+def test_fused_ensemble_equals_the_models_called_one_by_one(make_bundle, preprocess):
     import keras
 
-    folder = make_bundle(CLASSES)
+    folder = make_bundle(CLASSES, preprocess=preprocess)
     ensemble = FusedEnsemble.from_bundle(folder, CLASSES)
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     fused = ensemble(images)
@@ -100,8 +107,13 @@ def test_fused_ensemble_equals_the_models_called_one_by_one(make_bundle):
         np.testing.assert_allclose(fused[:, column], expected, rtol=1e-5, atol=1e-6)
 
 
-def test_bfloat16_ensemble_agrees_with_float32(make_bundle):
-    folder = make_bundle(CLASSES)
+@pytest.mark.parametrize(
+    "preprocess",
+    [NO_TRANSFORMS, PreprocessConfig(field_of_view="circle", colour="brightness")],
+    ids=["classic", "with-transforms"],
+)
+def test_bfloat16_ensemble_agrees_with_float32(make_bundle, preprocess):
+    folder = make_bundle(CLASSES, preprocess=preprocess)
     images = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     exact = FusedEnsemble.from_bundle(folder)(images)
     fast = FusedEnsemble.from_bundle(folder, precision="bfloat16")(images)

@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from gicls.config import AugmentConfig, PreprocessConfig
+from gicls.config import PreprocessConfig
 from gicls.errors import ModelBundleError
-from gicls.models.architectures import build_model, known_architectures
+from gicls.models.architectures import CLASSIC_AUGMENT, build_model, known_architectures
 from gicls.models.bundle import check_servable, read_manifest
 from gicls.models.input_transforms import (
     ColourNormalisation,
@@ -57,7 +57,8 @@ def test_grey_world_removes_a_colour_cast_and_brightness_keeps_colour_ratios():
 
 @pytest.mark.parametrize("architecture", known_architectures())
 def test_pixels_outside_the_field_of_view_cannot_change_a_score(architecture, tmp_path):
-    model = build_model(architecture, SIZE, AugmentConfig(flip="none", rotation=0.0), MASKED)
+    plain = CLASSIC_AUGMENT.model_copy(update={"flip": "none", "rotation": 0.0})
+    model = build_model(architecture, SIZE, plain, MASKED)
     images = (frames(seed=1) * 255).astype("float32")
     outside = ~disc_mask(SIZE, 0.4)[..., 0].astype(bool)
     other_border = images.copy()

@@ -91,7 +91,7 @@ def test_upgrade_bundle_migrates_format_1_keeping_every_model(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Models", "config.toml"]
 
     again = CliRunner().invoke(app, ["upgrade-bundle", "-c", str(_config(tmp_path))])
-    assert again.exit_code == 0 and "already format 2" in _unwrapped(again.output)
+    assert again.exit_code == 0 and f"already format {FORMAT_VERSION}" in _unwrapped(again.output)
     assert read_manifest(folder) == manifest
 
 

@@ -1,7 +1,8 @@
 import numpy as np
 import tensorflow as tf
 
-from gicls.config import AugmentConfig, TrainConfig
+from gicls.config import TrainConfig
+from gicls.models.architectures import CLASSIC_AUGMENT
 from gicls.training.fit import fit_condition, new_model
 
 
@@ -21,7 +22,7 @@ def test_cosine_schedule_runs_every_epoch_and_keeps_the_last_weights(tmp_path):
         lr_schedule="cosine",
         weight_decay=0.01,
     )
-    model = new_model("bn_cnn", 32, AugmentConfig(), "float32")
+    model = new_model("bn_cnn", 32, CLASSIC_AUGMENT, "float32")
     data = tiny_data()
     result = fit_condition(model, data, data, train, tmp_path / "h.csv", "x", "x")
     # No early stopping and no best-epoch restore: the run has its fixed length.
@@ -34,7 +35,7 @@ def test_cosine_schedule_runs_every_epoch_and_keeps_the_last_weights(tmp_path):
 def test_epoch_timer_separates_the_validation_pass():
     from gicls.training.fit import EpochTimer
 
-    model = new_model("seed_cnn", 32, AugmentConfig(), "float32")
+    model = new_model("seed_cnn", 32, CLASSIC_AUGMENT, "float32")
     model.compile(optimizer="adam", loss="binary_crossentropy")
     timer = EpochTimer()
     # Validation 4x the training set, so its pass is the larger share of every epoch.
