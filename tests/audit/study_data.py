@@ -19,6 +19,7 @@ from gicls.audit.schema import encode_name
 from gicls.audit.study_model import BundleSummary
 from gicls.daemon.audit_writer import AuditWriter
 from gicls.models.bundle import DeviceReference, Manifest
+from gicls.training.demo_data import seeded_synthetic_image
 
 CLASSES = ("Bleeding", "Normal", "Polyp")
 BUNDLE_ID = "0123456789abcdef"
@@ -39,8 +40,9 @@ class Frame:
         return CLASSES[int(np.argmax(self.scores))]
 
 
-def jpeg_bytes(seed: int, size: int = 48) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+def jpeg_bytes(class_name: str, seed: int, size: int = 64) -> bytes:
+    """A demo-data frame (``gicls-train demo-data``'s generator) showing ``class_name``."""
+    pixels = seeded_synthetic_image(class_name, CLASSES.index(class_name), seed, size, seed=7)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG")
     return buffer.getvalue()
@@ -61,7 +63,7 @@ def write_study(output: Path, study: str, frames: Sequence[Frame]) -> AuditTable
     try:
         with writer.batch():
             for seed, frame in enumerate(frames):
-                data = jpeg_bytes(seed)
+                data = jpeg_bytes(frame.predicted, seed)
                 destination = f"{_folder(study, frame)}/{Path(frame.name).name}"
                 target = output / destination
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +123,7 @@ def write_video(
         folder = output / study / str(predicted[frame])
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{stem}_f{frame:07d}_t{frame / fps:09.2f}s.jpg"
-        (folder / name).write_bytes(jpeg_bytes(1000 + frame))
+        (folder / name).write_bytes(jpeg_bytes(str(predicted[frame]), 1000 + frame))
     return path
 
 
@@ -170,3 +172,32 @@ def manifest(device_reference: DeviceReference | None = None) -> Manifest:
 
 def bundle_summary(device_reference: DeviceReference | None = None) -> BundleSummary:
     return BundleSummary.from_manifest(manifest(device_reference))
+
+
+def demo_study(output: Path, study: str, frames: int = 40) -> AuditTable:
+    """A study that looks like a small real one: mostly Normal, a bleed over frames 10-14, a
+    polyp at 25-27, one frame sent to review and one quarantined; with pyarrow installed, also
+    a 2-minute video with a bleed at 1:00 and its key frames."""
+    rng = np.random.default_rng(3)
+    specs = []
+    for n in range(frames):
+        scores = rng.uniform(0.0, 0.15, len(CLASSES))
+        scores[1] = rng.uniform(0.7, 0.95)
+        if 10 <= n <= 14:
+            scores[0] = rng.uniform(0.85, 0.99)
+        if 25 <= n <= 27:
+            scores[2] = rng.uniform(0.8, 0.97)
+        specs.append(Frame(f"frame_{n + 1}.jpg", tuple(float(s) for s in scores)))
+    specs[30] = Frame("frame_31.jpg", (0.45, 0.4, 0.15), status="review", reason="low_confidence")
+    specs[35] = Frame("frame_36.jpg", (0.0, 0.0, 0.0), status="quarantined", reason="truncated")
+    audit = write_study(output, study, specs)
+    try:
+        import pyarrow  # noqa: F401  (the Parquet engine; VIDEO adds it to the dependencies)
+    except ImportError:
+        return audit
+    fps, length = 5.0, 600
+    video = rng.uniform(0.0, 0.15, (length, len(CLASSES)))
+    video[:, 1] = rng.uniform(0.6, 0.95, length)
+    video[295:320, 0] = rng.uniform(0.8, 0.99, 25)
+    write_video(output, study, "capsule", video, fps, key_frames=[300, 305, 310])
+    return audit
