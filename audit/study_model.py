@@ -20,7 +20,7 @@ import pandas as pd
 
 from gicls.audit.schema import decode_name
 from gicls.audit.summary import SCORED_STATUSES
-from gicls.models.bundle import DeviceReference, Manifest, read_manifest
+from gicls.models.bundle import HELD_OUT_OF_TRAINING, DeviceReference, Manifest, read_manifest
 
 # The columns schema version 4 adds; older rows (and older readers' frames) lack them.
 STUDY_COLUMNS = ("study", "source_path", "frames_scored", "duration_s", "outputs")
@@ -122,16 +122,17 @@ def read_bundle_summary(models_dir: Path) -> BundleSummary:
 def _measured_on(data: Mapping[str, Any], images: Any) -> str:
     if images is None:
         return "no held-out evaluation recorded in this bundle"
-    split = data.get("split") or {}
-    seed = (split.get("settings") or {}).get("balance.seed", data.get("split_seed"))
-    where = data.get("validation") or "held-out images"
-    source = data.get("training_dir")
-    text = f"{images} held-out images ({where}"
-    if source:
-        text += f" {source}"
-    if seed is not None:
-        text += f", split seed {seed}"
-    return text + "), never used for training"
+    where = data.get("validation")
+    if where == HELD_OUT_OF_TRAINING:
+        seed = data.get("split_seed")
+        where = f"a held-out split of {data.get('training_dir')}" + (
+            f" (split seed {seed})" if seed is not None else ""
+        )
+    elif where:
+        where = f"the validation folder {where}"
+    else:
+        where = "held-out images"
+    return f"{images} images of {where}, never used for training"
 
 
 def _number(value: Any) -> float | None:

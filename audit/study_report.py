@@ -34,7 +34,10 @@ from gicls.audit.study_model import (
 )
 from gicls.audit.timeline import Timeline, timelines
 from gicls.fsutil import replace_file
+from gicls.logs import get_logger
 from gicls.models.bundle import DeviceReference
+
+log = get_logger(__name__)
 
 INDEX_NAME = "index.html"
 KEY_FRAMES_PER_CLASS = 50
@@ -110,9 +113,24 @@ def write_study_report(
     Returns the files written (the report).
     """
     report = build_study_report(output_dir, study, table, bundle, classes, key_frames_per_class)
-    path = output_dir / study / REPORT_NAME
+    return render_study_report(output_dir, report)
+
+
+def render_study_report(output_dir: Path, report: StudyReport) -> list[Path]:
+    """Write a built report (``build_study_report``: callers that also want its device check
+    for the audit row build it first). Returns the files written (the report)."""
+    path = output_dir / report.study / REPORT_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     replace_file(path, [_render("study_report.html.j2", report=report)])
+    log_event = log.warning if report.device.warning else log.info
+    log_event(
+        "study_report_written",
+        study=report.study,
+        path=str(path),
+        frames=report.frames,
+        device_check=str(report.device.status),
+        device_message=report.device.message,
+    )
     return [path]
 
 
@@ -124,6 +142,8 @@ def build_study_report(
     classes: Sequence[str],
     key_frames_per_class: int = KEY_FRAMES_PER_CLASS,
 ) -> StudyReport:
+    """Everything the report shows, computed from the study's rows and frame tables;
+    ``.device`` is its device check (``gicls.audit.device_check``)."""
     rows = with_study_columns(table)
     frames = study_frames(output_dir, study, rows, classes)
     first, last = _processed_span(rows)

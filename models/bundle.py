@@ -39,6 +39,8 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 2
 UPGRADE_COMMAND = "gicls-train upgrade-bundle -c CONFIG"
 REBUILD_COMMAND = "gicls-train all -c CONFIG"
+# ``data.validation`` of a bundle whose held-out images are a split of its training folder.
+HELD_OUT_OF_TRAINING = "held-out split of training_dir"
 
 
 class ModelEntry(BaseModel):
