@@ -27,6 +27,17 @@ BUNDLE_ID = "0123456789abcdef"
 BALANCED_ACCURACY = 0.8125
 HELD_OUT_IMAGES = 48
 
+# Held-out: mostly Normal, as in the Capsule Vision validation split.
+REFERENCE = DeviceReference(
+    measured_on="held-out split of demo/training",
+    images=HELD_OUT_IMAGES,
+    predicted_share={"Bleeding": 0.10, "Normal": 0.80, "Polyp": 0.10},
+    share_tolerance=0.25,
+    score_quantile=0.95,
+    score_upper={"Bleeding": 0.60, "Normal": 0.99, "Polyp": 0.50},
+    min_frames=50,
+)
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -145,7 +156,7 @@ def manifest(device_reference: DeviceReference | None = None) -> Manifest:
             "precision": "float32",
             "models": {},
             "data": {
-                "training_dir": "/data/capsule-vision/training",
+                "training_dir": "demo/training",
                 "validation": "held-out split of training_dir",
                 "split_seed": 42,
                 "validation_images": {name: 16 for name in CLASSES},

@@ -11,18 +11,14 @@ import pandas as pd
 from gicls.audit.device_check import DeviceStatus, device_check
 from gicls.audit.study_model import read_bundle_summary
 from gicls.audit.study_report import write_study_report
-from gicls.models.bundle import DeviceReference
-from tests.audit.study_data import CLASSES, Frame, bundle_summary, manifest, write_study
-
-# Held-out: mostly Normal, as in the Capsule Vision validation split.
-REFERENCE = DeviceReference(
-    measured_on="held-out split of /data/training",
-    images=400,
-    predicted_share={"Bleeding": 0.10, "Normal": 0.80, "Polyp": 0.10},
-    share_tolerance=0.25,
-    score_quantile=0.95,
-    score_upper={"Bleeding": 0.60, "Normal": 0.99, "Polyp": 0.50},
-    min_frames=50,
+from tests.audit.study_data import (
+    CLASSES,
+    HELD_OUT_IMAGES,
+    REFERENCE,
+    Frame,
+    bundle_summary,
+    manifest,
+    write_study,
 )
 
 
@@ -49,7 +45,7 @@ def test_a_study_mostly_in_one_rare_condition_is_flagged() -> None:
 def test_a_healthy_study_is_not_flagged_for_being_more_normal_than_the_held_out_split() -> None:
     check = device_check(_frames({"Normal": 98, "Bleeding": 2}), CLASSES, REFERENCE)
     assert check.status is DeviceStatus.OK and not check.warning
-    assert "100 frames against 400 held-out images" in check.message
+    assert f"100 frames against {HELD_OUT_IMAGES} held-out images" in check.message
 
 
 def test_scores_far_above_the_held_out_ones_are_flagged_even_with_normal_shares() -> None:

@@ -69,7 +69,7 @@ def test_report_of_a_log_without_study_columns(tmp_path: Path) -> None:
     assert f"Balanced accuracy {BALANCED_ACCURACY:.3f} 0.700 to 0.900" in text
     assert (
         f"measured on {HELD_OUT_IMAGES} images of a held-out split of "
-        "/data/capsule-vision/training (split seed 42), never used for training" in text
+        "demo/training (split seed 42), never used for training" in text
     )
     # Scored frames: 3 Bleeding (one of them... none in review), 1 Normal, the review frame
     # (argmax Bleeding); the quarantined one has no score.
