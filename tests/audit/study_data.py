@@ -16,7 +16,7 @@ from PIL import Image
 
 from gicls.audit.reader import AuditTable, read_audit_log
 from gicls.audit.schema import encode_name
-from gicls.audit.study_model import BundleSummary
+from gicls.audit.study_model import STUDY_COLUMNS, BundleSummary
 from gicls.daemon.audit_writer import AuditWriter
 from gicls.models.bundle import DeviceReference, Manifest
 from gicls.training.demo_data import seeded_synthetic_image
@@ -109,6 +109,11 @@ def write_study(output: Path, study: str, frames: Sequence[Frame]) -> AuditTable
     finally:
         writer.close()
     return read_audit_log(log_path, CLASSES)
+
+
+def without_study_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` as the reader yields a log written before studies (schema version 3)."""
+    return rows.drop(columns=[name for name in STUDY_COLUMNS if name in rows.columns])
 
 
 def write_video(

@@ -30,6 +30,7 @@ from tests.audit.study_data import (
     HELD_OUT_IMAGES,
     Frame,
     bundle_summary,
+    without_study_columns,
     write_study,
     write_video,
 )
@@ -57,10 +58,9 @@ def _text(page: str) -> str:
 
 
 def test_report_of_a_log_without_study_columns(tmp_path: Path) -> None:
-    audit = write_study(tmp_path, STUDY, FRAMES)
-    assert "study" not in audit.table.columns  # a log of schema version 3
+    rows = without_study_columns(write_study(tmp_path, STUDY, FRAMES).table)
 
-    written = write_study_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)
+    written = write_study_report(tmp_path, STUDY, rows, bundle_summary(), CLASSES)
 
     assert written == [tmp_path / STUDY / "report.html"]
     text = _text(written[0].read_text(encoding="utf-8"))
@@ -104,9 +104,9 @@ def test_hostile_file_names_are_escaped(tmp_path: Path) -> None:
 
 
 def test_key_frames_are_the_top_scores_of_each_class_in_natural_order(tmp_path: Path) -> None:
-    audit = write_study(tmp_path, STUDY, FRAMES)
+    rows = without_study_columns(write_study(tmp_path, STUDY, FRAMES).table)
     report = build_study_report(
-        tmp_path, STUDY, audit.table, bundle_summary(), CLASSES, key_frames_per_class=2
+        tmp_path, STUDY, rows, bundle_summary(), CLASSES, key_frames_per_class=2
     )
     groups = {group.name: group.frames for group in report.key_frames}
     # The review and quarantined frames are never key frames; Polyp predicted none.
@@ -120,6 +120,20 @@ def test_key_frames_are_the_top_scores_of_each_class_in_natural_order(tmp_path: 
     assert groups["Normal"][0].when == "frame 3 of 5"
     thumbnail = Image.open(io.BytesIO(base64.b64decode(groups["Bleeding"][0].jpeg_base64)))
     assert thumbnail.format == "JPEG" and max(thumbnail.size) <= 128
+
+
+def test_frames_are_ordered_and_named_by_their_path_in_the_study(tmp_path: Path) -> None:
+    frames = [Frame("a.jpg", (0.9, 0.05, 0.05)), Frame("b.jpg", (0.8, 0.1, 0.1))]
+    # Exported in two parts: part 2's frame comes after part 1's whatever the file names say.
+    rows = write_study(tmp_path, STUDY, frames).table.assign(
+        study=STUDY, source_path=[f"{STUDY}/part10/a.jpg", f"{STUDY}/part2/b.jpg"]
+    )
+    report = build_study_report(tmp_path, STUDY, rows, bundle_summary(), CLASSES)
+    (bleeding,) = report.key_frames
+    assert [(f.label, f.when) for f in bleeding.frames] == [
+        (f"{STUDY}/part10/a.jpg", "frame 2 of 2"),
+        (f"{STUDY}/part2/b.jpg", "frame 1 of 2"),
+    ]
 
 
 def test_a_key_frame_whose_file_is_gone_shows_no_broken_image(tmp_path: Path) -> None:
