@@ -189,6 +189,13 @@ def cell(value: Any) -> str:
     return str(value)
 
 
+def _text(rows: pd.DataFrame, column: str) -> pd.Series:
+    """A text column as str cells ("" for blanks), all "" when an older log lacks it."""
+    if column not in rows.columns:
+        return pd.Series("", index=rows.index, dtype=object)
+    return rows[column].map(cell).astype(object)
+
+
 def natural_key(name: str) -> tuple[tuple[int, int, str], ...]:
     """Sort key reading runs of digits as numbers: frame2 before frame10."""
     return tuple(
@@ -226,41 +233,38 @@ def study_frames(
     then each video's frames (from its Parquet frame table, in frame order).
 
     Columns: one float64 score per class, ``status`` (the row's; "classified" for video
-    frames), ``predicted_class``, ``flags``, ``series`` (the
-    video's stem, "" for image files), ``position`` (0.. within its series), ``time_s`` (frame
-    time, NaN for image files), ``name`` (source path or file name; "" for video frames),
-    ``frame_index`` (-1 for image files) and ``destination`` (relative, for image files).
+    frames), ``predicted_class``, ``flags``, ``series`` (the video's stem, "" for image
+    files), ``position`` (0.. within its series), ``time_s`` (frame time, NaN for image
+    files), ``name`` (source path or file name; "" for video frames), ``frame_index`` (-1 for
+    image files), ``destination`` and ``destination_hex`` (the row's, for image files).
     """
     rows = with_study_columns(rows)
     scores = rows[list(classes)].apply(pd.to_numeric, errors="coerce")
     is_image = (
         rows["status"].isin(SCORED_STATUSES)
         & scores.notna().all(axis=1)
-        & (rows["frames_scored"].map(cell) == "")
+        & (_text(rows, "frames_scored") == "")
     )
     images = rows[is_image]
-    names = [
-        cell(s) or cell(f) for s, f in zip(images["source_path"], images["file_name"], strict=True)
-    ]
-    order = sorted(range(len(names)), key=lambda i: natural_key(names[i]))
+    names = _text(images, "source_path").where(
+        lambda paths: paths != "", _text(images, "file_name")
+    )
+    keys = [natural_key(name) for name in names]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    images, names = images.iloc[order], names.iloc[order]
     image_frames = pd.DataFrame(
         {
-            **{name: scores.loc[images.index, name].to_numpy()[order] for name in classes},
-            "status": images["status"].map(cell).to_numpy()[order],
-            "predicted_class": images["predicted_class"].map(cell).to_numpy()[order],
-            "flags": images["flags"].map(cell).to_numpy()[order]
-            if "flags" in images
-            else [""] * len(order),
+            **{name: scores.loc[images.index, name].to_numpy() for name in classes},
+            "status": _text(images, "status").to_numpy(),
+            "predicted_class": _text(images, "predicted_class").to_numpy(),
+            "flags": _text(images, "flags").to_numpy(),
             "series": "",
-            "position": range(len(order)),
+            "position": range(len(images)),
             "time_s": float("nan"),
-            "name": [names[i] for i in order],
+            "name": names.to_numpy(),
             "frame_index": -1,
-            "destination": [cell(images["destination"].iloc[i]) for i in order],
-            "destination_hex": [
-                cell(images["destination_hex"].iloc[i]) if "destination_hex" in images else ""
-                for i in order
-            ],
+            "destination": _text(images, "destination").to_numpy(),
+            "destination_hex": _text(images, "destination_hex").to_numpy(),
         }
     )
     parts = [image_frames]
