@@ -53,8 +53,8 @@ def device_check(
     """Check a study's scored frames against the bundle's ``reference``.
 
     ``frames``: one row per scored frame with a ``predicted_class`` column and one score column
-    per class (``study_frames``, a Parquet frame table and the audit log's scored rows all
-    have them).
+    per class (``study_frames(...).table``, a Parquet frame table and the audit log's scored
+    rows all have them).
     """
     if reference is None:
         return DeviceCheck(DeviceStatus.NO_REFERENCE, NO_REFERENCE_MESSAGE)

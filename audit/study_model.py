@@ -20,7 +20,10 @@ import pandas as pd
 
 from gicls.audit.schema import decode_name
 from gicls.audit.summary import SCORED_STATUSES
+from gicls.logs import get_logger
 from gicls.models.bundle import HELD_OUT_OF_TRAINING, DeviceReference, Manifest, read_manifest
+
+log = get_logger(__name__)
 
 # The columns schema version 4 adds; older rows (and older readers' frames) lack them.
 STUDY_COLUMNS = ("study", "source_path", "frames_scored", "duration_s", "outputs")
@@ -226,11 +229,21 @@ def frame_tables(output_dir: Path, study: str) -> list[Path]:
     return sorted(folder.glob("*.parquet"), key=lambda path: natural_key(path.name))
 
 
+@dataclass(frozen=True)
+class StudyFrames:
+    """``table``: every scored frame of a study (see ``study_frames``); ``unreadable``: the
+    frame tables left out, each as "name: why"."""
+
+    table: pd.DataFrame
+    unreadable: tuple[str, ...] = ()
+
+
 def study_frames(
     output_dir: Path, study: str, rows: pd.DataFrame, classes: Sequence[str]
-) -> pd.DataFrame:
+) -> StudyFrames:
     """Every scored frame of the study, image files first (in natural order of their paths),
-    then each video's frames (from its Parquet frame table, in frame order).
+    then each video's frames (from its Parquet frame table, in frame order). A frame table
+    that cannot be read (damaged, other classes) is left out and named in ``unreadable``.
 
     Columns: one float64 score per class, ``status`` (the row's; "classified" for video
     frames), ``predicted_class``, ``flags``, ``series`` (the video's stem, "" for image
@@ -267,10 +280,15 @@ def study_frames(
             "destination_hex": _text(images, "destination_hex").to_numpy(),
         }
     )
-    parts = [image_frames]
+    parts, unreadable = [image_frames], []
     for table_path in frame_tables(output_dir, study):
-        parts.append(_video_frames(table_path, classes))
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else image_frames
+        try:
+            parts.append(_video_frames(table_path, classes))
+        except (OSError, ValueError, KeyError) as exc:  # pyarrow's errors are ValueErrors
+            log.warning("frame_table_unreadable", path=str(table_path), error=str(exc))
+            unreadable.append(f"{table_path.name}: {type(exc).__name__}: {exc}")
+    table = pd.concat(parts, ignore_index=True) if len(parts) > 1 else image_frames
+    return StudyFrames(table, tuple(unreadable))
 
 
 def _video_frames(table_path: Path, classes: Sequence[str]) -> pd.DataFrame:

@@ -69,6 +69,7 @@ class StudyReport:
     files: int
     statuses: tuple[tuple[str, int], ...]
     frames: int
+    unreadable_frame_tables: tuple[str, ...]
     class_counts: tuple[ClassCount, ...]
     review: tuple[ListedFile, ...]
     quarantine: tuple[ListedFile, ...]
@@ -145,7 +146,8 @@ def build_study_report(
     """Everything the report shows, computed from the study's rows and frame tables;
     ``.device`` is its device check (``gicls.audit.device_check``)."""
     rows = with_study_columns(table)
-    frames = study_frames(output_dir, study, rows, classes)
+    read = study_frames(output_dir, study, rows, classes)
+    frames = read.table
     first, last = _processed_span(rows)
     return StudyReport(
         study=study,
@@ -158,6 +160,7 @@ def build_study_report(
             (str(status), int(count)) for status, count in rows["status"].value_counts().items()
         ),
         frames=len(frames),
+        unreadable_frame_tables=read.unreadable,
         class_counts=_class_counts(frames, rows, classes),
         review=_listed(rows[rows["status"] == "review"]),
         quarantine=_listed(rows[rows["status"] == "quarantined"]),
@@ -224,7 +227,7 @@ def study_summary(
     """The index line of one study from its audit rows (``reference``: the bundle's, for the
     device check column)."""
     rows = with_study_columns(table)
-    frames = study_frames(output_dir, study, rows, classes)
+    frames = study_frames(output_dir, study, rows, classes).table
     counts = frames["predicted_class"].value_counts()
     _first, last = _processed_span(rows)
     return StudySummary(

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from gicls.audit.study_model import natural_key
+from gicls.audit.study_model import BundleSummary, natural_key
 from gicls.audit.study_report import (
     build_study_report,
     study_summaries,
@@ -30,6 +30,7 @@ from tests.audit.study_data import (
     HELD_OUT_IMAGES,
     Frame,
     bundle_summary,
+    manifest,
     without_study_columns,
     write_study,
     write_video,
@@ -247,3 +248,25 @@ def test_an_installed_wheel_renders_with_its_own_templates(tmp_path: Path) -> No
     )
     assert result.returncode == 0, result.stderr
     assert "No study yet." in result.stdout
+
+
+def test_a_bundle_without_an_evaluation_says_so(tmp_path: Path) -> None:
+    unevaluated = manifest().model_copy(update={"metrics": {}})
+    summary = BundleSummary.from_manifest(unevaluated)
+    assert summary.metrics == ()
+    audit = write_study(tmp_path, STUDY, FRAMES[:1])
+    page = write_study_report(tmp_path, STUDY, audit.table, summary, CLASSES)[0]
+    text = _text(page.read_text(encoding="utf-8"))
+    assert "This bundle records no held-out evaluation." in text
+    assert "Figures measured on" not in text
+
+
+def test_a_damaged_frame_table_is_named_and_the_rest_still_reported(tmp_path: Path) -> None:
+    audit = write_study(tmp_path, STUDY, FRAMES)
+    damaged = tmp_path / STUDY / "_frames" / "capsule.parquet"
+    damaged.parent.mkdir()
+    damaged.write_bytes(b"PAR1 not really")
+    page = write_study_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)[0]
+    text = _text(page.read_text(encoding="utf-8"))
+    assert "Left out: frame tables that could not be read. capsule.parquet:" in text
+    assert "Bleeding 4 80.0 % 1" in text
