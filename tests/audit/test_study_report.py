@@ -270,3 +270,13 @@ def test_a_damaged_frame_table_is_named_and_the_rest_still_reported(tmp_path: Pa
     text = _text(page.read_text(encoding="utf-8"))
     assert "Left out: frame tables that could not be read. capsule.parquet:" in text
     assert "Bleeding 4 80.0 % 1" in text
+
+
+def test_a_study_of_quarantined_files_only_still_renders(tmp_path: Path) -> None:
+    frames = [Frame(f"bad{n}.jpg", (0.0, 0.0, 0.0), "quarantined", "truncated") for n in (1, 2)]
+    audit = write_study(tmp_path, STUDY, frames)
+    page = write_study_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)[0]
+    text = _text(page.read_text(encoding="utf-8"))
+    assert "0 scored frames from 2 files (2 quarantined)" in text
+    assert "No scored frames to plot." in text and "No key frames." in text
+    assert "Quarantine list (2)" in text
