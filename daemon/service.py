@@ -29,6 +29,7 @@ from gicls.daemon.seen_store import SNAPSHOT_NAME, SeenStore
 from gicls.daemon.serving import ServingModel, configure_threads, load_ensemble
 from gicls.daemon.settle import SettleTracker, empty_timeout
 from gicls.daemon.startup import InboxGuard, Layout, prepare_layout
+from gicls.daemon.studies import StudyNames
 from gicls.daemon.watch import InboxWatcher, scan
 from gicls.logs import get_logger
 
@@ -117,6 +118,7 @@ def build_daemon(
         cleanup.callback(journal.close)
         notifier.status("reading the audit log")
         seen_store = SeenStore(layout.audit_log, layout.state_dir / SNAPSHOT_NAME)
+        studies = StudyNames(config.classes, layout.audit_log.name)
         cleanup.callback(_save_at_stop, seen_store, journal)
         pipeline = Pipeline(
             inbox=layout.inbox,
@@ -130,6 +132,7 @@ def build_daemon(
                 config.classes, ReviewPolicy.of(settings), settings.on_duplicate
             ),
             faults=faults,
+            studies=studies,
         )
         notifier.status(f"recovering {len(entries)} journal entries")
         recovered = recover_at_start(entries, pipeline, seen_store, notifier, stop)
@@ -143,6 +146,7 @@ def build_daemon(
             settings.stability_seconds,
             empty_timeout(settings.stability_seconds),
             settings.ignore,
+            display=studies.display,
         )
         tracker.observe(scan(layout.inbox))
         loop = Loop(

@@ -343,6 +343,14 @@ def file_name_of(row: Mapping[str, str]) -> bytes:
     return decode_name(row["file_name"], row["file_name_hex"])
 
 
+def source_of(row: Mapping[str, str]) -> bytes:
+    """The path a row's file had in the inbox: its exact name for a loose file, the escaped
+    ``source_path`` text for a file in a study folder."""
+    if "/" not in row["source_path"]:
+        return file_name_of(row)
+    return row["source_path"].encode("utf-8")
+
+
 def _tree(output: Path) -> set[bytes]:
     found = set()
     root = os.fsencode(output)
@@ -363,6 +371,8 @@ def assert_invariant(
 ) -> list[dict[str, str]]:
     """Every dropped (name, sha256) has exactly one row, one file, bytes unchanged; no extras.
 
+    The name is the path in the inbox (``source_of``): ``study/sub/frame.png`` in a study.
+
     ``sha256`` is "" for entries that are not regular files (symlinks, FIFOs). A regular file
     whose row has no sha256 was never read by the daemon (unreadable, poison): it must be
     quarantined, and its bytes are hashed here to check they are the ones dropped.
@@ -379,7 +389,7 @@ def assert_invariant(
             assert regular and file_sha256(path) == row["sha256"], destination
         else:
             assert row["status"] == "quarantined", destination
-        logged[(file_name_of(row), file_sha256(path) if regular else "")] += 1
+        logged[(source_of(row), file_sha256(path) if regular else "")] += 1
     assert logged == dropped, {
         "missing": dropped - logged,
         "unexpected": logged - dropped,

@@ -1,0 +1,110 @@
+"""Study folders through a real daemon: ``inbox/<study>/...`` is routed to ``output/<study>/``.
+
+Real subprocesses, real folders, a real tiny bundle; 40 px frames, a handful per test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import harness
+from tests.daemon.harness import wait_until
+
+pytestmark = pytest.mark.slow
+
+CLASS_FOLDERS = {*harness.CLASSES, "_review"}
+
+
+def _write(path: Path, data: bytes, dropped: Counter[tuple[bytes, str]], key: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    dropped[(key.encode(), harness.sha256(data))] += 1
+
+
+def test_a_study_copied_in_with_cp_r_while_the_daemon_runs(tmp_path: Path, make_bundle) -> None:
+    site = harness.write_config(tmp_path, make_bundle(), on_duplicate="skip")
+    source = tmp_path / "P123"
+    dropped: Counter[tuple[bytes, str]] = Counter()
+    for n in range(4):
+        _write(source / "day1" / f"f{n}.png", harness.png(n), dropped, f"P123/day1/f{n}.png")
+    # The same name in another sub-folder, and the same bytes again (a capsule resting still).
+    _write(source / "day2" / "f0.png", harness.png(10), dropped, "P123/day2/f0.png")
+    _write(source / "day2" / "still.png", harness.png(1), dropped, "P123/day2/still.png")
+    daemon = harness.DaemonProcess(site.config)
+    try:
+        daemon.wait_ready()
+        _write(site.inbox / "loose.png", harness.png(20), dropped, "loose.png")
+        subprocess.run(["cp", "-r", str(source), str(site.inbox)], check=True)
+        _write(site.inbox / "again.png", harness.png(20), dropped, "again.png")
+        total = sum(dropped.values())
+        wait_until(lambda: harness.row_count(site.audit_log) >= total, 60, f"{total} rows")
+    finally:
+        daemon.stop()
+    assert daemon.process.returncode == 0, daemon.output()
+
+    rows = harness.assert_invariant(site, dropped)
+    by_source = {row["source_path"]: row for row in rows}
+    study_rows = [row for row in rows if row["study"] == "P123"]
+    assert len(study_rows) == 6
+    for row in study_rows:
+        parts = row["destination"].split("/")
+        assert parts[0] == "P123" and parts[1] in CLASS_FOLDERS and len(parts) == 3, row
+        assert row["status"] in ("classified", "review")  # every frame scored
+    # Sub-folders flatten into <Class>/: two f0.png both survive under unique names.
+    assert {by_source[f"P123/{day}/f0.png"]["file_name"] for day in ("day1", "day2")} == {"f0.png"}
+    assert len({by_source[f"P123/{d}/f0.png"]["destination"] for d in ("day1", "day2")}) == 2
+    still = by_source["P123/day2/still.png"]
+    assert still["duplicate_of"] == by_source["P123/day1/f1.png"]["destination"]
+    assert still["predicted_class"]
+    # Loose files keep today's behaviour: the repeated bytes are skipped as configured.
+    loose = {by_source[name]["status"] for name in ("loose.png", "again.png")}
+    assert "duplicate" in loose
+    for name in ("loose.png", "again.png"):
+        assert by_source[name]["study"] == ""
+        assert by_source[name]["destination"].split("/")[0] in {*CLASS_FOLDERS, "_duplicates"}
+
+
+def test_refused_study_names_go_to_the_root_quarantine(tmp_path: Path, make_bundle) -> None:
+    site = harness.write_config(tmp_path, make_bundle())
+    dropped: Counter[tuple[bytes, str]] = Counter()
+    refused = {
+        ".hidden": "hidden name",
+        "bleeding": "equals a class name",
+        "_review": "reserved output name",
+        "Index.HTML": "reserved output name",
+        "AUDIT_LOG.csv": "reserved output name",
+        "new\nline": "not plain text",
+    }
+    for number, name in enumerate(refused):
+        shown = name.replace("\n", "\\n")
+        _write(site.inbox / name / "frame.png", harness.png(number), dropped, f"{shown}/frame.png")
+    _write(site.inbox / "ok" / "frame.png", harness.png(50), dropped, "ok/frame.png")
+    outside = tmp_path / "elsewhere"
+    (outside / "secret.png").parent.mkdir()
+    (outside / "secret.png").write_bytes(harness.png(60))
+    (site.inbox / "linked").symlink_to(outside)
+    dropped[(b"linked", "")] += 1
+
+    daemon = harness.DaemonProcess(site.config, "--once")
+    assert daemon.wait() == 0, daemon.output()
+
+    rows = harness.assert_invariant(site, dropped)
+    by_source = {row["source_path"]: row for row in rows}
+    for name, detail in refused.items():
+        row = by_source[name.replace("\n", "\\n") + "/frame.png"]
+        assert row["status"] == "quarantined"
+        assert row["reason"].startswith(f"study_name: {detail}"), row
+        assert row["destination"].startswith("_quarantine/study_name/frame"), row
+        assert row["study"] == "" and row["sha256"]
+    assert by_source["ok/frame.png"]["destination"].startswith("ok/")
+    assert by_source["ok/frame.png"]["study"] == "ok"
+    # The link is quarantined as itself; what it points at is never touched.
+    assert by_source["linked"]["destination"] == "_quarantine/not_regular/linked"
+    assert os.path.islink(site.output / "_quarantine" / "not_regular" / "linked")
+    assert (outside / "secret.png").read_bytes() == harness.png(60)
+    assert not (site.output / "bleeding").exists() and not (site.output / ".hidden").exists()
