@@ -30,6 +30,8 @@ from gicls.daemon.serving import ServingModel, configure_threads, load_ensemble
 from gicls.daemon.settle import SettleTracker, empty_timeout
 from gicls.daemon.startup import InboxGuard, Layout, prepare_layout
 from gicls.daemon.studies import StudyNames
+from gicls.daemon.study_reports import StudyReporter
+from gicls.daemon.study_watch import StudyWatch
 from gicls.daemon.watch import InboxWatcher, scan
 from gicls.logs import get_logger
 
@@ -149,6 +151,13 @@ def build_daemon(
             display=studies.display,
         )
         tracker.observe(scan(layout.inbox))
+        study_watch = StudyWatch(
+            layout.inbox,
+            settings.study_quiet_seconds,
+            StudyReporter(layout.output_dir, layout.audit_log, config.classes, model, studies),
+            display=studies.display,
+        )
+        study_watch.discover()
         loop = Loop(
             settings=LoopSettings(
                 max_batch=settings.max_batch,
@@ -167,6 +176,7 @@ def build_daemon(
             notifier=notifier,
             stop=stop,
             reload=reload,
+            studies=study_watch,
         )
         daemon = Daemon(
             layout=layout,

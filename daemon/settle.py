@@ -125,6 +125,11 @@ class SettleTracker:
                 continue
             self._watching[name] = None
 
+    def holds_under(self, folder: str) -> bool:
+        """Whether a name in ``folder`` (a study's) is tracked or handed over, not released."""
+        prefix = folder + "/"
+        return any(name.startswith(prefix) for name in (*self._watching, *self._handed))
+
     def release(self, name: str) -> None:
         """The consumer is finished with a handed-over name; a new file by that name is new."""
         self._handed.discard(name)

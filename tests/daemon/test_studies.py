@@ -6,12 +6,15 @@ Real subprocesses, real folders, a real tiny bundle; 40 px frames, a handful per
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from gicls.audit.cli import app as audit_app
 from tests.daemon import harness
 from tests.daemon.harness import wait_until
 
@@ -26,8 +29,24 @@ def _write(path: Path, data: bytes, dropped: Counter[tuple[bytes, str]], key: st
     dropped[(key.encode(), harness.sha256(data))] += 1
 
 
+def _verify(config: Path) -> str:
+    result = CliRunner().invoke(audit_app, ["verify", "-c", str(config)])
+    assert result.exit_code == 0, result.stdout
+    return result.stdout
+
+
+def _report_counts(site: harness.Site, study: str) -> tuple[int, int]:
+    """(scored frames, files) as the study's report states them."""
+    text = (site.output / study / "report.html").read_text()
+    found = re.search(r"(\d+) scored frames? from\s+(\d+) files?", text)
+    assert found, "no counts in the report"
+    return int(found[1]), int(found[2])
+
+
 def test_a_study_copied_in_with_cp_r_while_the_daemon_runs(tmp_path: Path, make_bundle) -> None:
-    site = harness.write_config(tmp_path, make_bundle(), on_duplicate="skip")
+    site = harness.write_config(
+        tmp_path, make_bundle(), on_duplicate="skip", study_quiet_seconds=1.0
+    )
     source = tmp_path / "P123"
     dropped: Counter[tuple[bytes, str]] = Counter()
     for n in range(4):
@@ -43,11 +62,17 @@ def test_a_study_copied_in_with_cp_r_while_the_daemon_runs(tmp_path: Path, make_
         _write(site.inbox / "again.png", harness.png(20), dropped, "again.png")
         total = sum(dropped.values())
         wait_until(lambda: harness.row_count(site.audit_log) >= total, 60, f"{total} rows")
+        # Quiet for study_quiet_seconds, every file audited: the report, folders removed.
+        wait_until(lambda: daemon.logged("study_complete"), 30, "the study to complete")
+        assert not (site.inbox / "P123").exists()
     finally:
         daemon.stop()
     assert daemon.process.returncode == 0, daemon.output()
 
     rows = harness.assert_invariant(site, dropped)
+    assert _report_counts(site, "P123") == (6, 6)
+    assert "P123/report.html" in (site.output / "index.html").read_text()
+    assert "recorded outputs" in _verify(site.config)
     by_source = {row["source_path"]: row for row in rows}
     study_rows = [row for row in rows if row["study"] == "P123"]
     assert len(study_rows) == 6
@@ -108,3 +133,84 @@ def test_refused_study_names_go_to_the_root_quarantine(tmp_path: Path, make_bund
     assert os.path.islink(site.output / "_quarantine" / "not_regular" / "linked")
     assert (outside / "secret.png").read_bytes() == harness.png(60)
     assert not (site.output / "bleeding").exists() and not (site.output / ".hidden").exists()
+
+
+def test_a_late_file_reopens_its_study_and_the_report_is_rewritten(
+    tmp_path: Path, make_bundle
+) -> None:
+    site = harness.write_config(tmp_path, make_bundle())
+    dropped: Counter[tuple[bytes, str]] = Counter()
+    for n in range(3):
+        _write(
+            site.inbox / "S1" / "a" / "b" / f"{n}.png", harness.png(n), dropped, f"S1/a/b/{n}.png"
+        )
+    (site.inbox / "untouched").mkdir()  # an empty folder nobody filled is left alone
+
+    assert harness.run_once(site.config) == 0
+    assert not (site.inbox / "S1").exists()
+    assert (site.inbox / "untouched").is_dir()
+    assert _report_counts(site, "S1") == (3, 3)
+    _write(site.inbox / "S1" / "late.png", harness.png(9), dropped, "S1/late.png")
+
+    assert harness.run_once(site.config) == 0
+    assert not (site.inbox / "S1").exists()
+    assert _report_counts(site, "S1") == (4, 4)
+    harness.assert_invariant(site, dropped)
+    _verify(site.config)
+    (site.output / "S1" / "report.html").write_text("edited")
+    result = CliRunner().invoke(audit_app, ["verify", "-c", str(site.config)])
+    assert result.exit_code == 1 and "sha256 mismatch: 1: S1/report.html" in result.stdout
+
+
+def test_two_daemons_sharing_an_inbox_report_a_study_from_both_their_rows(
+    tmp_path: Path, make_bundle
+) -> None:
+    models = make_bundle()
+    shared = {
+        "inbox": tmp_path / "inbox",
+        "output_dir": tmp_path / "output",
+        "audit_log": tmp_path / "audit_log.csv",
+        "max_batch": 4,
+        "stability_seconds": 0.2,
+        "study_quiet_seconds": 2.0,
+    }
+    first = harness.write_config(tmp_path, models, "a.toml", state_dir=tmp_path / "state", **shared)
+    harness.write_config(
+        tmp_path, models, "b.toml", state_dir=tmp_path / "state-b", observer="polling", **shared
+    )
+    daemons = [
+        harness.DaemonProcess(tmp_path / name, log_name=f"{name}.log")
+        for name in ("a.toml", "b.toml")
+    ]
+    dropped: Counter[tuple[bytes, str]] = Counter()
+    try:
+        for daemon in daemons:
+            daemon.wait_ready()
+        # Which daemon wins a file is a race: drop in rounds until both have won some.
+        for round_number in range(10):
+            for n in range(12):
+                name = f"r{round_number}_{n}.png"
+                data = harness.png(round_number * 100 + n)
+                _write(first.inbox / "SHARED" / name, data, dropped, f"SHARED/{name}")
+            total = sum(dropped.values())
+            wait_until(
+                lambda total=total: harness.row_count(first.audit_log) >= total, 60, f"{total} rows"
+            )
+            if all(daemon.logged("batch_done") for daemon in daemons):
+                break
+        wait_until(
+            lambda: (
+                any(daemon.logged("study_report_written") for daemon in daemons)
+                and not (first.inbox / "SHARED").exists()
+            ),
+            30,
+            "the shared study's report",
+        )
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+    assert all(daemon.logged("batch_done") for daemon in daemons), "only one daemon worked"
+    total = sum(dropped.values())
+    assert _report_counts(first, "SHARED") == (total, total)
+    harness.assert_invariant(first, dropped)
+    _verify(first.config)
