@@ -5,6 +5,7 @@ Real subprocesses, real folders, a real tiny bundle; 40 px frames, a handful per
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -214,3 +215,38 @@ def test_two_daemons_sharing_an_inbox_report_a_study_from_both_their_rows(
     assert _report_counts(first, "SHARED") == (total, total)
     harness.assert_invariant(first, dropped)
     _verify(first.config)
+
+
+def test_gicls_audit_report_and_summary_by_study(tmp_path: Path, make_bundle) -> None:
+    site = harness.write_config(tmp_path, make_bundle())
+    for study, count in (("A1", 2), ("B2", 3)):
+        (site.inbox / study).mkdir()
+        for n in range(count):
+            (site.inbox / study / f"{n}.png").write_bytes(harness.png(n + 10 * count))
+    (site.inbox / "loose.png").write_bytes(harness.png(99))
+    assert harness.run_once(site.config) == 0
+    (site.output / "A1" / "report.html").unlink()
+    (site.output / "index.html").unlink()
+    runner = CliRunner()
+
+    result = runner.invoke(audit_app, ["report", "A1", "-c", str(site.config)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"wrote {site.output / 'A1' / 'report.html'}\n"
+    assert _report_counts(site, "A1") == (2, 2)
+    assert "B2/report.html" in (site.output / "index.html").read_text()
+    _verify(site.config)
+
+    result = runner.invoke(audit_app, ["report", "nope", "-c", str(site.config)])
+    assert result.exit_code == 1
+    assert "no audit rows for study 'nope'" in result.stderr and "A1, B2" in result.stderr
+
+    result = runner.invoke(
+        audit_app, ["summary", "--by", "study", "--json", "-c", str(site.config)]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert list(summary) == ["A1", "B2", "(none)"]
+    assert [summary[key]["total"] for key in summary] == [2, 3, 1]
+    text = runner.invoke(audit_app, ["summary", "--by", "study", "-c", str(site.config)]).stdout
+    assert text.startswith("Per study (UTC)\nstudy")
+    assert [line.split()[0] for line in text.splitlines()[2:]] == ["A1", "B2", "(none)"]
