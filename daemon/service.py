@@ -23,6 +23,7 @@ from gicls.daemon.lock import StateLock
 from gicls.daemon.loop import Loop, LoopSettings
 from gicls.daemon.notify import Notifier
 from gicls.daemon.pipeline import Pipeline, PipelineOptions
+from gicls.daemon.pseudonyms import Pseudonyms
 from gicls.daemon.recovery import recover_at_start
 from gicls.daemon.route import Router
 from gicls.daemon.seen_store import SNAPSHOT_NAME, SeenStore
@@ -120,7 +121,8 @@ def build_daemon(
         cleanup.callback(journal.close)
         notifier.status("reading the audit log")
         seen_store = SeenStore(layout.audit_log, layout.state_dir / SNAPSHOT_NAME)
-        studies = StudyNames(config.classes, layout.audit_log.name)
+        pseudonyms = Pseudonyms(layout.state_dir) if settings.pseudonymise_studies else None
+        studies = StudyNames(config.classes, layout.audit_log.name, pseudonyms)
         cleanup.callback(_save_at_stop, seen_store, journal)
         pipeline = Pipeline(
             inbox=layout.inbox,
@@ -155,7 +157,7 @@ def build_daemon(
             layout.inbox,
             settings.study_quiet_seconds,
             StudyReporter(layout.output_dir, layout.audit_log, config.classes, model, studies),
-            display=studies.display,
+            display=studies.display_folder,
         )
         study_watch.discover()
         loop = Loop(

@@ -99,6 +99,10 @@ class StudyNames:
         source_path = shown + relative[len(folder) :]
         return Source(relative, file_name, "" if refusal else shown, source_path, refusal)
 
+    def display_folder(self, folder: str) -> str:
+        """A study folder's name as logs may show it."""
+        return self._pseudonym(folder) if self._pseudonym else folder
+
     def display(self, relative: str) -> str:
         """``relative`` as logs may show it (its study pseudonymised when that is on)."""
         return self.source_of(relative).source_path

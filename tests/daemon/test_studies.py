@@ -5,6 +5,8 @@ Real subprocesses, real folders, a real tiny bundle; 40 px frames, a handful per
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -250,3 +252,44 @@ def test_gicls_audit_report_and_summary_by_study(tmp_path: Path, make_bundle) ->
     text = runner.invoke(audit_app, ["summary", "--by", "study", "-c", str(site.config)]).stdout
     assert text.startswith("Per study (UTC)\nstudy")
     assert [line.split()[0] for line in text.splitlines()[2:]] == ["A1", "B2", "(none)"]
+
+
+def test_pseudonymised_studies_keep_the_name_out_of_paths_rows_logs_and_reports(
+    tmp_path: Path, make_bundle
+) -> None:
+    name = "JaneDoe1957"
+    site = harness.write_config(tmp_path, make_bundle(), pseudonymise_studies=True)
+    (site.inbox / name / "sub").mkdir(parents=True)
+    for n in range(2):
+        (site.inbox / name / "sub" / f"{n}.png").write_bytes(harness.png(n))
+    first = harness.DaemonProcess(site.config, "--once")
+    assert first.wait() == 0, first.output()
+    (site.inbox / name).mkdir()
+    (site.inbox / name / "late.png").write_bytes(harness.png(7))
+    second = harness.DaemonProcess(site.config, "--once")
+    assert second.wait() == 0, second.output()
+
+    state = site.root / "state"
+    key = (state / "study_key").read_bytes()
+    mapping = state / "study_pseudonyms.csv"
+    assert len(key) == 32
+    for secret in (state / "study_key", mapping):
+        assert secret.stat().st_mode & 0o777 == 0o640, secret
+    pseudonym = "ps-" + hmac.new(key, name.encode(), hashlib.sha256).hexdigest()[:20]
+    assert mapping.read_text() == f"{pseudonym},{name},\n"  # once, though seen by two runs
+    rows = harness.read_audit(site.audit_log)
+    assert [row["study"] for row in rows] == [pseudonym] * 3
+    assert sorted(row["source_path"] for row in rows) == [
+        f"{pseudonym}/late.png",
+        f"{pseudonym}/sub/0.png",
+        f"{pseudonym}/sub/1.png",
+    ]
+    assert _report_counts(site, pseudonym) == (3, 3)
+    written = [site.audit_log.read_bytes(), first.log_path.read_bytes()]
+    written += [second.log_path.read_bytes()]
+    for folder, _, files in os.walk(site.output):
+        written += [os.fsencode(os.path.join(folder, file)) for file in files]
+        written += [(Path(folder) / file).read_bytes() for file in files if file.endswith("html")]
+    assert not [blob[:80] for blob in written if name.encode() in blob]
+    assert not (site.inbox / name).exists()
+    _verify(site.config)
