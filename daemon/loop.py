@@ -226,7 +226,7 @@ class Loop:
         for item in batch:
             self.tracker.release(item.name)
         if self.studies is not None:
-            self.studies.noticed(item.name for item in batch)
+            self.studies.noticed((item.name for item in batch), processed=True)
         self.tracker.observe(item.name for item in claims.changed)
         for item, error in claims.refused:
             self.tracker.refuse(item, error)

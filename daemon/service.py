@@ -158,6 +158,7 @@ def build_daemon(
             settings.study_quiet_seconds,
             StudyReporter(layout.output_dir, layout.audit_log, config.classes, model, studies),
             display=studies.display_folder,
+            folder_of=studies.folder_of,
         )
         study_watch.discover()
         loop = Loop(

@@ -89,8 +89,13 @@ class StudyNames:
         """The id written for the study folder ``folder`` (not refused)."""
         return self._pseudonym(folder) if self._pseudonym else folder
 
+    def folder_of(self, relative: str) -> str:
+        """The study folder (its name as in the inbox) of an inbox-relative path; "" for a
+        loose file. The one place that decides which study a path belongs to."""
+        return study_folder(relative)
+
     def source_of(self, relative: str) -> Source:
-        folder = study_folder(relative)
+        folder = self.folder_of(relative)
         file_name = relative.rsplit("/", 1)[-1]
         if not folder:
             return Source(relative, file_name, "", relative, None)

@@ -47,14 +47,16 @@ class StudyWatch:
         quiet_seconds: float,
         complete: Callable[[str], bool],
         display: Callable[[str], str] = str,
+        folder_of: Callable[[str], str] = study_folder,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``complete(folder)``: publish the study of inbox folder ``folder``, True if it has
-        rows."""
+        rows; ``folder_of(name)``: the study folder of an inbox-relative name ("" for none)."""
         self._inbox = inbox
         self._quiet = quiet_seconds
         self._complete = complete
         self._display = display
+        self._folder_of = folder_of
         self._clock = clock
         self._open: dict[str, _Open] = {}
         # Empty folders found complete without rows, by their mtime: not looked at again.
@@ -65,12 +67,14 @@ class StudyWatch:
     def open(self) -> list[str]:
         return sorted(self._open)
 
-    def noticed(self, names: Iterable[str]) -> None:
-        """Inbox-relative names seen changing, settling or processed."""
+    def noticed(self, names: Iterable[str], processed: bool = False) -> None:
+        """Inbox-relative names seen by events or scans, or (``processed``) claimed and
+        processed by this daemon. A name events report that is gone (a folder this watch
+        removed, a file another daemon claimed: its folder's mtime tells) is no activity."""
         now = self._clock()
         for name in names:
-            folder = study_folder(name)
-            if folder:
+            folder = self._folder_of(name)
+            if folder and (processed or os.path.lexists(self._inbox / name)):
                 self._open[folder] = _Open(now, True)
                 self._left.pop(folder, None)
 
