@@ -171,17 +171,29 @@ def test_the_daemon_continues_a_version_1_log_and_gicls_audit_reads_both(
     assert table["schema_version"].tolist() == ["1", "4", "4"]
 
 
-def _v2_log(path: Path, rows: list[dict[str, str]]) -> bytes:
-    """A version 2 log as the release before ``flags`` wrote it."""
-    columns = [*v1_columns(CLASSES), "precision", "schema_version"]
+def _older_log(path: Path, rows: list[dict[str, str]], added: dict[str, str]) -> bytes:
+    """A log as an older release wrote it: the v1 columns, then ``added`` (column -> the value
+    every row holds, ending with ``schema_version``)."""
+    columns = [*v1_columns(CLASSES), *added]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
-        cells = {**row, "precision": "float32", "schema_version": "2"}
+        cells = {**row, **added}
         writer.writerow([cells.get(c, "") for c in columns])
     path.write_bytes(buffer.getvalue().encode())
     return path.read_bytes()
+
+
+def _v2_log(path: Path, rows: list[dict[str, str]]) -> bytes:
+    """A version 2 log as the release before ``flags`` wrote it."""
+    return _older_log(path, rows, {"precision": "float32", "schema_version": "2"})
+
+
+def _v3_log(path: Path, rows: list[dict[str, str]]) -> bytes:
+    """A version 3 log as the release before studies wrote it."""
+    added = {"precision": "float32", "flags": "Bleeding", "schema_version": "3"}
+    return _older_log(path, rows, added)
 
 
 def test_a_version_2_log_reads_with_empty_flags(tmp_path: Path) -> None:
@@ -191,43 +203,6 @@ def test_a_version_2_log_reads_with_empty_flags(tmp_path: Path) -> None:
 
     assert audit.text["flags"].tolist() == [""]
     assert audit.text["schema_version"].tolist() == ["2"]
-
-
-@pytest.mark.slow
-def test_the_daemon_continues_a_version_2_log_in_a_version_4_segment(
-    tmp_path: Path, make_bundle
-) -> None:
-    site = harness.write_config(tmp_path, make_bundle())
-    (site.output / "Normal").mkdir(parents=True)
-    (site.output / "Normal" / "old.png").write_bytes(harness.png(1))
-    old_row = _v1_row("old.png", sha256=hashlib.sha256(harness.png(1)).hexdigest())
-    old_bytes = _v2_log(site.audit_log, [old_row])
-    (site.inbox / "new.png").write_bytes(harness.png(2))
-
-    daemon = harness.DaemonProcess(site.config, "--once")
-    assert daemon.wait() == 0, daemon.output()
-
-    assert site.audit_log.read_bytes() == old_bytes
-    segment = site.root / "audit_log.v4.csv"
-    rows = harness.read_audit(segment)
-    assert [(row["file_name"], row["schema_version"]) for row in rows] == [("new.png", "4")]
-    assert rows[0]["flags"] == ""  # a bundle without thresholds flags nothing
-    audit = read_audit_log(site.audit_log, CLASSES)
-    assert audit.text["file_name"].tolist() == ["old.png", "new.png"]
-    assert audit.text["schema_version"].tolist() == ["2", "4"]
-
-
-def _v3_log(path: Path, rows: list[dict[str, str]]) -> bytes:
-    """A version 3 log as the release before studies wrote it."""
-    columns = [*v1_columns(CLASSES), "precision", "flags", "schema_version"]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(columns)
-    for row in rows:
-        cells = {**row, "precision": "float32", "flags": "Bleeding", "schema_version": "3"}
-        writer.writerow([cells.get(c, "") for c in columns])
-    path.write_bytes(buffer.getvalue().encode())
-    return path.read_bytes()
 
 
 def test_a_version_3_log_reads_with_empty_study_columns(tmp_path: Path) -> None:
@@ -243,14 +218,15 @@ def test_a_version_3_log_reads_with_empty_study_columns(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_daemon_continues_a_version_3_log_in_a_version_4_segment(
-    tmp_path: Path, make_bundle
+@pytest.mark.parametrize(("version", "write_log"), [(2, _v2_log), (3, _v3_log)])
+def test_the_daemon_continues_an_older_log_in_a_version_4_segment(
+    tmp_path: Path, make_bundle, version: int, write_log
 ) -> None:
     site = harness.write_config(tmp_path, make_bundle())
     (site.output / "Normal").mkdir(parents=True)
     (site.output / "Normal" / "old.png").write_bytes(harness.png(1))
     old_row = _v1_row("old.png", sha256=hashlib.sha256(harness.png(1)).hexdigest())
-    old_bytes = _v3_log(site.audit_log, [old_row])
+    old_bytes = write_log(site.audit_log, [old_row])
     (site.inbox / "new.png").write_bytes(harness.png(2))
     (site.inbox / "study1").mkdir()
     (site.inbox / "study1" / "frame.png").write_bytes(harness.png(3))
@@ -264,6 +240,7 @@ def test_the_daemon_continues_a_version_3_log_in_a_version_4_segment(
         ("new.png", "", "4"),
         ("study1/frame.png", "study1", "4"),
     ]
+    assert [row["flags"] for row in rows] == ["", ""]  # a bundle without thresholds flags nothing
     audit = read_audit_log(site.audit_log, CLASSES)
     assert audit.text["source_path"].tolist()[0] == ""
-    assert audit.text["schema_version"].tolist() == ["3", "4", "4"]
+    assert audit.text["schema_version"].tolist() == [str(version), "4", "4"]

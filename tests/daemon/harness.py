@@ -151,6 +151,24 @@ def write_config(root: Path, models_dir: Path, name: str = "config.toml", **daem
     return Site(root, config)
 
 
+def shared_inbox_configs(root: Path, models_dir: Path, **daemon: object) -> tuple[Site, list[Path]]:
+    """Two daemons' configurations sharing one inbox, output folder and audit log, each with
+    its own state_dir; the second polls (both observers get exercised). The first's Site and
+    both configuration files."""
+    shared = {
+        "inbox": root / "inbox",
+        "output_dir": root / "output",
+        "audit_log": root / "audit_log.csv",
+        "stability_seconds": 0.2,
+        **daemon,
+    }
+    first = write_config(root, models_dir, "a.toml", state_dir=root / "state", **shared)
+    write_config(
+        root, models_dir, "b.toml", state_dir=root / "state-b", observer="polling", **shared
+    )
+    return first, [root / "a.toml", root / "b.toml"]
+
+
 # ---------------------------------------------------------------------------- bundles
 
 

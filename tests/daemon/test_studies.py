@@ -168,23 +168,10 @@ def test_a_late_file_reopens_its_study_and_the_report_is_rewritten(
 def test_two_daemons_sharing_an_inbox_report_a_study_from_both_their_rows(
     tmp_path: Path, make_bundle
 ) -> None:
-    models = make_bundle()
-    shared = {
-        "inbox": tmp_path / "inbox",
-        "output_dir": tmp_path / "output",
-        "audit_log": tmp_path / "audit_log.csv",
-        "max_batch": 4,
-        "stability_seconds": 0.2,
-        "study_quiet_seconds": 2.0,
-    }
-    first = harness.write_config(tmp_path, models, "a.toml", state_dir=tmp_path / "state", **shared)
-    harness.write_config(
-        tmp_path, models, "b.toml", state_dir=tmp_path / "state-b", observer="polling", **shared
+    first, configs = harness.shared_inbox_configs(
+        tmp_path, make_bundle(), max_batch=4, study_quiet_seconds=2.0
     )
-    daemons = [
-        harness.DaemonProcess(tmp_path / name, log_name=f"{name}.log")
-        for name in ("a.toml", "b.toml")
-    ]
+    daemons = [harness.DaemonProcess(config, log_name=f"{config.name}.log") for config in configs]
     dropped: Counter[tuple[bytes, str]] = Counter()
     try:
         for daemon in daemons:
