@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from gicls.audit.study_model import natural_key
+from gicls.audit.study_model import STUDY_COLUMNS, natural_key
 from gicls.audit.study_report import (
     build_study_report,
     study_summaries,
@@ -58,9 +58,10 @@ def _text(page: str) -> str:
 
 def test_report_of_a_log_without_study_columns(tmp_path: Path) -> None:
     audit = write_study(tmp_path, STUDY, FRAMES)
-    assert "study" not in audit.table.columns  # a log of schema version 3
+    # Rows as a reader from before schema version 4 gives them: no study columns.
+    table = audit.table.drop(columns=list(STUDY_COLUMNS))
 
-    written = write_study_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)
+    written = write_study_report(tmp_path, STUDY, table, bundle_summary(), CLASSES)
 
     assert written == [tmp_path / STUDY / "report.html"]
     text = _text(written[0].read_text(encoding="utf-8"))
@@ -112,8 +113,8 @@ def test_key_frames_are_the_top_scores_of_each_class_in_natural_order(tmp_path: 
     # The review and quarantined frames are never key frames; Polyp predicted none.
     assert set(groups) == {"Bleeding", "Normal"}
     assert [(f.label, f.score) for f in groups["Bleeding"]] == [
-        ("f1.jpg", 0.9),  # a v3 log has no source_path: the file name
-        ("f2.jpg", 0.8),
+        (f"{STUDY}/f1.jpg", 0.9),  # the source path, which schema version 4 logs
+        (f"{STUDY}/f2.jpg", 0.8),
     ]
     # Scored frames in natural order f1, f2, f3, f4, f10: f2 is the 2nd, f3 the 3rd.
     assert groups["Bleeding"][1].when == "frame 2 of 5"
