@@ -32,6 +32,7 @@ from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled, SettleTracker
 from gicls.daemon.startup import InboxGuard
 from gicls.daemon.storage import StorageBackoff, is_storage_full
+from gicls.daemon.study_watch import StudyWatch
 from gicls.daemon.watch import InboxWatcher, scan
 from gicls.logs import get_logger
 
@@ -64,6 +65,7 @@ class Loop:
         notifier: Notifier,
         stop: threading.Event,
         reload: threading.Event,
+        studies: StudyWatch | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -76,6 +78,7 @@ class Loop:
         self.notifier = notifier
         self.stop = stop
         self.reload = reload
+        self.studies = studies
         self._clock = clock
         self._ready: deque[Settled] = deque()
         self._ready_since = 0.0
@@ -100,8 +103,12 @@ class Loop:
                 and len(self.tracker) == 0
                 and not self._storage.pending
             ):
+                if self.studies is not None:
+                    self.studies.finish_all(self.busy)  # with --once nothing more will come
                 break
             else:
+                if self.studies is not None and not self._storage.pending:
+                    self.studies.check(self.busy)
                 self._pause(self.settings.tick)
             self._heartbeat()
 
@@ -127,15 +134,31 @@ class Loop:
         now = self._clock()
         if self.watcher is not None:
             self._supervise_observer(self.watcher, now)
-            self.tracker.observe(self.watcher.drain())
+            self._observe(self.watcher.drain())
             if now - self._last_rescan >= self.settings.rescan_seconds:
                 self.guard.check()
-                self.tracker.observe(scan(self.guard.inbox))
+                self._observe(scan(self.guard.inbox))
+                if self.studies is not None:
+                    self.studies.discover()
                 self._last_rescan = now
         settled = self.tracker.poll()
+        if self.studies is not None:
+            self.studies.noticed(item.name for item in settled)
         if settled and not self._ready:
             self._ready_since = now
         self._ready.extend(settled)
+
+    def _observe(self, names: list[str]) -> None:
+        self.tracker.observe(names)
+        if self.studies is not None:
+            self.studies.noticed(names)
+
+    def busy(self, folder: str) -> bool:
+        """Whether this daemon still holds a file of the study in inbox folder ``folder``."""
+        prefix = folder + "/"
+        return self.tracker.holds_under(folder) or any(
+            item.name.startswith(prefix) for item in self._ready
+        )
 
     def _supervise_observer(self, watcher: InboxWatcher, now: float) -> None:
         if watcher.alive() or now - self._last_restart < OBSERVER_RESTART_SECONDS:
@@ -145,7 +168,7 @@ class Loop:
         self.guard.check()
         watcher.restart()
         # Whatever happened while it was down was missed: look at everything.
-        self.tracker.observe(scan(self.guard.inbox))
+        self._observe(scan(self.guard.inbox))
 
     def _take_batch(self) -> list[Settled]:
         count = len(self._ready)
@@ -202,6 +225,8 @@ class Loop:
             return
         for item in batch:
             self.tracker.release(item.name)
+        if self.studies is not None:
+            self.studies.noticed((item.name for item in batch), processed=True)
         self.tracker.observe(item.name for item in claims.changed)
         for item, error in claims.refused:
             self.tracker.refuse(item, error)

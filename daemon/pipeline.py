@@ -34,6 +34,7 @@ from gicls.daemon.reasons import UNREADABLE, Reason
 from gicls.daemon.route import Router, destination_folder
 from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled
+from gicls.daemon.studies import Source, StudyNames
 from gicls.fsutil import fsync_dir
 from gicls.logs import get_logger
 from gicls.models.ensemble import FusedEnsemble
@@ -84,6 +85,7 @@ class Pipeline:
         model: ServingModel,
         options: PipelineOptions,
         faults: Faults,
+        studies: StudyNames,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.inbox = inbox
@@ -95,11 +97,14 @@ class Pipeline:
         self.model = model
         self.options = options
         self.faults = faults
+        self.studies = studies
         self._wall_clock = wall_clock
 
     def run_batch(self, settled: Sequence[Settled]) -> tuple[BatchReport | None, Claims]:
         """Claim and process settled files; also returns what the claim found."""
-        claims = claim_batch(settled, self.inbox, self.work, self.journal, self.faults)
+        claims = claim_batch(
+            settled, self.inbox, self.work, self.journal, self.faults, self.studies.display
+        )
         return (self.process(claims.entries) if claims.entries else None), claims
 
     def process(self, entries: Sequence[Entry], forced_reason: Reason | None = None) -> BatchReport:
@@ -112,14 +117,19 @@ class Pipeline:
             else read_claimed(self.work / entry.id)
             for entry in entries
         ]
-        reasons = [intake.reason for intake in intakes]
-        for entry, reason in zip(entries, reasons, strict=True):
+        sources = [self.studies.source_of(entry.name) for entry in entries]
+        # A refused study's files are read (their rows keep the sha256) but never decoded.
+        reasons = [
+            intake.reason or source.refusal for intake, source in zip(intakes, sources, strict=True)
+        ]
+        for source, reason in zip(sources, reasons, strict=True):
             if reason is not None and reason.word == UNREADABLE:
-                log.warning("file_unreadable", file_name=entry.name, reason=str(reason))
+                log.warning("file_unreadable", file_name=source.source_path, reason=str(reason))
         repeated = self.seen.repeats([intake.sha256 for intake in intakes])
+        # Within a study every frame is scored: a capsule resting still repeats its bytes.
         skipped = [
-            self.options.on_duplicate == "skip" and repeat and reason is None
-            for repeat, reason in zip(repeated, reasons, strict=True)
+            self.options.on_duplicate == "skip" and repeat and reason is None and not source.study
+            for repeat, reason, source in zip(repeated, reasons, sources, strict=True)
         ]
         ensemble = self.model.ensemble  # one bundle for the whole batch, even across a reload
         wanted = [k for k, reason in enumerate(reasons) if reason is None and not skipped[k]]
@@ -136,6 +146,7 @@ class Pipeline:
         for k, entry in enumerate(entries):
             plan = self._plan(
                 entry,
+                sources[k],
                 intakes[k],
                 reasons[k],
                 skipped[k],
@@ -153,6 +164,7 @@ class Pipeline:
     def _plan(
         self,
         entry: Entry,
+        source: Source,
         intake: Intake,
         reason: Reason | None,
         skipped: bool,
@@ -161,13 +173,16 @@ class Pipeline:
         ensemble: FusedEnsemble,
         reserved: set[str],
     ) -> dict[str, Any]:
-        name_text, name_hex = encode_name(os.fsencode(entry.name))
+        name_text, name_hex = encode_name(os.fsencode(source.file_name))
         # Looked up here, not before the batch: a copy of a file planned earlier in this batch
         # finds where that one goes.
         earlier = self.seen.lookup(intake.sha256)
         cells = {
             "file_name": name_text,
             "file_name_hex": name_hex,
+            "study": source.study,
+            # Exact bytes are in the journal; the row keeps the escaped text like file_name.
+            "source_path": encode_name(os.fsencode(source.source_path))[0],
             "sha256": intake.sha256,
             "bytes": "" if intake.size is None else str(intake.size),
             "batch_id": batch_id,
@@ -204,8 +219,8 @@ class Pipeline:
                     margin=_score(decision.margin),
                 )
         cells["status"] = status
-        folder = destination_folder(status, predicted, reason)
-        destination = self.router.choose(folder, entry.name, entry.id, reserved)
+        folder = source.folder_prefix + destination_folder(status, predicted, reason)
+        destination = self.router.choose(folder, source.file_name, entry.id, reserved)
         reserved.add(destination)
         self.seen.remember(intake.sha256, encode_name(os.fsencode(destination))[0])
         return {"destination_hex": os.fsencode(destination).hex(), "cells": cells}
@@ -235,7 +250,7 @@ class Pipeline:
                 self.faults.reached("audit_written")
                 log.debug(
                     _EVENT_FOR_STATUS[cells["status"]],
-                    file_name=entry.name,
+                    file_name=self.studies.display(entry.name),
                     destination=destination,
                     predicted_class=cells.get("predicted_class"),
                     confidence=cells.get("confidence"),
@@ -254,13 +269,18 @@ class Pipeline:
         source = self.work / entry.id
         if not os.path.lexists(source):
             if not self.router.present(destination):
-                log.error("routed_file_missing", file_name=entry.name, destination=destination)
+                log.error(
+                    "routed_file_missing",
+                    file_name=self.studies.display(entry.name),
+                    destination=destination,
+                )
             return destination
         # Another process may have taken the name since it was chosen: choose again, journal
         # the new destination first, so recovery always looks in the right place.
         while not self.router.place(source, destination):
             folder = os.path.dirname(destination)
-            destination = self.router.choose(folder, entry.name, entry.id, set())
+            name = self.studies.source_of(entry.name).file_name
+            destination = self.router.choose(folder, name, entry.id, set())
             self.journal.plan(entry, {**plan, "destination_hex": os.fsencode(destination).hex()})
             self.journal.sync()
         self.faults.reached("linked")

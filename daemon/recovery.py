@@ -79,7 +79,11 @@ def recover(
     for entry in unplanned:
         poisoned = entry.attempt > MAX_ATTEMPTS
         if poisoned:
-            log.error("file_poisoned", file_name=entry.name, crashes=entry.attempt - 1)
+            log.error(
+                "file_poisoned",
+                file_name=pipeline.studies.display(entry.name),
+                crashes=entry.attempt - 1,
+            )
         pipeline.process([entry], POISON if poisoned else None)
     return len(planned) + len(unplanned)
 

@@ -198,6 +198,21 @@ class DaemonConfig(_Section):
     observer: Literal["inotify", "polling"] = "inotify"
     ignore: tuple[str, ...] = DEFAULT_IGNORE_PATTERNS
     on_duplicate: Literal["process", "skip"] = "process"
+    # A study (inbox/<study>/...) is complete once its folder has been quiet this long and all
+    # its files are audited: its report is written and its emptied folders are removed.
+    study_quiet_seconds: Annotated[float, Field(gt=0.0)] = 300.0
+    # Replace study names (often patient identifiers) by a keyed hash everywhere gicls writes.
+    pseudonymise_studies: bool = False
+
+    @model_validator(mode="after")
+    def _quiet_longer_than_settling(self) -> DaemonConfig:
+        if self.study_quiet_seconds <= self.stability_seconds:
+            raise ValueError(
+                f"'daemon.study_quiet_seconds' ({self.study_quiet_seconds}) must be longer than "
+                f"'daemon.stability_seconds' ({self.stability_seconds}): a study cannot be "
+                "quiet before its files have settled"
+            )
+        return self
 
 
 class InferenceConfig(_Section):

@@ -63,6 +63,12 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
         ('[preprocess]\nfield_of_view = "octagon"', ["preprocess.field_of_view", "'circle'"]),
         ("[preprocess]\nfield_of_view_radius = 0.7", ["preprocess.field_of_view_radius", "0.7"]),
         ('[preprocess]\ncolour = "sepia"', ["preprocess.colour", "'grey_world'", "'sepia'"]),
+        ("[daemon]\nstudy_quiet_seconds = 0", ["daemon.study_quiet_seconds", "greater than 0"]),
+        (
+            "[daemon]\nstudy_quiet_seconds = 1.0\nstability_seconds = 2.0",
+            ["daemon.study_quiet_seconds", "daemon.stability_seconds", "longer"],
+        ),
+        ('[daemon]\npseudonymise_studies = "yes"', ["daemon.pseudonymise_studies", "'yes'"]),
     ],
 )
 def test_bad_values_name_the_key_what_is_allowed_and_what_was_received(tmp_path, text, expected):

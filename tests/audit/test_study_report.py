@@ -113,8 +113,8 @@ def test_key_frames_are_the_top_scores_of_each_class_in_natural_order(tmp_path: 
     # The review and quarantined frames are never key frames; Polyp predicted none.
     assert set(groups) == {"Bleeding", "Normal"}
     assert [(f.label, f.score) for f in groups["Bleeding"]] == [
-        ("f1.jpg", 0.9),  # a v3 log has no source_path: the file name
-        ("f2.jpg", 0.8),
+        (f"{STUDY}/f1.jpg", 0.9),  # the source path, which schema version 4 logs
+        (f"{STUDY}/f2.jpg", 0.8),
     ]
     # Scored frames in natural order f1, f2, f3, f4, f10: f2 is the 2nd, f3 the 3rd.
     assert groups["Bleeding"][1].when == "frame 2 of 5"

@@ -60,21 +60,8 @@ def test_sigterm_mid_batch_exits_0_loses_nothing_and_notifies_in_order(
 
 
 def test_two_daemons_sharing_an_inbox_process_each_file_once(tmp_path: Path, make_bundle) -> None:
-    models = make_bundle()
-    shared = {
-        "inbox": tmp_path / "inbox",
-        "output_dir": tmp_path / "output",
-        "audit_log": tmp_path / "audit_log.csv",
-        "max_batch": 8,
-        "stability_seconds": 0.2,
-    }
-    first = harness.write_config(tmp_path, models, "a.toml", state_dir=tmp_path / "state", **shared)
-    harness.write_config(
-        tmp_path, models, "b.toml", state_dir=tmp_path / "state-b", observer="polling", **shared
-    )
-    daemons = [
-        DaemonProcess(tmp_path / name, log_name=f"{name}.log") for name in ("a.toml", "b.toml")
-    ]
+    first, configs = harness.shared_inbox_configs(tmp_path, make_bundle(), max_batch=8)
+    daemons = [DaemonProcess(config, log_name=f"{config.name}.log") for config in configs]
     try:
         for daemon in daemons:
             daemon.wait_ready()
