@@ -71,13 +71,13 @@ class PathsConfig(_Section):
 class BalanceConfig(_Section):
     # Images per side per condition, or "all": every training image once on its side, the
     # loss weighted so both sides count equally (gicls.training.balance).
-    target_count: PositiveInt | Literal["all"] = 600
+    target_count: PositiveInt | Literal["all"] = 820
     # How the negative side is drawn from the other classes: "even" = the same number from
     # each, "prevalence" = in proportion to their training counts (Normal, the bulk of real
     # studies, then dominates as it does in a study), "sources" = the same number from each
     # (class, source) pair (source = first sub-folder of the class folder), so no device or
     # centre stands for "negative", "all" = every other training image once (loss-weighted).
-    negatives: Literal["even", "prevalence", "sources", "all"] = "sources"
+    negatives: Literal["even", "prevalence", "sources", "all"] = "even"
     validation_fraction: Fraction = 0.2
     seed: int = 42
     materialize: Literal["hardlink", "symlink", "copy", "none"] = "hardlink"
@@ -101,7 +101,9 @@ class BalanceConfig(_Section):
 
     @model_validator(mode="after")
     def _negatives_used(self) -> BalanceConfig:
-        if self.target_count == "all" and self.negatives not in ("even", "all"):
+        # Only a negatives value the user set is refused: the default has no effect here.
+        explicit = "negatives" in self.model_fields_set
+        if self.target_count == "all" and explicit and self.negatives != "all":
             raise ValueError(
                 f"'balance.negatives' = {self.negatives!r} has no effect with target_count = "
                 "'all' (every training image is used once on its side); set a number of "
@@ -131,10 +133,10 @@ def compile_group_pattern(text: str) -> re.Pattern[str]:
 
 
 class TrainConfig(_Section):
-    architecture: str = "seed_cnn_capsule"
-    image_size: Annotated[int, Field(ge=32, le=1024)] = 96
+    architecture: str = "seed_cnn"
+    image_size: Annotated[int, Field(ge=32, le=1024)] = 128
     batch_size: PositiveInt = 32
-    epochs: PositiveInt = 10
+    epochs: PositiveInt = 30
     learning_rate: Annotated[float, Field(gt=0.0, le=1.0)] = 0.001
     early_stopping_patience: Annotated[int, Field(ge=0)] = 5
     reduce_lr_patience: Annotated[int, Field(ge=0)] = 2
@@ -142,7 +144,7 @@ class TrainConfig(_Section):
     # "plateau": halve the rate when val_loss stalls and stop early, restoring the best epoch
     # (the classic behaviour). "cosine": a fixed run of `epochs` with cosine decay to 1 % of
     # learning_rate and the last weights kept, so the validation split only measures.
-    lr_schedule: Literal["plateau", "cosine"] = "cosine"
+    lr_schedule: Literal["plateau", "cosine"] = "plateau"
     # Decoupled weight decay (AdamW) when above 0; 0 keeps plain Adam.
     weight_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
 
@@ -152,12 +154,12 @@ class PreprocessConfig(_Section):
     # inference because they are layers of the saved models, and recorded in the bundle.
     # "circle": everything outside a centred disc (radius a fraction of the side) is set to
     # black after augmentation, so every source's border and field-of-view shape look alike.
-    field_of_view: Literal["none", "circle"] = "circle"
+    field_of_view: Literal["none", "circle"] = "none"
     field_of_view_radius: Annotated[float, Field(gt=0.25, le=0.5)] = 0.45
     # "grey_world": each channel scaled so its mean inside the field of view equals the
     # frame's mean brightness there, removing a device's colour cast; "brightness": the
     # frame scaled to a common mean brightness, colour ratios kept (redness is a lesion cue).
-    colour: Literal["none", "brightness", "grey_world"] = "brightness"
+    colour: Literal["none", "brightness", "grey_world"] = "none"
 
 
 class AugmentConfig(_Section):
@@ -165,17 +167,17 @@ class AugmentConfig(_Section):
         "horizontal_and_vertical"
     )
     # Fraction of a full turn, as keras.layers.RandomRotation takes it; 0 disables rotation.
-    rotation: Annotated[float, Field(ge=0.0, le=0.5)] = 0.0
+    rotation: Annotated[float, Field(ge=0.0, le=0.5)] = 0.2
     # Random quarter turns per image (capsule frames have no "up"), for every architecture:
     # done on uint8 in the input pipeline, far cheaper than rotation inside the model.
-    rot90: bool = True
+    rot90: bool = False
     # Random square crop of side (1 - zoom)..1 of the frame, resized back (0 = off).
-    zoom: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    zoom: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     # Mild colour jitter on [0, 1] pixels (0 = off): brightness shift +-b, contrast and
     # saturation scaled by 1 +- c / 1 +- s. Hue is never shifted: colour is the bleeding cue.
-    brightness: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1
-    contrast: Annotated[float, Field(ge=0.0, le=1.0)] = 0.15
-    saturation: Annotated[float, Field(ge=0.0, le=1.0)] = 0.15
+    brightness: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    contrast: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    saturation: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
 
 
 DEFAULT_IGNORE_PATTERNS = (".*", "*.tmp", "*.part", "*.crdownload", "~*", "*.swp")

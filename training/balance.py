@@ -100,7 +100,10 @@ def proportional_quotas(total: int, pools: Sequence[int], rng: np.random.Generat
 
 def without_repeats(quotas: Sequence[int], sizes: Sequence[int]) -> list[int]:
     """Cap each quota at its pool's size and hand the shortfall to the largest pools, so a
-    small pool is never repeated while a larger one has unused images."""
+    small pool is never repeated while a larger one has unused images. When the pools hold
+    fewer images than the quotas ask for, the quotas stand (every image once, then repeats)."""
+    if sum(sizes) < sum(quotas):
+        return list(quotas)
     shortfall = sum(max(0, q - s) for q, s in zip(quotas, sizes, strict=True))
     capped = [min(q, s) for q, s in zip(quotas, sizes, strict=True)]
     for i in np.argsort(sizes)[::-1]:

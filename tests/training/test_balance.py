@@ -166,3 +166,13 @@ def test_all_negatives_take_every_other_image_beside_resampled_positives():
 def test_equal_sides_need_no_weights():
     balanced = balance_condition(records({0: 10, 1: 30, 2: 30, 3: 30}), 0, CLASSES, 20, seed=1)
     assert balanced.sample_weights() is None
+
+
+def test_source_negatives_repeat_only_when_the_pools_hold_too_few_images():
+    train = records({0: 10, 1: 5, 2: 6})
+    source_of = {r.path: "X" for r in train}
+    balanced = balance_condition(
+        train, 0, CLASSES[:3], 20, seed=1, negatives="sources", source_of=source_of
+    )
+    assert len(balanced.negatives) == 20
+    assert {r.sha256 for r in balanced.negatives} == {r.sha256 for r in train if r.class_index}
