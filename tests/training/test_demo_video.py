@@ -28,8 +28,10 @@ def frame_times(path):
 def test_cli_writes_decodable_videos_with_a_truth_time_line_covering_every_frame(tmp_path):
     result = runner.invoke(
         app,
-        ["demo-data", "--video", str(tmp_path / "v"), "--videos", "2", "--frames", "90"]
-        + ["--size", "64", "--fps", "5"],
+        [
+            *["demo-data", "--video", str(tmp_path / "v"), "--videos", "2", "--frames", "90"],
+            *["--size", "64", "--fps", "5"],
+        ],
     )
     assert result.exit_code == 0, result.output
     videos = sorted((tmp_path / "v").glob("*.mp4"))
