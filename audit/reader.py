@@ -22,7 +22,7 @@ from gicls.audit.segments import Segment, segment_paths
 from gicls.errors import AuditError, listing
 
 # Columns holding numbers (besides one score column per class); blank cells become NaN.
-NUMBER_COLUMNS = ("bytes", "confidence", "margin", "latency_ms")
+NUMBER_COLUMNS = ("bytes", "confidence", "margin", "latency_ms", "frames_scored", "duration_s")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,12 @@ still be read, by gicls and by any CSV tool, and each row says which layout wrot
 header alone tells the layout apart for the configured classes (each version's column list is
 known); the row cells tell a newer version from a wrong configuration. A log is never
 converted: a newer writer continues it in a new segment (``gicls.audit.segments``).
+
+Version 4 (studies) adds ``study`` (the study id as written to output paths, already
+pseudonymised when that is on; "" for a loose file at the inbox root), ``source_path`` (the
+file's path relative to the inbox at claim time, escaped like ``file_name``, its study part
+pseudonymised likewise), ``frames_scored`` and ``duration_s`` (a video's; "" for an image) and
+``outputs`` (what a row's source produced besides its destination; ``gicls.audit.outputs``).
 """
 
 from __future__ import annotations
@@ -30,11 +36,16 @@ from gicls.errors import AuditError
 
 STATUSES = ("classified", "review", "quarantined", "duplicate")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 VERSION_COLUMN = "schema_version"
 # The columns each version added to the one before it (placed before VERSION_COLUMN).
 # 3: flags, the classes at or above the bundle's thresholds (";"-joined, in class order).
-ADDED_COLUMNS: dict[int, tuple[str, ...]] = {2: ("precision",), 3: ("flags",)}
+# 4: studies (see the module docstring).
+ADDED_COLUMNS: dict[int, tuple[str, ...]] = {
+    2: ("precision",),
+    3: ("flags",),
+    4: ("study", "source_path", "frames_scored", "duration_s", "outputs"),
+}
 
 LEADING_COLUMNS = (
     "processed_at",

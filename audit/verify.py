@@ -7,6 +7,11 @@ links are never followed. An entry whose row has no sha256 (a FIFO, a link or a 
 daemon quarantined as ``not_regular``) counts as one entry and is only checked for presence.
 A file quarantined without being read (``gicls.audit.unread``: unreadable, poison) has no
 sha256 either: it must be a regular file of the row's ``bytes``, checked by ``lstat``.
+
+Outputs (schema version 4, ``gicls.audit.outputs``): the files a row's ``outputs`` cell names,
+the manifests it names and what they list, and the manifest of every study in the log (its
+report) and the root one (the index) are checked by their sha256 like destinations, and are
+not files without a row.
 """
 
 from __future__ import annotations
@@ -17,6 +22,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gicls.audit.outputs import (
+    ROOT_MANIFEST,
+    OutputEntry,
+    decode_outputs,
+    is_manifest,
+    parse_manifest,
+    study_manifest_path,
+)
 from gicls.audit.reader import AuditTable, display
 from gicls.audit.schema import decode_name
 from gicls.audit.unread import never_read
@@ -36,6 +49,7 @@ OUTSIDE = "destination outside output_dir"
 UNREADABLE = "unreadable"
 NO_ROW = "file without audit row"
 REPEATED = "file with more than one audit row"
+BAD_OUTPUTS = "outputs cell or manifest that cannot be read"
 
 
 @dataclass
@@ -46,6 +60,7 @@ class Verification:
     output_dir: Path
     files: int = 0
     hashed: int = 0
+    outputs: int = 0  # files checked as outputs (key frames, Parquet, reports, manifests)
     sized: int = 0  # files never read by the daemon, checked by size only
     problems: dict[str, list[str]] = field(default_factory=dict)
 
@@ -60,9 +75,10 @@ class Verification:
         """One OK line, or a FAILED line then one line per kind of problem."""
         if self.ok:
             sized = f", {self.sized} checked by size only (never read)" if self.sized else ""
+            outputs = f" ({self.outputs} are recorded outputs)" if self.outputs else ""
             return [
-                f"OK: {self.rows} rows, {self.files} files under {self.output_dir}: each file "
-                f"has exactly one row, {self.hashed} sha256 checked{sized}"
+                f"OK: {self.rows} rows, {self.files} files under {self.output_dir}{outputs}: "
+                f"each file has exactly one row, {self.hashed} sha256 checked{sized}"
             ]
         count = sum(len(names) for names in self.problems.values())
         lines = [
@@ -96,12 +112,64 @@ def verify_output(log: AuditTable, output_dir: Path, own_paths: Iterable[Path]) 
             if not expected.sha256:
                 whole.add(destination)
             _check_file(root, destination, expected, digests, result)
+    outputs = _check_outputs(log, root, digests, result)
     skipped = set(_inside(output_dir, own_paths))
     for entry in _walk(root, skipped, whole, result):
         result.files += 1
-        if entry not in rows_by_destination:
+        if entry in outputs and entry not in rows_by_destination:
+            result.outputs += 1
+        elif entry not in rows_by_destination:
             result.add(NO_ROW, display(entry))
     return result
+
+
+def _check_outputs(
+    log: AuditTable, root: bytes, digests: dict[bytes, str], result: Verification
+) -> set[bytes]:
+    """Check every recorded output by its sha256; the normalised paths of all of them."""
+    named: list[tuple[OutputEntry, str]] = []
+    for row, cell in enumerate(log.text["outputs"]):
+        try:
+            named += [(entry, log.where(row)) for entry in decode_outputs(cell)]
+        except AuditError as exc:
+            result.add(BAD_OUTPUTS, f"{exc} ({log.where(row)})")
+    # A study's own manifest (report) and the root one (index) are found by their place.
+    fixed = [study_manifest_path(study) for study in sorted(set(log.text["study"]) - {""})]
+    found: set[bytes] = set()
+    for path in [*fixed, ROOT_MANIFEST]:
+        relative = _normalise(os.fsencode(path))
+        if relative is not None and os.path.lexists(os.path.join(root, relative)):
+            found.add(relative)
+            named += _manifest_entries(root, relative, result)
+    while named:  # a manifest named with a matching sha256 adds what it lists
+        entry, where = named.pop()
+        relative = _normalise(os.fsencode(entry.path))
+        if relative is None:
+            result.add(OUTSIDE, f"{entry.path} ({where})")
+            continue
+        if relative in found:
+            continue
+        found.add(relative)
+        sha = entry.sha256.lower()
+        _check_file(root, relative, Expected(sha, None), digests, result)
+        if is_manifest(entry.path) and digests.get(relative) == sha:
+            named += _manifest_entries(root, relative, result)
+    return found
+
+
+def _manifest_entries(
+    root: bytes, relative: bytes, result: Verification
+) -> list[tuple[OutputEntry, str]]:
+    try:
+        with open(os.open(os.path.join(root, relative), os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
+            entries = parse_manifest(f.read(), display(relative))
+    except OSError as exc:
+        result.add(UNREADABLE, f"{display(relative)} ({exc.strerror})")
+        return []
+    except AuditError as exc:
+        result.add(BAD_OUTPUTS, str(exc))
+        return []
+    return [(entry, display(relative)) for entry in entries]
 
 
 def _destinations(log: AuditTable, result: Verification) -> dict[bytes, list[int]]:

@@ -136,7 +136,7 @@ class Site:
             "destination_hex": destination_hex,
             "precision": "" if confidence is None else "float32",
             "flags": "",
-            "schema_version": "3",
+            "schema_version": "4",
         }
         self.rows.append(row)
         return row

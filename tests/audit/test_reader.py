@@ -34,7 +34,7 @@ def row(
         "destination": "Bleeding/a.jpg",
         "latency_ms": "12",
         "precision": "float32",
-        "schema_version": "3",
+        "schema_version": "4",
         **cells,
     }
     return [values.get(column, "") for column in audit_columns(CLASSES)]
@@ -72,7 +72,7 @@ def run(tmp_path: Path, *args: str) -> tuple[int, str, str]:
         ),
         (
             (csv_text(row()) + "2024-05-01T11:00:00+00:00,classified,b.jpg\r\n").encode(),
-            "audit log {log}: 1 row(s) do not have the header's 22 fields, on line(s) 3 (3 fields)",
+            "audit log {log}: 1 row(s) do not have the header's 27 fields, on line(s) 3 (3 fields)",
         ),
         (
             csv_text(row(), row(status="lost"), row(status="")).encode(),

@@ -110,16 +110,17 @@ def test_a_row_claiming_another_version_is_refused(tmp_path: Path) -> None:
 def test_a_log_of_a_newer_schema_version_is_refused_clearly(
     tmp_path: Path, command: list[str]
 ) -> None:
-    future = [*v1_columns(CLASSES), "precision", "flags", "study", "schema_version"]
+    v4 = ["study", "source_path", "frames_scored", "duration_s", "outputs"]
+    future = [*v1_columns(CLASSES), "precision", "flags", *v4, "more", "schema_version"]
     log = tmp_path / "audit_log.csv"
-    log.write_text(",".join(future) + "\r\n" + ",".join([*[""] * (len(future) - 1), "4"]) + "\r\n")
+    log.write_text(",".join(future) + "\r\n" + ",".join([*[""] * (len(future) - 1), "5"]) + "\r\n")
 
     code, out, err = _audit(_config(tmp_path), *command)
 
     assert (code, out) == (1, "")
     assert err == (
-        f"error: audit log {log} was written with schema version 4; this gicls reads versions "
-        "1 to 3: upgrade gicls to read it\n"
+        f"error: audit log {log} was written with schema version 5; this gicls reads versions "
+        "1 to 4: upgrade gicls to read it\n"
     )
 
 
@@ -143,12 +144,12 @@ def test_the_daemon_continues_a_version_1_log_and_gicls_audit_reads_both(
 
     assert daemon.logged("audit_log_segment_started")
     assert site.audit_log.read_bytes() == old_bytes
-    segment = site.root / "audit_log.v3.csv"
+    segment = site.root / "audit_log.v4.csv"
     with segment.open(newline="") as handle:
         new_rows = sorted(csv.DictReader(handle), key=lambda row: row["file_name"])
     assert [row["file_name"] for row in new_rows] == ["again.png", "new.png"]
     assert [row["precision"] for row in new_rows] == ["float32", "float32"]
-    assert [row["schema_version"] for row in new_rows] == ["3", "3"]
+    assert [row["schema_version"] for row in new_rows] == ["4", "4"]
     # The start-up scan read the old segment: the same bytes are recognised.
     assert new_rows[0]["duplicate_of"] == "Normal/old.png"
 
@@ -167,7 +168,7 @@ def test_the_daemon_continues_a_version_1_log_and_gicls_audit_reads_both(
     assert table["file_name"].tolist()[0] == "old.png"
     assert sorted(table["file_name"].tolist()[1:]) == ["again.png", "new.png"]
     assert table["precision"].tolist() == ["", "float32", "float32"]
-    assert table["schema_version"].tolist() == ["1", "3", "3"]
+    assert table["schema_version"].tolist() == ["1", "4", "4"]
 
 
 def _v2_log(path: Path, rows: list[dict[str, str]]) -> bytes:
@@ -193,7 +194,7 @@ def test_a_version_2_log_reads_with_empty_flags(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_daemon_continues_a_version_2_log_in_a_version_3_segment(
+def test_the_daemon_continues_a_version_2_log_in_a_version_4_segment(
     tmp_path: Path, make_bundle
 ) -> None:
     site = harness.write_config(tmp_path, make_bundle())
@@ -207,10 +208,62 @@ def test_the_daemon_continues_a_version_2_log_in_a_version_3_segment(
     assert daemon.wait() == 0, daemon.output()
 
     assert site.audit_log.read_bytes() == old_bytes
-    segment = site.root / "audit_log.v3.csv"
+    segment = site.root / "audit_log.v4.csv"
     rows = harness.read_audit(segment)
-    assert [(row["file_name"], row["schema_version"]) for row in rows] == [("new.png", "3")]
+    assert [(row["file_name"], row["schema_version"]) for row in rows] == [("new.png", "4")]
     assert rows[0]["flags"] == ""  # a bundle without thresholds flags nothing
     audit = read_audit_log(site.audit_log, CLASSES)
     assert audit.text["file_name"].tolist() == ["old.png", "new.png"]
-    assert audit.text["schema_version"].tolist() == ["2", "3"]
+    assert audit.text["schema_version"].tolist() == ["2", "4"]
+
+
+def _v3_log(path: Path, rows: list[dict[str, str]]) -> bytes:
+    """A version 3 log as the release before studies wrote it."""
+    columns = [*v1_columns(CLASSES), "precision", "flags", "schema_version"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(columns)
+    for row in rows:
+        cells = {**row, "precision": "float32", "flags": "Bleeding", "schema_version": "3"}
+        writer.writerow([cells.get(c, "") for c in columns])
+    path.write_bytes(buffer.getvalue().encode())
+    return path.read_bytes()
+
+
+def test_a_version_3_log_reads_with_empty_study_columns(tmp_path: Path) -> None:
+    _v3_log(tmp_path / "audit_log.csv", [_v1_row("a.jpg")])
+
+    audit = read_audit_log(tmp_path / "audit_log.csv", CLASSES)
+
+    for column in ("study", "source_path", "outputs", "frames_scored", "duration_s"):
+        assert audit.text[column].tolist() == [""], column
+    assert audit.table["frames_scored"].isna().all()
+    assert audit.text["flags"].tolist() == ["Bleeding"]
+    assert audit.text["schema_version"].tolist() == ["3"]
+
+
+@pytest.mark.slow
+def test_the_daemon_continues_a_version_3_log_in_a_version_4_segment(
+    tmp_path: Path, make_bundle
+) -> None:
+    site = harness.write_config(tmp_path, make_bundle())
+    (site.output / "Normal").mkdir(parents=True)
+    (site.output / "Normal" / "old.png").write_bytes(harness.png(1))
+    old_row = _v1_row("old.png", sha256=hashlib.sha256(harness.png(1)).hexdigest())
+    old_bytes = _v3_log(site.audit_log, [old_row])
+    (site.inbox / "new.png").write_bytes(harness.png(2))
+    (site.inbox / "study1").mkdir()
+    (site.inbox / "study1" / "frame.png").write_bytes(harness.png(3))
+
+    daemon = harness.DaemonProcess(site.config, "--once")
+    assert daemon.wait() == 0, daemon.output()
+
+    assert site.audit_log.read_bytes() == old_bytes
+    rows = harness.read_audit(site.root / "audit_log.v4.csv")
+    assert sorted((r["source_path"], r["study"], r["schema_version"]) for r in rows) == [
+        ("new.png", "", "4"),
+        ("study1/frame.png", "study1", "4"),
+    ]
+    audit = read_audit_log(site.audit_log, CLASSES)
+    assert audit.text["source_path"].tolist()[0] == ""
+    assert audit.text["schema_version"].tolist() == ["3", "4", "4"]

@@ -105,12 +105,13 @@ def test_an_older_log_is_left_as_it_is_and_continued_in_a_new_segment(tmp_path: 
         log.close()
 
     assert path.read_bytes() == old
-    assert log.path == tmp_path / "audit.v3.csv"
+    assert log.path == tmp_path / "audit.v4.csv"
     records = _records(log.path)
-    assert records[0] == [*v1_columns(CLASSES), "precision", "flags", "schema_version"]
-    assert [(r[2], r[-3], r[-1]) for r in records[1:]] == [
-        ("first.jpg", "float32", "3"),
-        ("second.jpg", "float32", "3"),
+    v4 = ["study", "source_path", "frames_scored", "duration_s", "outputs"]
+    assert records[0] == [*v1_columns(CLASSES), "precision", "flags", *v4, "schema_version"]
+    assert [(r[2], r[-8], r[-1]) for r in records[1:]] == [
+        ("first.jpg", "float32", "4"),
+        ("second.jpg", "float32", "4"),
     ]
     assert [row["file_name"] for row in iter_rows(path)] == ["old.jpg", "first.jpg", "second.jpg"]
 
@@ -125,7 +126,7 @@ def test_a_torn_last_line_of_the_older_log_is_truncated_before_the_new_segment(
     AuditWriter(path, CLASSES).close()
 
     assert path.read_bytes() == old
-    assert _records(tmp_path / "audit.v3.csv") == [audit_columns(CLASSES)]
+    assert _records(tmp_path / "audit.v4.csv") == [audit_columns(CLASSES)]
 
 
 def test_an_older_log_with_other_classes_is_refused_and_nothing_is_created(
@@ -145,14 +146,15 @@ def test_an_older_log_with_other_classes_is_refused_and_nothing_is_created(
     assert sorted(os.listdir(tmp_path)) == ["audit.csv"]
 
 
-@pytest.mark.parametrize("file_name", ["audit.csv", "audit.v3.csv"])
+@pytest.mark.parametrize("file_name", ["audit.csv", "audit.v4.csv"])
 def test_a_log_of_a_newer_schema_version_is_refused(tmp_path: Path, file_name: str) -> None:
-    future = [*v1_columns(CLASSES), "precision", "flags", "study", "schema_version"]
-    row = ["2030-01-01T00:00:00+00:00", "classified", "x.jpg", *[""] * (len(future) - 4), "4"]
+    v4 = ["study", "source_path", "frames_scored", "duration_s", "outputs"]
+    future = [*v1_columns(CLASSES), "precision", "flags", *v4, "more", "schema_version"]
+    row = ["2030-01-01T00:00:00+00:00", "classified", "x.jpg", *[""] * (len(future) - 4), "5"]
     (tmp_path / file_name).write_text(",".join(future) + "\r\n" + ",".join(row) + "\r\n")
     before = sorted(os.listdir(tmp_path))
 
-    with pytest.raises(DaemonError, match="schema version 4; this gicls reads versions 1 to 3"):
+    with pytest.raises(DaemonError, match="schema version 5; this gicls reads versions 1 to 4"):
         AuditWriter(tmp_path / "audit.csv", CLASSES)
 
     assert sorted(os.listdir(tmp_path)) == before

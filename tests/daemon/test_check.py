@@ -36,9 +36,9 @@ def test_check_says_an_older_log_is_kept_and_where_new_rows_go(tmp_path: Path, m
     code, out, _ = _check(site.config)
 
     assert code == 0, out
-    segment = site.root / "audit_log.v3.csv"
+    segment = site.root / "audit_log.v4.csv"
     assert (
-        f"audit log: {segment} (will be created), schema version 3; earlier rows kept as they "
+        f"audit log: {segment} (will be created), schema version 4; earlier rows kept as they "
         f"are in {site.audit_log} (schema version 1)"
     ) in out.splitlines()
     assert site.audit_log.read_bytes() == old and not segment.exists()
