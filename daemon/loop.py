@@ -32,6 +32,7 @@ from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled, SettleTracker
 from gicls.daemon.startup import InboxGuard
 from gicls.daemon.storage import StorageBackoff, is_storage_full
+from gicls.daemon.video_runner import VideoRunner
 from gicls.daemon.watch import InboxWatcher, scan
 from gicls.logs import get_logger
 
@@ -64,6 +65,7 @@ class Loop:
         notifier: Notifier,
         stop: threading.Event,
         reload: threading.Event,
+        videos: VideoRunner | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -84,6 +86,8 @@ class Loop:
         self._last_ping = now - (notifier.watchdog_interval or 0.0)
         self._last_restart = 0.0
         self._storage = StorageBackoff()
+        # None: a loop that is never given videos (the daemon always has a runner).
+        self.videos = videos
         self.processed = 0
 
     def run(self) -> None:
@@ -94,16 +98,23 @@ class Loop:
             batch = [] if self._storage.pending else self._take_batch()
             if batch:
                 self._run(batch)
+            # One batch of a video per turn, after the files': neither starves the other.
+            video = not self._storage.pending and self._run_video()
+            if batch or video:
+                pass
             elif (
                 self.settings.once
                 and not self._ready
                 and len(self.tracker) == 0
                 and not self._storage.pending
+                and not (self.videos and self.videos.busy)
             ):
                 break
             else:
                 self._pause(self.settings.tick)
             self._heartbeat()
+        if self.videos is not None:
+            self.videos.interrupt()  # stopped mid-video: it is done again at the next start
 
     def _pause(self, seconds: float) -> None:
         """Wait up to ``seconds`` (less if stopped), still pinging the watchdog when due."""
@@ -221,6 +232,24 @@ class Loop:
             **dict(report.statuses),
         )
         self.notifier.status(f"{self.processed} files processed, {waiting} waiting")
+
+    def _run_video(self) -> bool:
+        if self.videos is None:
+            return False
+        finished = self.videos.finished
+        try:
+            worked = self.videos.step()
+        except OSError as exc:
+            if not is_storage_full(exc):
+                raise
+            self._storage.failed(exc, self._clock())
+            self.notifier.status(f"storage full: {exc.filename}; retrying")
+            return False
+        if self.videos.finished > finished:
+            self._storage.recovered(self._clock())
+            self.seen_store.quiet()
+            self.processed += self.videos.finished - finished
+        return worked
 
     def _heartbeat(self) -> None:
         interval = self.notifier.watchdog_interval

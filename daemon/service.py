@@ -29,6 +29,8 @@ from gicls.daemon.seen_store import SNAPSHOT_NAME, SeenStore
 from gicls.daemon.serving import ServingModel, configure_threads, load_ensemble
 from gicls.daemon.settle import SettleTracker, empty_timeout
 from gicls.daemon.startup import InboxGuard, Layout, prepare_layout
+from gicls.daemon.video_job import VideoSettings
+from gicls.daemon.video_runner import VideoRunner
 from gicls.daemon.watch import InboxWatcher, scan
 from gicls.logs import get_logger
 
@@ -163,6 +165,7 @@ def build_daemon(
             notifier=notifier,
             stop=stop,
             reload=reload,
+            videos=VideoRunner(pipeline, VideoSettings.of(settings), notifier),
         )
         daemon = Daemon(
             layout=layout,
