@@ -1,4 +1,4 @@
-"""``gicls-audit``: review the daemon's audit log (summary, verify, tail, export).
+"""``gicls-audit``: review the daemon's audit log (summary, verify, tail, export, report).
 
 Every command reads ``daemon.audit_log`` of the configuration, or the log named by ``--log``,
 with all its segments (``gicls.audit.segments``) as one log.
@@ -6,6 +6,7 @@ with all its segments (``gicls.audit.segments``) as one log.
 
 from __future__ import annotations
 
+import enum
 import json
 from pathlib import Path
 from typing import Annotated
@@ -15,14 +16,16 @@ import typer
 from gicls.audit.export import ExportFormat, export_log
 from gicls.audit.reader import AuditTable, read_audit_log
 from gicls.audit.segments import segment_paths
-from gicls.audit.summary import summarise, tail
+from gicls.audit.study_model import read_bundle_summary
+from gicls.audit.study_outputs import publish_study, studies_in
+from gicls.audit.summary import by_study, by_study_dict, by_study_text, summarise, tail
 from gicls.audit.verify import verify_output
 from gicls.cli_support import ConfigOption, add_version_option, run_command
 from gicls.config import GiclsConfig
 
 app = typer.Typer(
     name="gicls-audit",
-    help="Review the gicls audit log: summary, verify, tail, export.",
+    help="Review the gicls audit log: summary, verify, tail, export, report.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -42,16 +45,34 @@ def _read(config: GiclsConfig, log: Path | None) -> AuditTable:
     return read_audit_log(log or config.daemon.audit_log, config.classes)
 
 
+class SummaryBy(enum.StrEnum):
+    STUDY = "study"
+
+
 @app.command()
 def summary(
     config: ConfigOption = None,
     log: LogOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    by: Annotated[
+        SummaryBy | None,
+        typer.Option(
+            "--by",
+            help="study: rows per status for each study (loose files as '(none)') instead.",
+        ),
+    ] = None,
 ) -> None:
     """Counts per class, status and day; confidence percentiles; rates; throughput; bundles."""
 
     def action(settings: GiclsConfig) -> None:
-        result = summarise(_read(settings, log))
+        audit = _read(settings, log)
+        if by is SummaryBy.STUDY:
+            frame = by_study(audit)
+            typer.echo(
+                json.dumps(by_study_dict(frame), indent=2) if as_json else by_study_text(frame)
+            )
+            return
+        result = summarise(audit)
         typer.echo(json.dumps(result.to_dict(), indent=2) if as_json else result.to_text())
 
     run_command(config, action)
@@ -120,5 +141,32 @@ def export(
     def action(settings: GiclsConfig) -> None:
         rows = export_log(_read(settings, log), export_format, out)
         typer.echo(f"wrote {rows} rows to {out}")
+
+    run_command(config, action)
+
+
+@app.command()
+def report(
+    studies: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Study ids as in the log's study column (default: every study).",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    log: LogOption = None,
+) -> None:
+    """Write (or rewrite) output/<study>/report.html for studies, and output/index.html."""
+
+    def action(settings: GiclsConfig) -> None:
+        audit = _read(settings, log)
+        wanted = list(studies or studies_in(audit))
+        if not wanted:
+            typer.echo(f"no studies in {audit.path}: nothing to report")
+            return
+        bundle = read_bundle_summary(settings.paths.models_dir)
+        for path in publish_study(settings.daemon.output_dir, audit, wanted, bundle):
+            typer.echo(f"wrote {path}")
 
     run_command(config, action)

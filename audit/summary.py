@@ -139,6 +139,30 @@ def summarise(log: AuditTable) -> Summary:
     )
 
 
+def by_study(log: AuditTable) -> pd.DataFrame:
+    """Rows per study (NO_VALUE for loose files): index study, columns STATUSES, total,
+    first_at and last_at (UTC timestamps), studies in name order, loose files last."""
+    table = log.table
+    study = table["study"].replace("", NO_VALUE).rename("study")
+    counts = _counts(study, table["status"])
+    times = table["processed_at"].groupby(study)
+    frame = counts.assign(first_at=times.min(), last_at=times.max())
+    order = sorted(set(study) - {NO_VALUE}) + ([NO_VALUE] if (study == NO_VALUE).any() else [])
+    return frame.reindex(order)
+
+
+def by_study_text(frame: pd.DataFrame) -> str:
+    shown = frame.assign(
+        first_at=frame["first_at"].dt.strftime(_TIME_FORMAT),
+        last_at=frame["last_at"].dt.strftime(_TIME_FORMAT),
+    )
+    return _section("Per study (UTC)", shown)
+
+
+def by_study_dict(frame: pd.DataFrame) -> dict[str, Any]:
+    return _plain(frame.to_dict(orient="index"))
+
+
 def tail(log: AuditTable, count: int) -> str:
     """The last ``count`` rows as a readable table, oldest first."""
     last = log.table.tail(count)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +46,8 @@ class Claims:
 
 
 def claim_one(inbox: Path, name: str, work: Path, entry_id: str) -> bool:
-    """Rename ``inbox/name`` to ``work/entry_id``; False if another claimer got it first.
+    """Rename ``inbox/name`` (``name`` may be a path in a study folder) to ``work/entry_id``;
+    False if another claimer got it first.
 
     Raises PermissionError (or OSError EBUSY) when the file may not be taken at all.
     """
@@ -58,11 +59,17 @@ def claim_one(inbox: Path, name: str, work: Path, entry_id: str) -> bool:
 
 
 def claim_batch(
-    settled: Sequence[Settled], inbox: Path, work: Path, journal: Journal, faults: Faults
+    settled: Sequence[Settled],
+    inbox: Path,
+    work: Path,
+    journal: Journal,
+    faults: Faults,
+    display: Callable[[str], str] = str,
 ) -> Claims:
     """Claim the settled files that are still unchanged.
 
-    Files that vanished are simply gone: someone else claimed them.
+    Files that vanished are simply gone: someone else claimed them. ``display`` turns a name
+    into what logs may show (a pseudonymised study).
     """
     candidates: list[tuple[Settled, Entry]] = []
     claims = Claims()
@@ -92,9 +99,11 @@ def claim_batch(
         if taken:
             claims.entries.append(entry)
         else:
-            log.debug("claim_lost", file_name=item.name)
+            log.debug("claim_lost", file_name=display(item.name))
             journal.drop(entry)
     fsync_dir(work)
-    fsync_dir(inbox)
+    # The folders the files left: the inbox, or a study folder at any depth in it.
+    for folder in {os.path.dirname(entry.name) for entry in claims.entries}:
+        fsync_dir(inbox / folder)
     faults.reached("claimed")
     return claims

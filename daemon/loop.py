@@ -32,6 +32,7 @@ from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled, SettleTracker
 from gicls.daemon.startup import InboxGuard
 from gicls.daemon.storage import StorageBackoff, is_storage_full
+from gicls.daemon.study_watch import StudyWatch
 from gicls.daemon.video_runner import VideoRunner
 from gicls.daemon.watch import InboxWatcher, scan
 from gicls.logs import get_logger
@@ -65,6 +66,7 @@ class Loop:
         notifier: Notifier,
         stop: threading.Event,
         reload: threading.Event,
+        studies: StudyWatch | None = None,
         videos: VideoRunner | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -78,6 +80,7 @@ class Loop:
         self.notifier = notifier
         self.stop = stop
         self.reload = reload
+        self.studies = studies
         self._clock = clock
         self._ready: deque[Settled] = deque()
         self._ready_since = 0.0
@@ -109,8 +112,12 @@ class Loop:
                 and not self._storage.pending
                 and not (self.videos and self.videos.busy)
             ):
+                if self.studies is not None:
+                    self.studies.finish_all(self.busy)  # with --once nothing more will come
                 break
             else:
+                if self.studies is not None and not self._storage.pending:
+                    self.studies.check(self.busy)
                 self._pause(self.settings.tick)
             self._heartbeat()
         if self.videos is not None:
@@ -138,15 +145,33 @@ class Loop:
         now = self._clock()
         if self.watcher is not None:
             self._supervise_observer(self.watcher, now)
-            self.tracker.observe(self.watcher.drain())
+            self._observe(self.watcher.drain())
             if now - self._last_rescan >= self.settings.rescan_seconds:
                 self.guard.check()
-                self.tracker.observe(scan(self.guard.inbox))
+                self._observe(scan(self.guard.inbox))
+                if self.studies is not None:
+                    self.studies.discover()
                 self._last_rescan = now
         settled = self.tracker.poll()
+        if self.studies is not None:
+            self.studies.noticed(item.name for item in settled)
         if settled and not self._ready:
             self._ready_since = now
         self._ready.extend(settled)
+
+    def _observe(self, names: list[str]) -> None:
+        self.tracker.observe(names)
+        if self.studies is not None:
+            self.studies.noticed(names)
+
+    def busy(self, folder: str) -> bool:
+        """Whether this daemon still holds a file of the study in inbox folder ``folder``."""
+        prefix = folder + "/"
+        return (
+            self.tracker.holds_under(folder)
+            or any(item.name.startswith(prefix) for item in self._ready)
+            or (self.videos is not None and self.videos.holds(folder))
+        )
 
     def _supervise_observer(self, watcher: InboxWatcher, now: float) -> None:
         if watcher.alive() or now - self._last_restart < OBSERVER_RESTART_SECONDS:
@@ -156,7 +181,7 @@ class Loop:
         self.guard.check()
         watcher.restart()
         # Whatever happened while it was down was missed: look at everything.
-        self.tracker.observe(scan(self.guard.inbox))
+        self._observe(scan(self.guard.inbox))
 
     def _take_batch(self) -> list[Settled]:
         count = len(self._ready)
@@ -213,6 +238,8 @@ class Loop:
             return
         for item in batch:
             self.tracker.release(item.name)
+        if self.studies is not None:
+            self.studies.noticed((item.name for item in batch), processed=True)
         self.tracker.observe(item.name for item in claims.changed)
         for item, error in claims.refused:
             self.tracker.refuse(item, error)
@@ -236,7 +263,7 @@ class Loop:
     def _run_video(self) -> bool:
         if self.videos is None:
             return False
-        finished = self.videos.finished
+        finished = len(self.videos.finished)
         try:
             worked = self.videos.step()
         except OSError as exc:
@@ -245,10 +272,13 @@ class Loop:
             self._storage.failed(exc, self._clock())
             self.notifier.status(f"storage full: {exc.filename}; retrying")
             return False
-        if self.videos.finished > finished:
+        done = self.videos.finished[finished:]
+        if done:
             self._storage.recovered(self._clock())
             self.seen_store.quiet()
-            self.processed += self.videos.finished - finished
+            self.processed += len(done)
+            if self.studies is not None:  # its study's quiet time starts now
+                self.studies.noticed(done, processed=True)
         return worked
 
     def _heartbeat(self) -> None:

@@ -35,6 +35,7 @@ from gicls.daemon.reasons import UNREADABLE, Reason
 from gicls.daemon.route import Router, destination_folder
 from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled
+from gicls.daemon.studies import Source, StudyNames
 from gicls.daemon.video_job import is_video_entry, staging_folder
 from gicls.fsutil import fsync_dir
 from gicls.hashing import file_sha256
@@ -87,6 +88,7 @@ class Pipeline:
         model: ServingModel,
         options: PipelineOptions,
         faults: Faults,
+        studies: StudyNames,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.inbox = inbox
@@ -98,6 +100,7 @@ class Pipeline:
         self.model = model
         self.options = options
         self.faults = faults
+        self.studies = studies
         self._wall_clock = wall_clock
         # Claimed videos waiting to be scored, by entry id, in claim order.
         self.videos: dict[str, Entry] = {}
@@ -108,7 +111,9 @@ class Pipeline:
         Claimed videos are not processed here: they wait in ``videos`` for the loop to score
         them batch by batch (video_runner.py).
         """
-        claims = claim_batch(settled, self.inbox, self.work, self.journal, self.faults)
+        claims = claim_batch(
+            settled, self.inbox, self.work, self.journal, self.faults, self.studies.display
+        )
         images = []
         for entry in claims.entries:
             if is_video_entry(self.work, entry):
@@ -127,14 +132,19 @@ class Pipeline:
             else read_claimed(self.work / entry.id)
             for entry in entries
         ]
-        reasons = [intake.reason for intake in intakes]
-        for entry, reason in zip(entries, reasons, strict=True):
+        sources = [self.studies.source_of(entry.name) for entry in entries]
+        # A refused study's files are read (their rows keep the sha256) but never decoded.
+        reasons = [
+            intake.reason or source.refusal for intake, source in zip(intakes, sources, strict=True)
+        ]
+        for source, reason in zip(sources, reasons, strict=True):
             if reason is not None and reason.word == UNREADABLE:
-                log.warning("file_unreadable", file_name=entry.name, reason=str(reason))
+                log.warning("file_unreadable", file_name=source.source_path, reason=str(reason))
         repeated = self.seen.repeats([intake.sha256 for intake in intakes])
+        # Within a study every frame is scored: a capsule resting still repeats its bytes.
         skipped = [
-            self.options.on_duplicate == "skip" and repeat and reason is None
-            for repeat, reason in zip(repeated, reasons, strict=True)
+            self.options.on_duplicate == "skip" and repeat and reason is None and not source.study
+            for repeat, reason, source in zip(repeated, reasons, sources, strict=True)
         ]
         ensemble = self.model.ensemble  # one bundle for the whole batch, even across a reload
         wanted = [k for k, reason in enumerate(reasons) if reason is None and not skipped[k]]
@@ -151,6 +161,7 @@ class Pipeline:
         for k, entry in enumerate(entries):
             plan = self._plan(
                 entry,
+                sources[k],
                 intakes[k],
                 reasons[k],
                 skipped[k],
@@ -168,6 +179,7 @@ class Pipeline:
     def _plan(
         self,
         entry: Entry,
+        source: Source,
         intake: Intake,
         reason: Reason | None,
         skipped: bool,
@@ -178,7 +190,7 @@ class Pipeline:
     ) -> dict[str, Any]:
         # Looked up here, not before the batch: a copy of a file planned earlier in this batch
         # finds where that one goes.
-        cells = self._file_cells(entry, intake.sha256, intake.size, batch_id)
+        cells = self._file_cells(source, intake.sha256, intake.size, batch_id)
         predicted: str | None = None
         if reason is not None:
             status = "quarantined"
@@ -210,39 +222,49 @@ class Pipeline:
                     margin=_score(decision.margin),
                 )
         cells["status"] = status
-        folder = destination_folder(status, predicted, reason)
-        destination = self.router.choose(folder, entry.name, entry.id, reserved)
+        folder = source.folder_prefix + destination_folder(status, predicted, reason)
+        destination = self.router.choose(folder, source.file_name, entry.id, reserved)
         reserved.add(destination)
         self.seen.remember(intake.sha256, encode_name(os.fsencode(destination))[0])
         return {"destination_hex": os.fsencode(destination).hex(), "cells": cells}
 
     def _file_cells(
-        self, entry: Entry, sha256: str, size: int | None, batch_id: str
+        self, source: Source, sha256: str, size: int | None, batch_id: str
     ) -> dict[str, str]:
-        name_text, name_hex = encode_name(os.fsencode(entry.name))
+        name_text, name_hex = encode_name(os.fsencode(source.file_name))
         return {
             "file_name": name_text,
             "file_name_hex": name_hex,
+            "study": source.study,
+            # Exact bytes are in the journal; the row keeps the escaped text like file_name.
+            "source_path": encode_name(os.fsencode(source.source_path))[0],
             "sha256": sha256,
             "bytes": "" if size is None else str(size),
             "batch_id": batch_id,
             "duplicate_of": self.seen.lookup(sha256) or "",
         }
 
-    def plan_video(
-        self, entry: Entry, destination: str, cells: dict[str, str], extra: dict[str, Any]
+    def finish_video(
+        self,
+        entry: Entry,
+        source: Source,
+        destination: str,
+        cells: dict[str, str],
+        extra: dict[str, Any],
     ) -> None:
-        """Journal the plan of a scored video: its row ``cells`` (status, frames_scored, ...),
-        its ``destination`` and ``extra`` (the staged outputs to publish, video_job.py)."""
-        source = self.work / entry.id
-        sha256 = file_sha256(source, follow_symlinks=False)
-        row = {**self._file_cells(entry, sha256, os.lstat(source).st_size, new_batch_id())}
+        """Journal the plan of a scored video and complete it: its row ``cells`` (status,
+        frames_scored, ...), its ``destination`` and ``extra`` (the staged outputs to publish,
+        video_job.py)."""
+        path = self.work / entry.id
+        sha256 = file_sha256(path, follow_symlinks=False)
+        row = self._file_cells(source, sha256, os.lstat(path).st_size, new_batch_id())
         row.update(cells)
         self.seen.remember(sha256, encode_name(os.fsencode(destination))[0])
         plan = {"destination_hex": os.fsencode(destination).hex(), "cells": row, **extra}
         self.journal.plan(entry, plan)
         self.journal.sync()
         self.faults.reached("route_journaled")
+        self.complete([entry])
 
     def complete(
         self, entries: Sequence[Entry], already_logged: Collection[str] = ()
@@ -272,7 +294,7 @@ class Pipeline:
                 self.faults.reached("audit_written")
                 log.debug(
                     _EVENT_FOR_STATUS[cells["status"]],
-                    file_name=entry.name,
+                    file_name=self.studies.display(entry.name),
                     destination=destination,
                     predicted_class=cells.get("predicted_class"),
                     confidence=cells.get("confidence"),
@@ -305,13 +327,18 @@ class Pipeline:
         source = self.work / entry.id
         if not os.path.lexists(source):
             if not self.router.present(destination):
-                log.error("routed_file_missing", file_name=entry.name, destination=destination)
+                log.error(
+                    "routed_file_missing",
+                    file_name=self.studies.display(entry.name),
+                    destination=destination,
+                )
             return destination
         # Another process may have taken the name since it was chosen: choose again, journal
         # the new destination first, so recovery always looks in the right place.
         while not self.router.place(source, destination):
             folder = os.path.dirname(destination)
-            destination = self.router.choose(folder, entry.name, entry.id, set())
+            name = self.studies.source_of(entry.name).file_name
+            destination = self.router.choose(folder, name, entry.id, set())
             self.journal.plan(entry, {**plan, "destination_hex": os.fsencode(destination).hex()})
             self.journal.sync()
         self.faults.reached("linked")

@@ -81,7 +81,11 @@ def recover(
     for entry in unplanned:
         poisoned = entry.attempt > MAX_ATTEMPTS
         if poisoned:
-            log.error("file_poisoned", file_name=entry.name, crashes=entry.attempt - 1)
+            log.error(
+                "file_poisoned",
+                file_name=pipeline.studies.display(entry.name),
+                crashes=entry.attempt - 1,
+            )
         elif is_video_entry(pipeline.work, entry):
             # Scored again from its first frame by the loop, batch by batch (video_job.py).
             pipeline.videos.setdefault(entry.id, entry)

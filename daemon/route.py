@@ -9,7 +9,7 @@ instant, in the work folder or at its journaled destination, which is all recove
 On a name collision a unique suffix derived from the entry id is added, trimming the stem so
 the name stays within the 255-byte limit. Links are made with ``follow_symlinks=False``: a
 quarantined symbolic link is moved as the link itself, never as its target. Destinations are
-relative to ``output_dir``.
+relative to ``output_dir``; a study's files go to the same folders under ``output/<study>/``.
 """
 
 from __future__ import annotations
@@ -93,8 +93,7 @@ class Router:
         """
         target = self.output_dir / folder
         if not target.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            fsync_dir(target.parent)
+            _make_folders(target)
         for candidate in candidate_names(name, token):
             destination = f"{folder}/{candidate}"
             if destination not in reserved and not os.path.lexists(target / candidate):
@@ -126,6 +125,18 @@ class Router:
     def sync_folders(self, destinations: Sequence[str]) -> None:
         for folder in {os.path.dirname(d) for d in destinations}:
             fsync_dir(self.output_dir / folder)
+
+
+def _make_folders(target: Path) -> None:
+    """Create ``target`` and its missing parents (a new study's), each entry made durable."""
+    missing = []
+    folder = target
+    while not folder.is_dir():
+        missing.append(folder)
+        folder = folder.parent
+    target.mkdir(parents=True, exist_ok=True)
+    for created in missing:
+        fsync_dir(created.parent)
 
 
 def _same_inode(a: Path, b: Path) -> bool:

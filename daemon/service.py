@@ -23,12 +23,16 @@ from gicls.daemon.lock import StateLock
 from gicls.daemon.loop import Loop, LoopSettings
 from gicls.daemon.notify import Notifier
 from gicls.daemon.pipeline import Pipeline, PipelineOptions
+from gicls.daemon.pseudonyms import Pseudonyms
 from gicls.daemon.recovery import recover_at_start
 from gicls.daemon.route import Router
 from gicls.daemon.seen_store import SNAPSHOT_NAME, SeenStore
 from gicls.daemon.serving import ServingModel, configure_threads, load_ensemble
 from gicls.daemon.settle import SettleTracker, empty_timeout
 from gicls.daemon.startup import InboxGuard, Layout, prepare_layout
+from gicls.daemon.studies import StudyNames
+from gicls.daemon.study_reports import StudyReporter
+from gicls.daemon.study_watch import StudyWatch
 from gicls.daemon.video_job import VideoSettings
 from gicls.daemon.video_runner import VideoRunner
 from gicls.daemon.watch import InboxWatcher, scan
@@ -119,6 +123,8 @@ def build_daemon(
         cleanup.callback(journal.close)
         notifier.status("reading the audit log")
         seen_store = SeenStore(layout.audit_log, layout.state_dir / SNAPSHOT_NAME)
+        pseudonyms = Pseudonyms(layout.state_dir) if settings.pseudonymise_studies else None
+        studies = StudyNames(config.classes, layout.audit_log.name, pseudonyms)
         cleanup.callback(_save_at_stop, seen_store, journal)
         pipeline = Pipeline(
             inbox=layout.inbox,
@@ -132,6 +138,7 @@ def build_daemon(
                 config.classes, ReviewPolicy.of(settings), settings.on_duplicate
             ),
             faults=faults,
+            studies=studies,
         )
         notifier.status(f"recovering {len(entries)} journal entries")
         recovered = recover_at_start(entries, pipeline, seen_store, notifier, stop)
@@ -145,8 +152,20 @@ def build_daemon(
             settings.stability_seconds,
             empty_timeout(settings.stability_seconds),
             settings.ignore,
+            display=studies.display,
         )
         tracker.observe(scan(layout.inbox))
+        reporter = StudyReporter(
+            layout.output_dir, layout.audit_log, config.classes, model, studies
+        )
+        study_watch = StudyWatch(
+            layout.inbox,
+            settings.study_quiet_seconds,
+            reporter,
+            display=studies.display_folder,
+            folder_of=studies.folder_of,
+        )
+        study_watch.discover()
         loop = Loop(
             settings=LoopSettings(
                 max_batch=settings.max_batch,
@@ -165,7 +184,8 @@ def build_daemon(
             notifier=notifier,
             stop=stop,
             reload=reload,
-            videos=VideoRunner(pipeline, VideoSettings.of(settings), notifier),
+            studies=study_watch,
+            videos=VideoRunner(pipeline, VideoSettings.of(settings), notifier, reporter),
         )
         daemon = Daemon(
             layout=layout,

@@ -1,13 +1,14 @@
-"""Readiness: a file is ready when it has stopped changing. This module only stats files.
+"""Readiness: a file is ready when it has stopped changing. This module only stats and lists.
 
 Creation and close events are hints: writers reopen and append, and moved or linked files
 never close. A candidate is ready once its lstat signature (type, size, mtime, inode) has been
 unchanged for ``stability_seconds``. A zero-byte file is usually a placeholder a scanner fills
 later, so it must stay empty for the longer ``empty_timeout`` before it is handed over (and
-quarantined as ``empty``). Sub-folders are never handed over: a folder in the inbox is most
-often a copy still in progress (``cp -r``), so it is left where it is, untouched, and logged
-once. Symbolic links, FIFOs and sockets are handed over like files (the link itself, never
-its target) so they can be quarantined as ``not_regular``.
+quarantined as ``empty``). Folders are never handed over: a folder is a study (``studies.py``)
+and what is in it is tracked like files at the root, each file on its own, so frames settle
+while a ``cp -r`` is still copying the rest. Names are paths relative to the inbox. Symbolic
+links, FIFOs and sockets are handed over like files (the link itself, never its target, so a
+link to a folder is never descended into) so they can be quarantined as ``not_regular``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gicls.daemon.watch import scan
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
@@ -66,6 +68,14 @@ def is_ignored(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
+def is_ignored_path(relative: str, patterns: Sequence[str]) -> bool:
+    """Whether the patterns ignore the file ``relative``: by its name, or by the name of a
+    folder inside its study (rsync's temporary folders). The study folder's own name is not
+    matched: a hidden study is refused (``studies.py``), not ignored."""
+    parts = relative.split("/")
+    return any(is_ignored(part, patterns) for part in (parts[-1], *parts[1:-1]))
+
+
 def stat_signature(folder: Path, name: str) -> Signature | None:
     """The signature of ``folder/name`` without following links; None if it is gone."""
     try:
@@ -85,17 +95,19 @@ class SettleTracker:
         ignore: Sequence[str],
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        display: Callable[[str], str] = str,
     ) -> None:
+        """``display`` turns a name into what logs may show (a pseudonymised study)."""
         self._folder = folder
         self._stability = stability_seconds
         self._empty_timeout = empty_timeout
         self._ignore = tuple(ignore)
         self._clock = clock
         self._wall_clock = wall_clock
+        self._display = display
         self._watching: dict[str, _Watch | None] = {}
         # Names handed over and not yet released: events for them are echoes of our own work.
         self._handed: set[str] = set()
-        self._folders_seen: set[str] = set()
         # Names the claim was refused for: the signature then, and when to try again.
         self._refused: dict[str, tuple[Signature, float]] = {}
 
@@ -105,9 +117,18 @@ class SettleTracker:
     def observe(self, names: Iterable[str]) -> None:
         """Start tracking names (from events or a scan); repeats and ignored names are no-ops."""
         for name in names:
-            if name in self._watching or name in self._handed or is_ignored(name, self._ignore):
+            if (
+                name in self._watching
+                or name in self._handed
+                or is_ignored_path(name, self._ignore)
+            ):
                 continue
             self._watching[name] = None
+
+    def holds_under(self, folder: str) -> bool:
+        """Whether a name in ``folder`` (a study's) is tracked or handed over, not released."""
+        prefix = folder + "/"
+        return any(name.startswith(prefix) for name in (*self._watching, *self._handed))
 
     def release(self, name: str) -> None:
         """The consumer is finished with a handed-over name; a new file by that name is new."""
@@ -118,7 +139,7 @@ class SettleTracker:
         changes or REFUSED_RETRY_SECONDS have passed; say so once per file."""
         previous = self._refused.get(item.name)
         if previous is None or previous[0] != item.signature:
-            log.warning("claim_refused", file_name=item.name, error=error)
+            log.warning("claim_refused", file_name=self._display(item.name), error=error)
         self._refused[item.name] = (item.signature, self._clock() + REFUSED_RETRY_SECONDS)
 
     def poll(self) -> list[Settled]:
@@ -131,8 +152,9 @@ class SettleTracker:
                 del self._watching[name]
                 continue
             if signature.kind == stat.S_IFDIR:
+                # A study folder (or one inside it), new or moved in: track what it holds.
                 del self._watching[name]
-                self._note_folder(name)
+                self.observe(scan(self._folder, name))
                 continue
             watch = self._watching[name]
             if watch is None or watch.signature != signature:
@@ -161,8 +183,3 @@ class SettleTracker:
         if signature.kind == stat.S_IFREG and signature.size == 0:
             return self._empty_timeout
         return self._stability
-
-    def _note_folder(self, name: str) -> None:
-        if name not in self._folders_seen:
-            self._folders_seen.add(name)
-            log.warning("folder_ignored", name=name, hint="drop files, not folders, into the inbox")

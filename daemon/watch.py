@@ -26,14 +26,34 @@ ObserverKind = Literal["inotify", "polling"]
 POLLING_INTERVAL_SECONDS = 1.0
 
 
-def scan(folder: Path) -> list[str]:
-    """Every entry name directly inside ``folder`` (sub-folders are not descended into)."""
-    with os.scandir(folder) as entries:
-        return [entry.name for entry in entries]
+def scan(folder: Path, under: str = "") -> list[str]:
+    """The path (relative to ``folder``) of every entry that is not a folder, at any depth
+    below ``folder/under``: study folders are descended into, links to folders never.
+
+    A folder that vanishes while it is listed (a study being cleaned up, a claim of a whole
+    copy by another daemon) simply lists as what was found.
+    """
+    found: list[str] = []
+    pending = [under]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(folder / current if current else folder) as entries:
+                listed = list(entries)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in listed:
+            relative = f"{current}/{entry.name}" if current else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(relative)
+            else:
+                found.append(relative)
+    return found
 
 
 class _Collector(FileSystemEventHandler):
-    """Keeps the names of inbox entries that events mention, deduplicated, thread-safe."""
+    """Keeps the inbox-relative paths that events mention, at any depth, deduplicated,
+    thread-safe."""
 
     def __init__(self, folder: Path) -> None:
         self._folder = os.fsencode(folder)
@@ -41,14 +61,16 @@ class _Collector(FileSystemEventHandler):
         self._names: set[str] = set()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory and event.event_type == "modified":
+            return  # a study folder changes with every file copied in: the files tell
         # A move out of the inbox names the inbox only as its source; its destination matters.
         for path in (event.src_path, getattr(event, "dest_path", "")):
             if not path:
                 continue
-            parent, name = os.path.split(os.fsencode(path))
-            if parent == self._folder and name:
+            raw = os.fsencode(path)
+            if raw.startswith(self._folder + b"/") and len(raw) > len(self._folder) + 1:
                 with self._lock:
-                    self._names.add(os.fsdecode(name))
+                    self._names.add(os.fsdecode(raw[len(self._folder) + 1 :]))
 
     def drain(self) -> list[str]:
         with self._lock:
@@ -57,7 +79,8 @@ class _Collector(FileSystemEventHandler):
 
 
 class InboxWatcher:
-    """Watches one folder, non-recursively, with the configured observer."""
+    """Watches the inbox and the study folders in it (recursively) with the configured
+    observer."""
 
     def __init__(self, folder: Path, kind: ObserverKind) -> None:
         self._folder = folder
@@ -71,7 +94,7 @@ class InboxWatcher:
             if self._kind == "polling"
             else Observer()
         )
-        observer.schedule(self._collector, str(self._folder), recursive=False)
+        observer.schedule(self._collector, str(self._folder), recursive=True)
         try:
             observer.start()
         except OSError as exc:

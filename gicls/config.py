@@ -179,6 +179,21 @@ class DaemonConfig(_Section):
     # Conditions that get no key frames (names from `classes`; absent names are ignored only
     # in this default, so a class list without Normal needs no change here).
     key_frames_skip_classes: tuple[str, ...] = DEFAULT_KEY_FRAMES_SKIP
+    # A study (inbox/<study>/...) is complete once its folder has been quiet this long and all
+    # its files are audited: its report is written and its emptied folders are removed.
+    study_quiet_seconds: Annotated[float, Field(gt=0.0)] = 300.0
+    # Replace study names (often patient identifiers) by a keyed hash everywhere gicls writes.
+    pseudonymise_studies: bool = False
+
+    @model_validator(mode="after")
+    def _quiet_longer_than_settling(self) -> DaemonConfig:
+        if self.study_quiet_seconds <= self.stability_seconds:
+            raise ValueError(
+                f"'daemon.study_quiet_seconds' ({self.study_quiet_seconds}) must be longer than "
+                f"'daemon.stability_seconds' ({self.stability_seconds}): a study cannot be "
+                "quiet before its files have settled"
+            )
+        return self
 
 
 class InferenceConfig(_Section):

@@ -39,6 +39,8 @@ MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 2
 UPGRADE_COMMAND = "gicls-train upgrade-bundle -c CONFIG"
 REBUILD_COMMAND = "gicls-train all -c CONFIG"
+# ``data.validation`` of a bundle whose held-out images are a split of its training folder.
+HELD_OUT_OF_TRAINING = "held-out split of training_dir"
 
 
 class ModelEntry(BaseModel):
@@ -99,6 +101,28 @@ class GuardFrames(BaseModel):
     images: int
 
 
+class DeviceReference(BaseModel):
+    """What the held-out evaluation saw, as the bound a study is checked against
+    (gicls.audit.device_check): a study far outside it may come from another device or setting.
+
+    Measured on the served (calibrated) scores of ``images`` held-out images. A study is flagged
+    when a class takes more than ``predicted_share[c] + share_tolerance`` of its frames, or when
+    the study's median score of a class lies above that class's held-out ``score_upper``
+    quantile (``score_quantile``) of all images' scores.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    measured_on: str
+    images: int = Field(ge=1)
+    predicted_share: dict[str, float]
+    share_tolerance: float = Field(gt=0.0, le=1.0)
+    score_quantile: float = Field(gt=0.5, lt=1.0)
+    score_upper: dict[str, float]
+    # Fewer frames than this: shares are too noisy to judge a device by.
+    min_frames: int = Field(ge=1)
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
 
@@ -117,6 +141,9 @@ class Manifest(BaseModel):
     thresholds: dict[str, ClassThreshold] | None = None
     data: dict[str, Any] = {}
     metrics: dict[str, Any] = {}
+    # Optional (bundles trained before it have none): the bound of the study reports' device
+    # check. Not a decision field: it changes no image's route, so not the bundle id either.
+    device_reference: DeviceReference | None = None
     created_at: str
     code_version: str
     # Set by ``gicls-train upgrade-bundle``: the format and bundle id this one was migrated from.

@@ -54,6 +54,12 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
         ('classes = ["A", "_review"]', ["classes", "'_review'"]),
         ('[daemon]\nobserver = "fanotify"', ["daemon.observer", "'inotify'", "'fanotify'"]),
         ('[inference]\nprecision = "fp8"', ["inference.precision", "'bfloat16'", "'fp8'"]),
+        ("[daemon]\nstudy_quiet_seconds = 0", ["daemon.study_quiet_seconds", "greater than 0"]),
+        (
+            "[daemon]\nstudy_quiet_seconds = 1.0\nstability_seconds = 2.0",
+            ["daemon.study_quiet_seconds", "daemon.stability_seconds", "longer"],
+        ),
+        ('[daemon]\npseudonymise_studies = "yes"', ["daemon.pseudonymise_studies", "'yes'"]),
     ],
 )
 def test_bad_values_name_the_key_what_is_allowed_and_what_was_received(tmp_path, text, expected):

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gicls.models.bundle import Calibration, ClassThreshold, Manifest
+from gicls.models.bundle import Calibration, ClassThreshold, DeviceReference, Manifest
 from gicls.models.ensemble import FusedEnsemble
 from gicls.models.guard import GuardSet
 from gicls.training.calibration import (
@@ -54,6 +54,14 @@ from gicls.training.score import write_metrics_json
 
 REVIEW_THRESHOLDS = tuple(np.round(np.arange(0.0, 1.0001, 0.02), 2))
 MAX_REVIEW_RATE = 0.10
+# The device check's bound (gicls.audit.device_check): a study is flagged when a class takes
+# more than its held-out share plus DEVICE_SHARE_TOLERANCE of the frames, or when its median
+# score of a class lies above the held-out DEVICE_SCORE_QUANTILE of that class's scores. Wide
+# on purpose: it is meant for a foreign device (most frames in one condition), not for a
+# patient with many findings.
+DEVICE_SHARE_TOLERANCE = 0.25
+DEVICE_SCORE_QUANTILE = 0.95
+DEVICE_MIN_FRAMES = 50
 
 
 # A bfloat16 evaluation is guarded on (up to) this many of the images being evaluated: their
@@ -219,6 +227,27 @@ def per_source_figures(
             figures["class_wise_metrics"][name]["recall"] = None
         breakdown[source] = {"images": int(mask.sum()), "classes_absent": absent, **figures}
     return breakdown
+
+
+def device_reference(
+    scores: np.ndarray, classes: Sequence[str], measured_on: str
+) -> DeviceReference | None:
+    """What the held-out images look like to the served ensemble: ``scores`` (N, C) are the
+    scores the daemon would log for them (calibrated when the bundle calibrates). None
+    without images."""
+    if not len(scores):
+        return None
+    predicted = np.bincount(scores.argmax(axis=1), minlength=len(classes)) / len(scores)
+    upper = np.quantile(scores, DEVICE_SCORE_QUANTILE, axis=0)
+    return DeviceReference(
+        measured_on=measured_on,
+        images=len(scores),
+        predicted_share={name: float(predicted[i]) for i, name in enumerate(classes)},
+        share_tolerance=DEVICE_SHARE_TOLERANCE,
+        score_quantile=DEVICE_SCORE_QUANTILE,
+        score_upper={name: float(upper[i]) for i, name in enumerate(classes)},
+        min_frames=DEVICE_MIN_FRAMES,
+    )
 
 
 def evaluation_folder(models_dir: Path, bundle_id: str, name: str) -> Path:

@@ -22,6 +22,7 @@ from gicls.hashing import file_sha256
 from gicls.logs import get_logger
 from gicls.models.architectures import check_architecture
 from gicls.models.bundle import (
+    HELD_OUT_OF_TRAINING,
     MANIFEST_NAME,
     Manifest,
     condition_files,
@@ -49,7 +50,13 @@ from gicls.training.balance import (
 )
 from gicls.training.calibration import apply_calibration, fit_calibration
 from gicls.training.dataset import pixel_dataset
-from gicls.training.evaluate import Evaluation, evaluate_scores, raw_scores, write_evaluation
+from gicls.training.evaluate import (
+    Evaluation,
+    device_reference,
+    evaluate_scores,
+    raw_scores,
+    write_evaluation,
+)
 from gicls.training.fit import FitResult, fit_condition, new_model
 from gicls.training.grouping import merge_units, record_labels, record_sources
 from gicls.training.image_cache import ImageCache, build_image_cache
@@ -121,9 +128,7 @@ def prepare_data(config: GiclsConfig, decode_size: int) -> PreparedData:
     found = training.per_class_counts()
     summary = {
         "training_dir": str(config.paths.training_dir),
-        "validation": (
-            str(config.paths.validation_dir) if validation else "held-out split of training_dir"
-        ),
+        "validation": str(config.paths.validation_dir) if validation else HELD_OUT_OF_TRAINING,
         "split_seed": config.balance.seed,
         "validation_fraction": config.balance.validation_fraction if validation is None else None,
         "target_count": config.balance.target_count,
@@ -365,7 +370,8 @@ def _evaluate_held_out(
     evaluate the fused ensemble.
 
     Returns the manifest fields ``calibration``, ``thresholds`` (fitted on the calibrated
-    scores for ``[decision] target_sensitivity``), ``guard`` and ``metrics``; the full evaluation
+    scores for ``[decision] target_sensitivity``), ``guard``, ``metrics`` and ``device_reference``
+    (the bound of the study reports' device check); the full evaluation
     (plots, predictions, trade-off table) goes to ``evaluation/`` in the bundle. The guard
     scores are those of the calibrated graph the daemon serves, and the bundle id depends on
     them, so the evaluation is labelled after the guard is written.
@@ -398,7 +404,12 @@ def _evaluate_held_out(
     )
     write_evaluation(evaluation, staging / "evaluation")
     summary = {k: v for k, v in evaluation.report.items() if k != "review_tradeoff"}
-    return {**decision, "metrics": {"validation": summary}}
+    # The served scores, not the cross-fitted ones: a study's audit rows hold served scores.
+    where = data.summary["validation"]
+    if where == HELD_OUT_OF_TRAINING:
+        where = f"held-out split of {data.summary['training_dir']}"
+    reference = device_reference(seen, data.classes, where)
+    return {**decision, "metrics": {"validation": summary}, "device_reference": reference}
 
 
 def _truth(records: Sequence[ImageRecord]) -> np.ndarray:

@@ -343,6 +343,14 @@ def file_name_of(row: Mapping[str, str]) -> bytes:
     return decode_name(row["file_name"], row["file_name_hex"])
 
 
+def source_of(row: Mapping[str, str]) -> bytes:
+    """The path a row's file had in the inbox: its exact name for a loose file, the escaped
+    ``source_path`` text for a file in a study folder."""
+    if "/" not in row["source_path"]:
+        return file_name_of(row)
+    return row["source_path"].encode("utf-8")
+
+
 def _tree(output: Path) -> set[bytes]:
     found = set()
     root = os.fsencode(output)
@@ -353,9 +361,9 @@ def _tree(output: Path) -> set[bytes]:
     return found
 
 
-def recorded_outputs(output: Path, rows: list[dict[str, str]]) -> set[bytes]:
-    """The files the rows' ``outputs`` cells name (and their manifests list), each checked
-    against its recorded sha256."""
+def row_outputs(output: Path, rows: list[dict[str, str]]) -> set[bytes]:
+    """The files the rows' ``outputs`` cells name (a video's table and key frames) and the
+    manifests they name list, each checked against its recorded sha256."""
     from gicls.audit.outputs import decode_outputs, is_manifest, parse_manifest
 
     found: set[bytes] = set()
@@ -375,10 +383,25 @@ def file_sha256(path: Path | bytes) -> str:
         return sha256(handle.read())
 
 
+def recorded_outputs(output: Path) -> set[bytes]:
+    """The study outputs under ``output`` listed in its manifests (the root one and one per
+    study: reports, the index), and the manifests; each listed file must hold its sha256."""
+    manifests = [output / "_manifest.json", *output.glob("*/_manifest.json")]
+    found = set()
+    for manifest in (path for path in manifests if path.exists()):
+        found.add(os.fsencode(manifest.relative_to(output)))
+        for entry in json.loads(manifest.read_text())["outputs"]:
+            assert file_sha256(output / entry["path"]) == entry["sha256"], entry
+            found.add(os.fsencode(entry["path"]))
+    return found
+
+
 def assert_invariant(
     site: Site, dropped: Counter[tuple[bytes, str]], audit_log: Path | None = None
 ) -> list[dict[str, str]]:
     """Every dropped (name, sha256) has exactly one row, one file, bytes unchanged; no extras.
+
+    The name is the path in the inbox (``source_of``): ``study/sub/frame.png`` in a study.
 
     ``sha256`` is "" for entries that are not regular files (symlinks, FIFOs). A regular file
     whose row has no sha256 was never read by the daemon (unreadable, poison): it must be
@@ -396,13 +419,13 @@ def assert_invariant(
             assert regular and file_sha256(path) == row["sha256"], destination
         else:
             assert row["status"] == "quarantined", destination
-        logged[(file_name_of(row), file_sha256(path) if regular else "")] += 1
+        logged[(source_of(row), file_sha256(path) if regular else "")] += 1
     assert logged == dropped, {
         "missing": dropped - logged,
         "unexpected": logged - dropped,
     }
-    outputs = recorded_outputs(site.output, rows)
-    assert _tree(site.output) == set(destinations) | outputs, "files under output_dir without a row"
+    outputs = recorded_outputs(site.output) | row_outputs(site.output, rows)
+    assert _tree(site.output) - outputs == set(destinations), "files under output_dir without a row"
     assert not list(site.work.iterdir()), "files left in the work folder"
     return rows
 

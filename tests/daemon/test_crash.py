@@ -48,7 +48,9 @@ def test_killed_at_every_step_then_restarted_loses_and_duplicates_nothing(
     for number, step in enumerate(STEPS):
         for n in range(4):
             data = harness.png(number * 10 + n)
-            name = f"{step}_{n}.png"
+            # Half the files in a study folder: its files keep the same promises.
+            name = f"{step}_{n}.png" if n % 2 else f"study_{step}/sub/{step}_{n}.png"
+            (site.inbox / name).parent.mkdir(parents=True, exist_ok=True)
             (site.inbox / name).write_bytes(data)
             dropped[(os.fsencode(name), harness.sha256(data))] += 1
         fault = f"{step}:2" if step in PER_FILE_STEPS else step

@@ -22,6 +22,7 @@ from gicls.daemon.journal import Entry, Journal
 from gicls.daemon.pipeline import Pipeline, PipelineOptions
 from gicls.daemon.route import Router
 from gicls.daemon.serving import ServingModel
+from gicls.daemon.studies import StudyNames
 from gicls.models.bundle import read_manifest
 from tests.daemon import harness
 from tests.daemon.harness import CLASSES
@@ -59,6 +60,7 @@ class Bench:
             model=model,
             options=PipelineOptions(CLASSES, **settings),  # type: ignore[arg-type]
             faults=Faults(),
+            studies=StudyNames(CLASSES, site.audit_log.name),
         )
         self.entries: list[Entry] = []
 

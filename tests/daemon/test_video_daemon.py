@@ -234,3 +234,38 @@ def test_loose_files_dropped_during_a_long_video_are_done_before_it_with_progres
     dropped = Counter({(name, sha256(data)): 1 for name, data in loose.items()})
     dropped[(b"long.mp4", sha256(video.read_bytes()))] += 1
     harness.assert_invariant(site, dropped)
+
+
+def test_videos_in_a_study_folder_and_at_the_root_join_their_studies_and_get_reports(
+    tmp_path, make_bundle
+):
+    site = harness.write_config(tmp_path / "site", make_bundle(), study_quiet_seconds=0.5)
+    video = make_video(tmp_path / "v.mp4", frames=40)
+    data = video.read_bytes()
+    (site.inbox / "studyA" / "frames").mkdir(parents=True)
+    (site.inbox / "studyA" / "frames" / "f1.png").write_bytes(harness.png(1))
+    (site.inbox / "studyA" / "capsule.mp4").write_bytes(data)
+    (site.inbox / "studyB").mkdir()
+    (site.inbox / "studyB" / "f2.png").write_bytes(harness.png(2))
+    (site.inbox / "studyB.MKV").write_bytes(data)  # the container is what FFmpeg finds inside
+    (site.inbox / "solo.mp4").write_bytes(data)
+    (site.inbox / "Normal.mp4").write_bytes(data)  # a class name cannot be a study
+    assert harness.run_once(site.config) == 0
+    rows = {harness.source_of(row): row for row in harness.read_audit(site.audit_log)}
+    expected = {
+        b"studyA/capsule.mp4": ("studyA", b"studyA/_videos/capsule.mp4"),
+        b"studyB.MKV": ("studyB", b"studyB/_videos/studyB.MKV"),
+        b"solo.mp4": ("solo", b"solo/_videos/solo.mp4"),
+        b"Normal.mp4": ("", b"_quarantine/study_name/Normal.mp4"),
+    }
+    for name, (study, destination) in expected.items():
+        assert (rows[name]["study"], harness.destination_of(rows[name])) == (study, destination)
+    assert rows[b"Normal.mp4"]["reason"].startswith("study_name")
+    assert rows[b"studyA/capsule.mp4"]["frames_scored"] == "40"
+    assert (site.output / "studyA/_frames/capsule.parquet").exists()
+    assert (site.output / "studyB/_frames/studyB.parquet").exists()
+    for study in ("studyA", "studyB", "solo"):
+        assert (site.output / study / "report.html").exists(), study
+    assert not (site.inbox / "studyA").exists()
+    result = verify(site)
+    assert result.returncode == 0, result.stdout + result.stderr

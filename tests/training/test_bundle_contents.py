@@ -43,6 +43,12 @@ def test_the_guard_frames_are_the_held_out_images_with_their_scores(tmp_path):
     assert {frame.tobytes() for frame in frames} <= decoded  # real frames, not synthetic ones
     served = FusedEnsemble.from_bundle(models, CLASSES)(frames)
     np.testing.assert_allclose(served, scores, atol=1e-5)
+    # The device check's reference: what the served ensemble predicts for the same images.
+    reference = manifest.device_reference
+    assert reference is not None and reference.images == held_out
+    predicted = np.bincount(served.argmax(axis=1), minlength=len(CLASSES)) / held_out
+    assert [reference.predicted_share[c] for c in CLASSES] == pytest.approx(predicted.tolist())
+    assert f"held-out split of {tmp_path / 'data'}" == reference.measured_on
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from gicls.models.bundle import Calibration, ClassCalibration, read_manifest
 from gicls.models.ensemble import FusedEnsemble
 from gicls.training.calibration import fit_calibration
 from gicls.training.cli import _print_evaluation_summary
-from gicls.training.evaluate import evaluate_scores
+from gicls.training.evaluate import device_reference, evaluate_scores
 
 CLASSES = ("Bleeding", "Normal", "Polyp")
 
@@ -116,3 +116,16 @@ def test_operating_points_are_reported_printed_and_plotted(tmp_path, capsys):
         assert tmp_path / name in written
         data = (tmp_path / name).read_bytes()
         assert data[:4] == b"\x89PNG" and len(data) > 10_000
+
+
+def test_the_device_reference_is_the_held_out_share_and_upper_score_of_each_class():
+    scores = np.array([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.1, 0.9]], dtype=np.float32)
+    reference = device_reference(scores, ["A", "B"], "held-out split of /data")
+    assert reference.images == 4 and reference.measured_on == "held-out split of /data"
+    assert reference.predicted_share == {"A": 0.75, "B": 0.25}
+    # 95 % quantile, linear between the 3rd and 4th of the sorted scores: a + 0.85 (b - a).
+    assert reference.score_quantile == 0.95
+    np.testing.assert_allclose(
+        [reference.score_upper["A"], reference.score_upper["B"]], [0.885, 0.81], rtol=1e-6
+    )
+    assert device_reference(scores[:0], ["A", "B"], "none") is None

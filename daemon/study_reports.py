@@ -1,0 +1,55 @@
+"""What the daemon does when a study completes: publish its report from the audit log.
+
+The log is read whole, as ``gicls-audit`` reads it, so the report holds every row of the study
+whichever daemon sharing the log wrote it. A report that cannot be written (the log unreadable,
+a renderer error) is logged and never stops the daemon: the study's folders then stay in the
+inbox, and the report is tried again when the study is next found complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from gicls.audit.reader import read_audit_log
+from gicls.audit.study_model import BundleSummary
+from gicls.audit.study_outputs import publish_study, studies_in
+from gicls.daemon.serving import ServingModel
+from gicls.daemon.studies import StudyNames
+from gicls.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class StudyReporter:
+    def __init__(
+        self,
+        output_dir: Path,
+        audit_log: Path,
+        classes: Sequence[str],
+        model: ServingModel,
+        names: StudyNames,
+    ) -> None:
+        self._output_dir = output_dir
+        self._audit_log = audit_log
+        self._classes = tuple(classes)
+        self._model = model
+        self._names = names
+
+    def __call__(self, folder: str) -> bool:
+        """Publish the study of inbox folder ``folder``; whether the log has rows of it (a
+        refused study has none: its files are in the root quarantine)."""
+        if self._names.refusal(folder) is not None:
+            return False
+        study = self._names.study_id(folder)
+        try:
+            audit = read_audit_log(self._audit_log, self._classes)
+            if study not in studies_in(audit):
+                return False
+            bundle = BundleSummary.from_manifest(self._model.ensemble.manifest)
+            reports = publish_study(self._output_dir, audit, [study], bundle)
+        except Exception as exc:  # a report must never take the daemon down
+            log.error("study_report_failed", study=study, error=f"{type(exc).__name__}: {exc}")
+            return False
+        log.info("study_report_written", study=study, reports=[str(path) for path in reports])
+        return True
