@@ -22,6 +22,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -63,16 +64,21 @@ def daemon_figures(root: Path, models_dir: Path, video: Path, checkpoint: int) -
     )
     shutil.copy(video, root / "inbox" / video.name)
     daemon = Daemon(root, once=True)
-    rss_at_checkpoint = None
-    while daemon.process.poll() is None:
-        daemon._sample_hwm()
-        if rss_at_checkpoint is None and any(
-            e.get("event") == "video_progress" and e.get("frames_done", 0) >= checkpoint
-            for e in daemon.events()
-        ):
-            rss_at_checkpoint = daemon.peak_kib / 1024
-        time.sleep(0.5)
+    checkpoint_rss: list[float] = []
+
+    def watch_checkpoint() -> None:  # beside Daemon.wait, which samples VmHWM and reaps
+        while daemon.process.returncode is None and not checkpoint_rss:
+            if any(
+                e.get("event") == "video_progress" and e.get("frames_done", 0) >= checkpoint
+                for e in daemon.events()
+            ):
+                checkpoint_rss.append(daemon.peak_kib / 1024)
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch_checkpoint, daemon=True)
+    watcher.start()
     run = daemon.wait()
+    rss_at_checkpoint = checkpoint_rss[0] if checkpoint_rss else None
     started, done = run.first("video_started"), run.first("video_done")
     if started is None or done is None:
         raise RuntimeError(f"the daemon did not finish the video; see {run.log_path}")

@@ -160,7 +160,6 @@ class VideoRunner:
         cells, moves = plan_cells(job, outputs, f"{study}/{stem}{MANIFEST_SUFFIX}")
         cells["status"] = status
         self.pipeline.finish_video(entry, source, destination, cells, plan_extra(moves))
-        self._finished(entry, source)
         log.info(
             "video_done" if job.error is None else "video_unreadable",
             file_name=source.source_path,
@@ -169,6 +168,7 @@ class VideoRunner:
             seconds=round(self._clock() - job.started, 3),
             reason=cells.get("reason"),
         )
+        self._finished(entry, source)
 
     def _refuse(self, entry: Entry, source: Source) -> None:
         """A video whose study id is refused: to the root quarantine, never decoded."""
