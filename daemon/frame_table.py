@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,22 @@ from gicls.fsutil import fsync_dir
 FRAMES_FOLDER = "_frames"
 FRAME_TABLE_SUFFIX = ".parquet"
 STAGING_SUFFIX = ".staging"
+
+
+@dataclass(frozen=True)
+class ScoredFrames:
+    """One batch of a video's scored frames: a row group of its table.
+
+    ``frame_index`` int64 (n,), ``frame_time_s`` float64 (n,), ``scores`` float32
+    (n, n_classes) calibrated in class order, ``predicted_class`` and ``flags`` (``;``-joined)
+    one string per frame.
+    """
+
+    frame_index: np.ndarray
+    frame_time_s: np.ndarray
+    scores: np.ndarray
+    predicted_class: Sequence[str]
+    flags: Sequence[str]
 
 
 def frame_table_schema(classes: Sequence[str]) -> pa.Schema:
@@ -54,31 +71,23 @@ class FrameTableWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.staging, self.schema)
 
-    def append(
-        self,
-        frame_index: np.ndarray,
-        frame_time_s: np.ndarray,
-        scores: np.ndarray,
-        predicted_class: Sequence[str],
-        flags: Sequence[str],
-    ) -> None:
-        """One batch: ``scores`` float32 (n, n_classes) in class order, the rest length n."""
+    def append(self, frames: ScoredFrames) -> None:
         if self._writer is None:
             raise ValueError(f"frame table {self.path} is already closed")
-        if scores.shape != (len(frame_index), len(self.classes)):
+        if frames.scores.shape != (len(frames.frame_index), len(self.classes)):
             raise ValueError(
-                f"scores of shape {scores.shape} for {len(frame_index)} frames of "
+                f"scores of shape {frames.scores.shape} for {len(frames.frame_index)} frames of "
                 f"{len(self.classes)} classes"
             )
         columns = [
-            pa.array(frame_index, pa.int64()),
-            pa.array(frame_time_s, pa.float64()),
-            *(pa.array(scores[:, k], pa.float32()) for k in range(len(self.classes))),
-            pa.array(predicted_class, pa.string()),
-            pa.array(flags, pa.string()),
+            pa.array(frames.frame_index, pa.int64()),
+            pa.array(frames.frame_time_s, pa.float64()),
+            *(pa.array(frames.scores[:, k], pa.float32()) for k in range(len(self.classes))),
+            pa.array(frames.predicted_class, pa.string()),
+            pa.array(frames.flags, pa.string()),
         ]
         self._writer.write_batch(pa.record_batch(columns, schema=self.schema))
-        self.rows += len(frame_index)
+        self.rows += len(frames.frame_index)
 
     def publish(self) -> Path:
         """Close, fsync and rename the staging file onto ``path``; returns ``path``."""

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from gicls.audit.schema import FLAG_SEPARATOR
+from gicls.daemon.frame_table import ScoredFrames
 from gicls.daemon.video_decode import iter_frames
 from gicls.errors import UnreadableVideoError
 from gicls.fsutil import fsync_dir
@@ -62,32 +63,22 @@ class KeyFramePicker:
         self._wanted = [k for k, name in enumerate(self.classes) if name not in set(skip)]
         self._candidates: dict[int, list[np.ndarray]] = {k: [] for k in self._wanted}
 
-    def offer(
-        self,
-        frame_index: np.ndarray,
-        frame_time_s: np.ndarray,
-        scores: np.ndarray,
-        predicted_class: Sequence[str],
-        flags: Sequence[str],
-    ) -> None:
-        """One batch of scored frames: ``scores`` float32 (n, n_classes), the rest length n."""
+    def offer(self, frames: ScoredFrames) -> None:
         if self.per_class == 0:
             return
-        flagged = [set(cell.split(FLAG_SEPARATOR)) if cell else set() for cell in flags]
+        flagged = [set(cell.split(FLAG_SEPARATOR)) if cell else set() for cell in frames.flags]
         for k in self._wanted:
             name = self.classes[k]
             rows = [
                 row
-                for row in range(len(frame_index))
-                if predicted_class[row] == name or name in flagged[row]
+                for row in range(len(frames.frame_index))
+                if frames.predicted_class[row] == name or name in flagged[row]
             ]
             if rows:
                 # (index, time, score) as float64: frame indices stay exact far beyond 2**31.
-                self._candidates[k].append(
-                    np.stack(
-                        [frame_index[rows], frame_time_s[rows], scores[rows, k]], axis=1
-                    ).astype(np.float64)
-                )
+                candidates = [frames.frame_index[rows], frames.frame_time_s[rows]]
+                candidates.append(frames.scores[rows, k])
+                self._candidates[k].append(np.stack(candidates, axis=1).astype(np.float64))
 
     def picks(self) -> list[KeyFrame]:
         """The chosen frames, by class order then score (highest first)."""

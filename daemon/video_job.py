@@ -27,7 +27,12 @@ from gicls.audit.outputs import MAX_INLINE_OUTPUTS, OutputEntry, encode_outputs,
 from gicls.audit.schema import FLAG_SEPARATOR, neutralise
 from gicls.config import DaemonConfig
 from gicls.daemon.decide import ReviewPolicy, decide
-from gicls.daemon.frame_table import FRAME_TABLE_SUFFIX, FRAMES_FOLDER, FrameTableWriter
+from gicls.daemon.frame_table import (
+    FRAME_TABLE_SUFFIX,
+    FRAMES_FOLDER,
+    FrameTableWriter,
+    ScoredFrames,
+)
 from gicls.daemon.journal import Entry
 from gicls.daemon.key_frames import KeyFramePicker, Staged, stage_key_frames
 from gicls.daemon.video_decode import (
@@ -161,9 +166,11 @@ class VideoJob:
         decisions = [decide(row, self.classes, self.review, thresholds) for row in scores]
         predicted = [d.predicted_class or "" for d in decisions]
         flags = [FLAG_SEPARATOR.join(d.flags) for d in decisions]
-        scores = np.asarray(scores, np.float32)
-        self.table.append(batch.frame_index, batch.frame_time_s, scores, predicted, flags)
-        self.picker.offer(batch.frame_index, batch.frame_time_s, scores, predicted, flags)
+        frames = ScoredFrames(
+            batch.frame_index, batch.frame_time_s, np.asarray(scores, np.float32), predicted, flags
+        )
+        self.table.append(frames)
+        self.picker.offer(frames)
         self.last_time_s = float(batch.frame_time_s[-1])
 
     def duration_s(self) -> float:

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from gicls.daemon.frame_table import FrameTableWriter, read_frame_table
+from gicls.daemon.frame_table import FrameTableWriter, ScoredFrames, read_frame_table
 
 CLASSES = ("Bleeding", "Foreign Body", "Normal")
 
@@ -14,7 +14,9 @@ CLASSES = ("Bleeding", "Foreign Body", "Normal")
 def append_rows(writer: FrameTableWriter, first: int, count: int) -> None:
     index = np.arange(first, first + count)
     scores = np.linspace(0, 1, count * 3, dtype=np.float32).reshape(count, 3)
-    writer.append(index, index * 0.5, scores, ["Normal"] * count, ["Bleeding;Normal"] * count)
+    writer.append(
+        ScoredFrames(index, index * 0.5, scores, ["Normal"] * count, ["Bleeding;Normal"] * count)
+    )
 
 
 def test_the_table_has_the_contract_columns_and_appears_only_when_published(tmp_path):
@@ -50,4 +52,8 @@ def test_an_error_inside_the_block_leaves_neither_table_nor_staging_file(tmp_pat
 
 def test_scores_of_the_wrong_shape_are_refused(tmp_path):
     with FrameTableWriter(tmp_path / "x.parquet", CLASSES) as writer, pytest.raises(ValueError):
-        writer.append(np.arange(2), np.zeros(2), np.zeros((2, 2), np.float32), ["A"] * 2, [""] * 2)
+        writer.append(
+            ScoredFrames(
+                np.arange(2), np.zeros(2), np.zeros((2, 2), np.float32), ["A"] * 2, [""] * 2
+            )
+        )

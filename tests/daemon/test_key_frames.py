@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gicls.daemon.frame_table import ScoredFrames
 from gicls.daemon.key_frames import (
     KeyFrame,
     KeyFramePicker,
@@ -29,11 +30,13 @@ def offer(picker: KeyFramePicker, rows: list[tuple[int, float, str, str, float]]
         target = flags or predicted
         scores[r, CLASSES.index(target)] = score
     picker.offer(
-        np.array([row[0] for row in rows]),
-        np.array([row[1] for row in rows]),
-        scores,
-        [row[2] for row in rows],
-        [row[3] for row in rows],
+        ScoredFrames(
+            np.array([row[0] for row in rows]),
+            np.array([row[1] for row in rows]),
+            scores,
+            [row[2] for row in rows],
+            [row[3] for row in rows],
+        )
     )
 
 
