@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo
 
-.PHONY: install test demo lint bench bench-startup bench-bleeding bench-cv2024 clean
+.PHONY: install test demo lint bench bench-startup bench-bleeding bench-cv2024 bench-study clean
 
 install: $(STAMP)
 
@@ -47,6 +47,13 @@ bench: $(STAMP)
 # with a cProfile of the state reading (BENCHMARKS.md, "Start-up time"); about 10 min.
 bench-startup: $(STAMP)
 	$(BIN)/python -m bench.startup --rows 1000000 --journal-files 500000 --profile
+
+# A 50,000-frame 336 px synthetic study video through gicls-daemon run --once: frames/s vs the
+# bare fused ensemble, peak RSS at 5,000 and 50,000 frames, report time (bench/README.md).
+# Long on two cores; `STUDY_FRAMES=2000` checks that it works.
+STUDY_FRAMES ?= 50000
+bench-study: $(STAMP)
+	$(BIN)/python -m bench.study_video --frames $(STUDY_FRAMES)
 
 RECIPE ?= seed_cnn
 SEEDS ?= 42 7

@@ -34,12 +34,17 @@ STEPS = (
 )
 
 
+# Reached only by videos (video_runner.py), so not among the steps every file passes.
+VIDEO_STEPS = ("video_batch",)  # per batch of a video: scored, staged, nothing journaled
+
+
 class Faults:
     """Counts arrivals at each step and exits at the configured one."""
 
     def __init__(self, step: str | None = None, nth: int = 1) -> None:
-        if step is not None and step not in STEPS:
-            raise DaemonError(f"{FAULT_ENV}: unknown step {step!r}; allowed: {', '.join(STEPS)}")
+        if step is not None and step not in STEPS + VIDEO_STEPS:
+            allowed = ", ".join(STEPS + VIDEO_STEPS)
+            raise DaemonError(f"{FAULT_ENV}: unknown step {step!r}; allowed: {allowed}")
         self._step = step
         self._remaining = nth
 

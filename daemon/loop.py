@@ -33,6 +33,7 @@ from gicls.daemon.settle import Settled, SettleTracker
 from gicls.daemon.startup import InboxGuard
 from gicls.daemon.storage import StorageBackoff, is_storage_full
 from gicls.daemon.study_watch import StudyWatch
+from gicls.daemon.video_runner import VideoRunner
 from gicls.daemon.watch import InboxWatcher, scan
 from gicls.logs import get_logger
 
@@ -66,6 +67,7 @@ class Loop:
         stop: threading.Event,
         reload: threading.Event,
         studies: StudyWatch | None = None,
+        videos: VideoRunner | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -87,6 +89,8 @@ class Loop:
         self._last_ping = now - (notifier.watchdog_interval or 0.0)
         self._last_restart = 0.0
         self._storage = StorageBackoff()
+        # None: a loop that is never given videos (the daemon always has a runner).
+        self.videos = videos
         self.processed = 0
 
     def run(self) -> None:
@@ -97,11 +101,16 @@ class Loop:
             batch = [] if self._storage.pending else self._take_batch()
             if batch:
                 self._run(batch)
+            # One batch of a video per turn, after the files': neither starves the other.
+            video = not self._storage.pending and self._run_video()
+            if batch or video:
+                pass
             elif (
                 self.settings.once
                 and not self._ready
                 and len(self.tracker) == 0
                 and not self._storage.pending
+                and not (self.videos and self.videos.busy)
             ):
                 if self.studies is not None:
                     self.studies.finish_all(self.busy)  # with --once nothing more will come
@@ -111,6 +120,8 @@ class Loop:
                     self.studies.check(self.busy)
                 self._pause(self.settings.tick)
             self._heartbeat()
+        if self.videos is not None:
+            self.videos.interrupt()  # stopped mid-video: it is done again at the next start
 
     def _pause(self, seconds: float) -> None:
         """Wait up to ``seconds`` (less if stopped), still pinging the watchdog when due."""
@@ -156,8 +167,10 @@ class Loop:
     def busy(self, folder: str) -> bool:
         """Whether this daemon still holds a file of the study in inbox folder ``folder``."""
         prefix = folder + "/"
-        return self.tracker.holds_under(folder) or any(
-            item.name.startswith(prefix) for item in self._ready
+        return (
+            self.tracker.holds_under(folder)
+            or any(item.name.startswith(prefix) for item in self._ready)
+            or (self.videos is not None and self.videos.holds(folder))
         )
 
     def _supervise_observer(self, watcher: InboxWatcher, now: float) -> None:
@@ -246,6 +259,27 @@ class Loop:
             **dict(report.statuses),
         )
         self.notifier.status(f"{self.processed} files processed, {waiting} waiting")
+
+    def _run_video(self) -> bool:
+        if self.videos is None:
+            return False
+        finished = len(self.videos.finished)
+        try:
+            worked = self.videos.step()
+        except OSError as exc:
+            if not is_storage_full(exc):
+                raise
+            self._storage.failed(exc, self._clock())
+            self.notifier.status(f"storage full: {exc.filename}; retrying")
+            return False
+        done = self.videos.finished[finished:]
+        if done:
+            self._storage.recovered(self._clock())
+            self.seen_store.quiet()
+            self.processed += len(done)
+            if self.studies is not None:  # its study's quiet time starts now
+                self.studies.noticed(done, processed=True)
+        return worked
 
     def _heartbeat(self) -> None:
         interval = self.notifier.watchdog_interval

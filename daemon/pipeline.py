@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import time
 import uuid
 from collections import Counter
@@ -35,7 +36,9 @@ from gicls.daemon.route import Router, destination_folder
 from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled
 from gicls.daemon.studies import Source, StudyNames
+from gicls.daemon.video_job import is_video_entry, staging_folder
 from gicls.fsutil import fsync_dir
+from gicls.hashing import file_sha256
 from gicls.logs import get_logger
 from gicls.models.ensemble import FusedEnsemble
 
@@ -99,13 +102,25 @@ class Pipeline:
         self.faults = faults
         self.studies = studies
         self._wall_clock = wall_clock
+        # Claimed videos waiting to be scored, by entry id, in claim order.
+        self.videos: dict[str, Entry] = {}
 
     def run_batch(self, settled: Sequence[Settled]) -> tuple[BatchReport | None, Claims]:
-        """Claim and process settled files; also returns what the claim found."""
+        """Claim and process settled files; also returns what the claim found.
+
+        Claimed videos are not processed here: they wait in ``videos`` for the loop to score
+        them batch by batch (video_runner.py).
+        """
         claims = claim_batch(
             settled, self.inbox, self.work, self.journal, self.faults, self.studies.display
         )
-        return (self.process(claims.entries) if claims.entries else None), claims
+        images = []
+        for entry in claims.entries:
+            if is_video_entry(self.work, entry):
+                self.videos[entry.id] = entry
+            else:
+                images.append(entry)
+        return (self.process(images) if images else None), claims
 
     def process(self, entries: Sequence[Entry], forced_reason: Reason | None = None) -> BatchReport:
         """Take claimed entries to the end; ``forced_reason`` quarantines without reading."""
@@ -173,21 +188,9 @@ class Pipeline:
         ensemble: FusedEnsemble,
         reserved: set[str],
     ) -> dict[str, Any]:
-        name_text, name_hex = encode_name(os.fsencode(source.file_name))
         # Looked up here, not before the batch: a copy of a file planned earlier in this batch
         # finds where that one goes.
-        earlier = self.seen.lookup(intake.sha256)
-        cells = {
-            "file_name": name_text,
-            "file_name_hex": name_hex,
-            "study": source.study,
-            # Exact bytes are in the journal; the row keeps the escaped text like file_name.
-            "source_path": encode_name(os.fsencode(source.source_path))[0],
-            "sha256": intake.sha256,
-            "bytes": "" if intake.size is None else str(intake.size),
-            "batch_id": batch_id,
-            "duplicate_of": earlier or "",
-        }
+        cells = self._file_cells(source, intake.sha256, intake.size, batch_id)
         predicted: str | None = None
         if reason is not None:
             status = "quarantined"
@@ -225,6 +228,44 @@ class Pipeline:
         self.seen.remember(intake.sha256, encode_name(os.fsencode(destination))[0])
         return {"destination_hex": os.fsencode(destination).hex(), "cells": cells}
 
+    def _file_cells(
+        self, source: Source, sha256: str, size: int | None, batch_id: str
+    ) -> dict[str, str]:
+        name_text, name_hex = encode_name(os.fsencode(source.file_name))
+        return {
+            "file_name": name_text,
+            "file_name_hex": name_hex,
+            "study": source.study,
+            # Exact bytes are in the journal; the row keeps the escaped text like file_name.
+            "source_path": encode_name(os.fsencode(source.source_path))[0],
+            "sha256": sha256,
+            "bytes": "" if size is None else str(size),
+            "batch_id": batch_id,
+            "duplicate_of": self.seen.lookup(sha256) or "",
+        }
+
+    def finish_video(
+        self,
+        entry: Entry,
+        source: Source,
+        destination: str,
+        cells: dict[str, str],
+        extra: dict[str, Any],
+    ) -> None:
+        """Journal the plan of a scored video and complete it: its row ``cells`` (status,
+        frames_scored, ...), its ``destination`` and ``extra`` (the staged outputs to publish,
+        video_job.py)."""
+        path = self.work / entry.id
+        sha256 = file_sha256(path, follow_symlinks=False)
+        row = self._file_cells(source, sha256, os.lstat(path).st_size, new_batch_id())
+        row.update(cells)
+        self.seen.remember(sha256, encode_name(os.fsencode(destination))[0])
+        plan = {"destination_hex": os.fsencode(destination).hex(), "cells": row, **extra}
+        self.journal.plan(entry, plan)
+        self.journal.sync()
+        self.faults.reached("route_journaled")
+        self.complete([entry])
+
     def complete(
         self, entries: Sequence[Entry], already_logged: Collection[str] = ()
     ) -> Counter[str]:
@@ -233,10 +274,13 @@ class Pipeline:
         Safe to repeat after a crash at any point: a link that exists is recognised by its
         inode, and entries in ``already_logged`` (ids whose row is in the log) get no second row.
         """
+        for entry in entries:
+            self._publish_outputs(entry)
         destinations = [self._place(entry) for entry in entries]
         self.router.sync_folders(destinations)
         for entry in entries:
             (self.work / entry.id).unlink(missing_ok=True)
+            shutil.rmtree(staging_folder(self.work, entry.id), ignore_errors=True)
             self.faults.reached("unlinked")
         fsync_dir(self.work)
         statuses: Counter[str] = Counter()
@@ -262,6 +306,20 @@ class Pipeline:
         self.journal.sync()
         self.faults.reached("done")
         return statuses
+
+    def _publish_outputs(self, entry: Entry) -> None:
+        """Rename a video's staged outputs onto their journaled places (each once: after a
+        crash, those already moved are simply there)."""
+        moved = []
+        for staging_hex, final in _plan_of(entry).get("outputs_staged", ()):
+            staging = os.fsdecode(bytes.fromhex(staging_hex))
+            target = self.router.output_dir / final
+            if os.path.lexists(staging):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging, target)
+                moved.append(target.parent)
+        for folder in set(moved):
+            fsync_dir(folder)
 
     def _place(self, entry: Entry) -> str:
         plan = _plan_of(entry)

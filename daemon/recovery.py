@@ -23,6 +23,7 @@ from gicls.daemon.pipeline import Pipeline
 from gicls.daemon.reasons import POISON
 from gicls.daemon.seen_store import RowKey, SeenStore
 from gicls.daemon.storage import StorageBackoff, is_storage_full, wait_for_retry
+from gicls.daemon.video_job import is_video_entry
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
@@ -76,6 +77,7 @@ def recover(
         )
     if planned:
         pipeline.complete(planned, logged)
+    queued = 0
     for entry in unplanned:
         poisoned = entry.attempt > MAX_ATTEMPTS
         if poisoned:
@@ -84,8 +86,13 @@ def recover(
                 file_name=pipeline.studies.display(entry.name),
                 crashes=entry.attempt - 1,
             )
+        elif is_video_entry(pipeline.work, entry):
+            # Scored again from its first frame by the loop, batch by batch (video_job.py).
+            pipeline.videos.setdefault(entry.id, entry)
+            queued += 1
+            continue
         pipeline.process([entry], POISON if poisoned else None)
-    return len(planned) + len(unplanned)
+    return len(planned) + len(unplanned) - queued
 
 
 def recover_at_start(

@@ -33,6 +33,8 @@ from gicls.daemon.startup import InboxGuard, Layout, prepare_layout
 from gicls.daemon.studies import StudyNames
 from gicls.daemon.study_reports import StudyReporter
 from gicls.daemon.study_watch import StudyWatch
+from gicls.daemon.video_job import VideoSettings
+from gicls.daemon.video_runner import VideoRunner
 from gicls.daemon.watch import InboxWatcher, scan
 from gicls.logs import get_logger
 
@@ -153,10 +155,13 @@ def build_daemon(
             display=studies.display,
         )
         tracker.observe(scan(layout.inbox))
+        reporter = StudyReporter(
+            layout.output_dir, layout.audit_log, config.classes, model, studies
+        )
         study_watch = StudyWatch(
             layout.inbox,
             settings.study_quiet_seconds,
-            StudyReporter(layout.output_dir, layout.audit_log, config.classes, model, studies),
+            reporter,
             display=studies.display_folder,
             folder_of=studies.folder_of,
         )
@@ -180,6 +185,7 @@ def build_daemon(
             stop=stop,
             reload=reload,
             studies=study_watch,
+            videos=VideoRunner(pipeline, VideoSettings.of(settings), notifier, reporter),
         )
         daemon = Daemon(
             layout=layout,

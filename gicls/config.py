@@ -183,6 +183,9 @@ class AugmentConfig(_Section):
 DEFAULT_IGNORE_PATTERNS = (".*", "*.tmp", "*.part", "*.crdownload", "~*", "*.swp")
 
 
+DEFAULT_KEY_FRAMES_SKIP = ("Normal",)
+
+
 class DaemonConfig(_Section):
     inbox: ConfigPath = Path("inbox")
     output_dir: ConfigPath = Path("output")
@@ -200,6 +203,15 @@ class DaemonConfig(_Section):
     observer: Literal["inotify", "polling"] = "inotify"
     ignore: tuple[str, ...] = DEFAULT_IGNORE_PATTERNS
     on_duplicate: Literal["process", "skip"] = "process"
+    # Capsule videos: score every n-th frame (1 = every frame).
+    video_frame_step: PositiveInt = 1
+    # Key frames of a video: the best-scoring frames of each condition, at least
+    # key_frame_min_gap_s apart so one long bleed does not fill the list (0 frames = none).
+    key_frames_per_class: Annotated[int, Field(ge=0, le=10_000)] = 50
+    key_frame_min_gap_s: Annotated[float, Field(ge=0.0)] = 5.0
+    # Conditions that get no key frames (names from `classes`; absent names are ignored only
+    # in this default, so a class list without Normal needs no change here).
+    key_frames_skip_classes: tuple[str, ...] = DEFAULT_KEY_FRAMES_SKIP
     # A study (inbox/<study>/...) is complete once its folder has been quiet this long and all
     # its files are audited: its report is written and its emptied folders are removed.
     study_quiet_seconds: Annotated[float, Field(gt=0.0)] = 300.0
@@ -314,6 +326,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> GiclsConfi
         problems = [_describe(error, GiclsConfig) for error in exc.errors()]
         raise ConfigError(f"{label}: " + "; ".join(problems)) from None
     _check_decision_classes(config, label)
+    _check_key_frame_classes(config, label)
     paths = config.paths
     daemon = config.daemon
     return config.model_copy(
@@ -332,6 +345,18 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> GiclsConfi
             ),
         }
     )
+
+
+def _check_key_frame_classes(config: GiclsConfig, label: str) -> None:
+    skipped = config.daemon.key_frames_skip_classes
+    if skipped == DEFAULT_KEY_FRAMES_SKIP:
+        return
+    unknown = [name for name in skipped if name not in config.classes]
+    if unknown:
+        raise ConfigError(
+            f"{label}: key 'daemon.key_frames_skip_classes': not configured classes {unknown} "
+            f"(classes: {', '.join(config.classes)}); got {list(skipped)!r}"
+        )
 
 
 def _check_decision_classes(config: GiclsConfig, label: str) -> None:

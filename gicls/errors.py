@@ -55,6 +55,21 @@ class UnreadableImageError(GiclsError):
         self.detail = detail
 
 
+class UnreadableVideoError(GiclsError):
+    """A video file cannot be demuxed or decoded (corrupt, truncated, not a video).
+
+    ``detail`` is FFmpeg's own message; ``frames_decoded`` counts the frames that were read
+    (and already handed on) before the damage.
+    """
+
+    reason = "video_unreadable"
+
+    def __init__(self, detail: str, frames_decoded: int) -> None:
+        super().__init__(f"{self.reason}: {detail} (after {frames_decoded} frames)")
+        self.detail = detail
+        self.frames_decoded = frames_decoded
+
+
 class ScoringError(GiclsError):
     """A ground-truth or prediction file cannot be scored (missing rows, bad cells, ...)."""
 

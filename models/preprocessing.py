@@ -64,10 +64,7 @@ def decode_image(
                     # training and inference both do this, so they stay identical.
                     image.draft("RGB", (image_size, image_size))
                 image.load()
-                image = ImageOps.exif_transpose(image)
-                rgb = _to_rgb8(image)
-                resized = rgb.resize((image_size, image_size), Image.Resampling.BILINEAR)
-                return np.asarray(resized, dtype=np.uint8)
+                return preprocess_image(ImageOps.exif_transpose(image), image_size)
     except UnreadableImageError:
         raise
     except UnidentifiedImageError as exc:
@@ -83,6 +80,17 @@ def decode_image(
         # Any other exception out of a decoder is a hostile or odd file, not a reason to stop
         # a training run hours in or the daemon: it is reported like every unreadable image.
         raise UnreadableImageError("corrupt", f"{type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def preprocess_image(image: Image.Image, image_size: int) -> np.ndarray:
+    """A loaded, upright Pillow image -> uint8 (image_size, image_size, 3), as for training.
+
+    The one place the colour conversion and resize happen: files (``decode_image``) and video
+    frames (``gicls.daemon.video_decode``) both end here, so PREPROCESSING_ID holds for both.
+    Raises UnreadableImageError(``unsupported_mode``) for modes that have no honest 8-bit RGB.
+    """
+    resized = _to_rgb8(image).resize((image_size, image_size), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.uint8)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -135,6 +135,13 @@ def test_decision_targets_and_review_keys_are_read(tmp_path):
         ("[daemon]\nreview_margin = 1.0", ["daemon.review_margin", "less than 1", "1.0"]),
         ("[daemon]\nreview_margin = -0.1", ["daemon.review_margin", "-0.1"]),
         ('[daemon]\nreview_on_flag = "yes"', ["daemon.review_on_flag", "'yes'"]),
+        ("[daemon]\nvideo_frame_step = 0", ["daemon.video_frame_step", "greater than or", "0"]),
+        ("[daemon]\nkey_frames_per_class = -1", ["daemon.key_frames_per_class", "-1"]),
+        ("[daemon]\nkey_frame_min_gap_s = -5.0", ["daemon.key_frame_min_gap_s", "-5.0"]),
+        (
+            '[daemon]\nkey_frames_skip_classes = ["Normall"]',
+            ["key 'daemon.key_frames_skip_classes'", "'Normall'", "Normal"],
+        ),
     ],
 )
 def test_bad_decision_settings_name_the_key(tmp_path, text, expected):

@@ -400,21 +400,48 @@ def scan(config: ConfigOption = None) -> None:
 
 @app.command("demo-data")
 def demo_data(
-    directory: Annotated[Path, typer.Argument(help="Folder to create <Class>/ image folders in.")],
+    directory: Annotated[
+        Path | None, typer.Argument(help="Folder to create <Class>/ image folders in.")
+    ] = None,
     per_class: Annotated[int, typer.Option("--per-class", min=2, help="Images per class.")] = 30,
     size: Annotated[int, typer.Option("--size", min=32, help="Image side in pixels.")] = 128,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 0,
+    video: Annotated[
+        Path | None,
+        typer.Option(
+            "--video",
+            help="Also (or only) write synthetic capsule videos (.mp4, with a <stem>.truth.json "
+            "time line of conditions beside each) into this folder.",
+        ),
+    ] = None,
+    videos: Annotated[int, typer.Option("--videos", min=1, help="How many videos.")] = 1,
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per video.")] = 300,
+    fps: Annotated[float, typer.Option("--fps", min=0.1, max=120.0, help="Frame rate.")] = 4.0,
     config: ConfigOption = None,
 ) -> None:
-    """Generate SYNTHETIC capsule-like images (for demos and tests, never for evaluation)."""
+    """Generate SYNTHETIC capsule-like images or videos (for demos and tests, never for
+    evaluation)."""
     from gicls.training.demo_data import generate_demo_data
 
+    if directory is None and video is None:
+        raise typer.BadParameter("give a DIRECTORY for images, --video DIR for videos, or both")
     with user_errors():
         # The class list comes from the configuration when there is one to read.
         explicit = config is not None or os.environ.get("GICLS_CONFIG")
         cfg = load(config) if explicit or default_config_path().exists() else parse_config({})
-        count = generate_demo_data(directory, cfg.classes, per_class, size, seed)
-    console.print(f"wrote {count} SYNTHETIC images ({len(cfg.classes)} classes) to {directory}")
+        if directory is not None:
+            count = generate_demo_data(directory, cfg.classes, per_class, size, seed)
+            console.print(
+                f"wrote {count} SYNTHETIC images ({len(cfg.classes)} classes) to {directory}"
+            )
+        if video is not None:
+            from gicls.training.demo_video import generate_demo_videos
+
+            truths = generate_demo_videos(video, cfg.classes, videos, frames, size, fps, seed)
+            console.print(
+                f"wrote {len(truths)} SYNTHETIC videos of {frames} frames ({size} px, {fps:g} fps, "
+                f"{truths[0].codec}) with their truth time lines to {video}"
+            )
 
 
 def main() -> None:

@@ -379,6 +379,23 @@ def _tree(output: Path) -> set[bytes]:
     return found
 
 
+def row_outputs(output: Path, rows: list[dict[str, str]]) -> set[bytes]:
+    """The files the rows' ``outputs`` cells name (a video's table and key frames) and the
+    manifests they name list, each checked against its recorded sha256."""
+    from gicls.audit.outputs import decode_outputs, is_manifest, parse_manifest
+
+    found: set[bytes] = set()
+    pending = [entry for row in rows for entry in decode_outputs(row.get("outputs", ""))]
+    while pending:
+        entry = pending.pop()
+        path = output / entry.path
+        assert file_sha256(path) == entry.sha256, entry.path
+        found.add(os.fsencode(entry.path))
+        if is_manifest(entry.path):
+            pending += parse_manifest(path.read_bytes(), entry.path)
+    return found
+
+
 def file_sha256(path: Path | bytes) -> str:
     with open(path, "rb") as handle:
         return sha256(handle.read())
@@ -425,7 +442,7 @@ def assert_invariant(
         "missing": dropped - logged,
         "unexpected": logged - dropped,
     }
-    outputs = recorded_outputs(site.output)
+    outputs = recorded_outputs(site.output) | row_outputs(site.output, rows)
     assert _tree(site.output) - outputs == set(destinations), "files under output_dir without a row"
     assert not list(site.work.iterdir()), "files left in the work folder"
     return rows
