@@ -105,9 +105,9 @@ def test_hostile_file_names_are_escaped(tmp_path: Path) -> None:
 
 
 def test_key_frames_are_the_top_scores_of_each_class_in_natural_order(tmp_path: Path) -> None:
-    rows = without_study_columns(write_study(tmp_path, STUDY, FRAMES).table)
+    audit = write_study(tmp_path, STUDY, FRAMES)
     report = build_study_report(
-        tmp_path, STUDY, rows, bundle_summary(), CLASSES, key_frames_per_class=2
+        tmp_path, STUDY, audit.table, bundle_summary(), CLASSES, key_frames_per_class=2
     )
     groups = {group.name: group.frames for group in report.key_frames}
     # The review and quarantined frames are never key frames; Polyp predicted none.
