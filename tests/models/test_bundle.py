@@ -88,11 +88,15 @@ def test_staging_never_writes_through_to_the_live_bundle(make_bundle):
     assert (folder / "Normal_model.keras").read_bytes() == b"new model"
 
 
-@pytest.mark.parametrize(
+# Bundles of the classic network and of one with the in-graph input transforms.
+WITH_AND_WITHOUT_TRANSFORMS = pytest.mark.parametrize(
     "preprocess",
     [NO_TRANSFORMS, PreprocessConfig(field_of_view="circle", colour="grey_world")],
     ids=["classic", "with-transforms"],
 )
+
+
+@WITH_AND_WITHOUT_TRANSFORMS
 def test_fused_ensemble_equals_the_models_called_one_by_one(make_bundle, preprocess):
     import keras
 
@@ -107,11 +111,7 @@ def test_fused_ensemble_equals_the_models_called_one_by_one(make_bundle, preproc
         np.testing.assert_allclose(fused[:, column], expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(
-    "preprocess",
-    [NO_TRANSFORMS, PreprocessConfig(field_of_view="circle", colour="brightness")],
-    ids=["classic", "with-transforms"],
-)
+@WITH_AND_WITHOUT_TRANSFORMS
 def test_bfloat16_ensemble_agrees_with_float32(make_bundle, preprocess):
     folder = make_bundle(CLASSES, preprocess=preprocess)
     images = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
