@@ -15,7 +15,8 @@ from keras import layers
 
 from gicls.config import AugmentConfig, PreprocessConfig
 from gicls.errors import ConfigError
-from gicls.models.input_transforms import NO_TRANSFORMS, input_stage
+from gicls.models.input_transforms import input_stage
+from gicls.models.transform_record import NO_TRANSFORMS
 
 Builder = Callable[[int, AugmentConfig, PreprocessConfig], keras.Model]
 

@@ -31,8 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from gicls import __version__
 from gicls.errors import ModelBundleError
 from gicls.fsutil import RENAME_EXCHANGE, fsync_dir, renameat2
-from gicls.models.input_transforms import known_transforms
 from gicls.models.preprocessing import PREPROCESSING_ID
+from gicls.models.transform_record import known_transforms
 
 MANIFEST_NAME = "manifest.json"
 # 2: bundle id over the whole decision description, guard frames. Format 1 bundles (written

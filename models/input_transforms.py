@@ -22,17 +22,15 @@ import numpy as np
 from keras import layers, ops
 
 from gicls.config import PreprocessConfig
-from gicls.models.preprocessing import PREPROCESSING_INFO
+
+# Any change to the arithmetic below must raise TRANSFORMS_VERSION (gicls.models.transform_record),
+# so that bundles trained with the old arithmetic are refused instead of served differently.
 
 # The brightness every frame is scaled to by colour = "brightness" (mean over the field of view
 # and channels, on [0, 1] pixels): about that of a well-exposed capsule frame.
 TARGET_BRIGHTNESS = 0.4
 # Keeps a black frame from dividing by zero.
 EPSILON = 1e-3
-# No in-graph transform: the classic networks, layer for layer.
-NO_TRANSFORMS = PreprocessConfig(field_of_view="none", colour="none")
-# Version of the arithmetic below; part of the id a bundle records.
-TRANSFORMS_VERSION = 1
 
 
 def disc_mask(size: int, radius: float) -> np.ndarray:
@@ -119,32 +117,3 @@ def input_stage(
         *augmentation,
         *mask_layers(preprocess),
     ]
-
-
-def preprocessing_info(preprocess: PreprocessConfig) -> dict[str, Any]:
-    """The manifest's ``preprocessing``: decoding, plus the in-graph transforms when any."""
-    record = transforms_record(preprocess)
-    return PREPROCESSING_INFO if record is None else {**PREPROCESSING_INFO, "in_graph": record}
-
-
-def transforms_record(preprocess: PreprocessConfig) -> dict[str, Any] | None:
-    """What a bundle's manifest records of the in-graph transforms (None: there are none)."""
-    if preprocess.field_of_view == "none" and preprocess.colour == "none":
-        return None
-    settings = preprocess.model_dump()
-    parts = [
-        f"fov-{settings['field_of_view']}",
-        f"r{settings['field_of_view_radius']:g}",
-        f"colour-{settings['colour']}",
-    ]
-    return {"id": f"{'-'.join(parts)}-v{TRANSFORMS_VERSION}", **settings}
-
-
-def known_transforms(record: dict[str, Any]) -> bool:
-    """Whether a bundle's ``preprocessing.in_graph`` is exactly what this code applies."""
-    settings = {key: value for key, value in record.items() if key != "id"}
-    try:
-        expected = transforms_record(PreprocessConfig(**settings))
-    except ValueError:  # pydantic's ValidationError: settings this code does not have
-        return False
-    return expected == record

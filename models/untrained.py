@@ -24,7 +24,7 @@ from gicls.models.bundle import (
     write_manifest,
 )
 from gicls.models.ensemble import guard_fields
-from gicls.models.input_transforms import NO_TRANSFORMS, preprocessing_info
+from gicls.models.transform_record import NO_TRANSFORMS, preprocessing_info
 
 # An untrained bundle has no held-out images: random frames stand in as its guard frames.
 UNTRAINED_GUARD_FRAMES = 32

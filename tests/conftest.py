@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gicls.config import PreprocessConfig
-from gicls.models.input_transforms import NO_TRANSFORMS
+from gicls.models.transform_record import NO_TRANSFORMS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

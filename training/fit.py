@@ -13,7 +13,7 @@ import tensorflow as tf
 from gicls.config import AugmentConfig, PreprocessConfig, TrainConfig
 from gicls.logs import get_logger
 from gicls.models.architectures import build_model
-from gicls.models.input_transforms import NO_TRANSFORMS
+from gicls.models.transform_record import NO_TRANSFORMS
 
 log = get_logger(__name__)
 

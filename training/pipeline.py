@@ -41,7 +41,7 @@ from gicls.models.bundle import (
 )
 from gicls.models.ensemble import guard_fields
 from gicls.models.guard import spread_over_classes
-from gicls.models.input_transforms import preprocessing_info
+from gicls.models.transform_record import preprocessing_info
 from gicls.training.balance import (
     BalancedSet,
     balance_condition,

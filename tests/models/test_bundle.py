@@ -15,7 +15,7 @@ from gicls.models.bundle import (
     verify_bundle,
 )
 from gicls.models.ensemble import FusedEnsemble
-from gicls.models.input_transforms import NO_TRANSFORMS
+from gicls.models.transform_record import NO_TRANSFORMS
 
 CLASSES = ("Bleeding", "Normal", "Polyp")
 

@@ -11,12 +11,8 @@ from gicls.config import PreprocessConfig
 from gicls.errors import ModelBundleError
 from gicls.models.architectures import CLASSIC_AUGMENT, build_model, known_architectures
 from gicls.models.bundle import check_servable, read_manifest
-from gicls.models.input_transforms import (
-    ColourNormalisation,
-    FieldOfViewMask,
-    disc_mask,
-    preprocessing_info,
-)
+from gicls.models.input_transforms import ColourNormalisation, FieldOfViewMask, disc_mask
+from gicls.models.transform_record import preprocessing_info
 
 SIZE = 32
 MASKED = PreprocessConfig(field_of_view="circle", field_of_view_radius=0.4, colour="grey_world")
