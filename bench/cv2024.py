@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.recipes import load_recipe, recipe_parser, run_config_text, run_logged, train_cli
 from gicls.config import DEFAULT_CLASSES
+from gicls.training.cli import with_interval
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "capsule-vision-2024"
@@ -116,11 +117,7 @@ def _decision(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def _interval(figures: dict[str, Any], key: str) -> str:
-    bounds = figures["intervals"].get(key)
-    value = figures[key]
-    if value is None:
-        return "n/a"
-    return f"{value:.3f}" + (f" [{bounds[0]:.3f}-{bounds[1]:.3f}]" if bounds else "")
+    return with_interval(figures[key], figures["intervals"].get(key))
 
 
 def _summary_row(label: str, figures: dict[str, Any], images: int) -> str:
@@ -168,17 +165,11 @@ def print_run(result: dict[str, Any]) -> None:
     )
     for name, per in figures["class_wise_metrics"].items():
         b = bounds.get(name, {})
-
-        def cell(value: float | None, key: str, b: dict[str, Any] = b) -> str:
-            if value is None:
-                return "n/a"
-            interval = b.get(key)
-            return f"{value:.3f}" + (f" [{interval[0]:.3f}-{interval[1]:.3f}]" if interval else "")
-
         separability = probe[name]["separability"]
         print(
-            f"{name:<17} {cell(per['recall'], 'sensitivity'):<22} "
-            f"{cell(per['specificity'], 'specificity'):<22} {cell(per['auc'], 'auc'):<22} "
+            f"{name:<17} {with_interval(per['recall'], b.get('sensitivity')):<22} "
+            f"{with_interval(per['specificity'], b.get('specificity')):<22} "
+            f"{with_interval(per['auc'], b.get('auc')):<22} "
             f"{'n/a' if loads[name] is None else f'{loads[name]:.1%}':>7} "
             f"{'n/a' if separability is None else f'{separability:.3f}':>6} "
             f"{probe[name]['most_separable_source'] or '-'}"

@@ -75,9 +75,9 @@ def _print_evaluation_summary(report: dict[str, Any], what: str) -> None:
         label = f"{variant}, {IN_SAMPLE}" if variant == "calibrated" and in_sample else variant
         console.print(
             f"Ensemble on {report['images']} {what} ({label}): "
-            f"accuracy {_with_interval(figures['accuracy'], intervals.get('accuracy'))}, "
+            f"accuracy {with_interval(figures['accuracy'], intervals.get('accuracy'))}, "
             "balanced accuracy "
-            f"{_with_interval(figures['balanced_accuracy'], intervals.get('balanced_accuracy'))}, "
+            f"{with_interval(figures['balanced_accuracy'], intervals.get('balanced_accuracy'))}, "
             f"mean AUC {_fmt(figures['mean_auc'])}"
         )
     if any("intervals" in report.get(v, {}) for v in ("uncalibrated", "calibrated")):
@@ -116,7 +116,7 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _with_interval(value: float | None, interval: list[float] | None) -> str:
+def with_interval(value: float | None, interval: list[float] | None) -> str:
     """``0.912 [0.871-0.944]``; the interval is left out where it is undefined."""
     if interval is None:
         return _fmt(value)
@@ -134,10 +134,10 @@ def _class_table(metrics: dict[str, Any], title: str = "Per class") -> Table:
         table.add_row(
             name,
             _fmt(figures["precision"]),
-            _with_interval(figures["recall"], bounds.get("sensitivity")),
+            with_interval(figures["recall"], bounds.get("sensitivity")),
             _fmt(figures["f1_score"]),
-            _with_interval(figures["specificity"], bounds.get("specificity")),
-            _with_interval(figures["auc"], bounds.get("auc")),
+            with_interval(figures["specificity"], bounds.get("specificity")),
+            with_interval(figures["auc"], bounds.get("auc")),
         )
     return table
 
@@ -162,8 +162,8 @@ def _source_table(per_source: dict[str, Any]) -> Table:
         table.add_row(
             escape(source),  # a folder name, not markup
             str(figures["images"]),
-            _with_interval(figures["accuracy"], intervals["accuracy"]),
-            _with_interval(figures["balanced_accuracy"], intervals["balanced_accuracy"]),
+            with_interval(figures["accuracy"], intervals["accuracy"]),
+            with_interval(figures["balanced_accuracy"], intervals["balanced_accuracy"]),
             _fmt(figures["mean_auc"]),
             ", ".join(figures["classes_absent"]) or "-",
         )
