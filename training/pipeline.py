@@ -161,6 +161,14 @@ def prepare_data(config: GiclsConfig, decode_size: int) -> PreparedData:
     return PreparedData(classes, split, cache, summary)
 
 
+def _labelled_roots(config: GiclsConfig) -> list[Path]:
+    """The labelled trees a run reads: ``training_dir``, and ``validation_dir`` when set."""
+    roots = [config.paths.training_dir]
+    if config.paths.validation_dir is not None:
+        roots.append(config.paths.validation_dir)
+    return roots
+
+
 def _split_units(
     config: GiclsConfig, cache: ImageCache, records: Sequence[ImageRecord]
 ) -> dict[str, str]:
@@ -169,9 +177,7 @@ def _split_units(
     balance = config.balance
     if balance.group_by == "none":
         return near
-    roots = [config.paths.training_dir]
-    if config.paths.validation_dir is not None:
-        roots.append(config.paths.validation_dir)
+    roots = _labelled_roots(config)
     pattern = compile_group_pattern(balance.group_pattern) if balance.group_pattern else None
     labels = record_labels(records, roots, config.classes, balance.group_by, pattern)
     _warn_few_groups(records, labels, config.classes, balance.group_by)
@@ -254,9 +260,7 @@ def balance_all(
 
 def _training_sources(config: GiclsConfig, records: Sequence[ImageRecord]) -> dict[Path, str]:
     """Path -> source (first sub-folder of the class folder) of each training record."""
-    roots = [config.paths.training_dir]
-    if config.paths.validation_dir is not None:
-        roots.append(config.paths.validation_dir)
+    roots = _labelled_roots(config)
     sources = record_sources(records, roots, config.classes, None)
     return {record.path: source for record, source in zip(records, sources, strict=True)}
 
@@ -454,9 +458,7 @@ def evaluate_bundle(
         fitted_here, seed = False, config.balance.seed
     else:
         rows = read_split_csv(models_dir / SPLIT_FILE)
-        roots = [config.paths.training_dir]
-        if config.paths.validation_dir is not None:
-            roots.append(config.paths.validation_dir)
+        roots = _labelled_roots(config)
         scanned = [r for root in roots for r in scan_labelled_tree(root, manifest.classes).records]
         where = " and ".join(str(root) for root in roots)
         records = replay_held_out(rows, scanned, manifest.classes, where)
