@@ -11,7 +11,8 @@ install: $(STAMP)
 
 # Re-installs only when the package metadata or the lock changes, so `make test` stays cheap
 # to repeat. The lock pins every package (dev tools included) to the versions the tests passed
-# with; gicls itself is then installed without resolving anything again.
+# with, the optional 'cluster' extra (ray) included so that the Ray tests run; gicls itself is
+# then installed without resolving anything again.
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -6,8 +6,9 @@ product's own bundle API, so the daemon and evaluation tests exercise the real l
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -134,3 +135,22 @@ def write_format1_bundle(
     }
     (models_dir / "manifest.json").write_text(json.dumps(fields, indent=2) + "\n")
     return models_dir
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """A real two-node Ray cluster on this machine (one CPU per node), shared by the session.
+
+    Started once: each start costs seconds. Tests reach it through ``cluster.address`` (from a
+    gicls subprocess, or ``ray.init(address=...)`` in the test). A test that kills a node adds
+    its own (``cluster.add_node(num_cpus=1)``) and removes that one, so the two nodes every
+    other test expects stay up. Skips when the ``cluster`` extra is not installed.
+    """
+    pytest.importorskip("ray", reason="the 'cluster' extra (ray) is not installed")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    yield cluster
+    cluster.shutdown()
