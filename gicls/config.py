@@ -233,6 +233,13 @@ class InferenceConfig(_Section):
     precision: Literal["float32", "bfloat16"] = "float32"
 
 
+class ClusterConfig(_Section):
+    # Where the Ray backends (training fan-out, inference pool) find their cluster: "auto" =
+    # the cluster `ray start` made on this machine, "host:port" or "ray://host:port" = a remote
+    # one, "local" = a private single-machine Ray started for this process (gicls.cluster).
+    address: str = Field("auto", min_length=1)
+
+
 class CalibrationConfig(_Section):
     method: Literal["none", "temperature", "platt"] = "none"
 
@@ -256,6 +263,7 @@ class GiclsConfig(_Section):
     augment: AugmentConfig = AugmentConfig()
     daemon: DaemonConfig = DaemonConfig()
     inference: InferenceConfig = InferenceConfig()
+    cluster: ClusterConfig = ClusterConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     decision: DecisionConfig = DecisionConfig()
 

@@ -1,0 +1,48 @@
+"""Joining the Ray cluster that the optional ``ray`` backends run on.
+
+Ray is the optional ``cluster`` extra: only this module imports it, and only when a config asks
+for a ray backend, so the single-machine product never loads it. Usage statistics are switched
+off before the first ``ray.init``: a clinical site's machines must not report to anyone.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from gicls.errors import ConfigError
+from gicls.logs import get_logger
+
+log = get_logger(__name__)
+
+# [cluster] address value that starts a private Ray on this machine instead of joining one.
+PRIVATE_CLUSTER = "local"
+
+
+def import_ray() -> ModuleType:
+    """The ray module, or a message that says which extra to install."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(
+            "a ray backend is configured but ray is not installed: pip install 'gicls[cluster]'"
+        ) from exc
+    return ray
+
+
+def connect(address: str) -> ModuleType:
+    """Join the cluster at ``address`` ([cluster] address) once per process; return ray."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        ray.init(
+            address=None if address == PRIVATE_CLUSTER else address,
+            include_dashboard=False,
+            logging_level="WARNING",
+        )
+    except ConnectionError as exc:
+        raise ConfigError(f"key 'cluster.address': cannot join Ray at {address!r}: {exc}") from exc
+    log.info("ray_connected", address=address, nodes=len(ray.nodes()))
+    return ray

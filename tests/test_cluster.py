@@ -1,0 +1,38 @@
+"""Joining Ray through [cluster] address (gicls.cluster), against a real local cluster."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from gicls.cluster import connect
+from gicls.errors import ConfigError
+
+
+def test_joins_the_cluster_at_the_configured_address(ray_cluster) -> None:
+    ray = connect(ray_cluster.address)
+    try:
+        assert sum(node["Alive"] for node in ray.nodes()) == 2
+        assert connect("unused:1") is ray  # already joined: a second call changes nothing
+    finally:
+        ray.shutdown()
+
+
+def test_the_single_machine_product_never_imports_ray() -> None:
+    code = (
+        "import sys\n"
+        "import gicls.cluster, gicls.config, gicls.daemon.service, gicls.training.pipeline\n"
+        "print('ray' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert out.strip() == "False"
+
+
+def test_a_missing_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets without the extra
+    with pytest.raises(ConfigError, match=r"gicls\[cluster\]"):
+        connect("auto")
