@@ -18,7 +18,7 @@ import csv
 import fcntl
 import io
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -123,8 +123,14 @@ class AuditWriter:
     is only repaired (a torn last line cut off), never appended to.
     """
 
-    def __init__(self, log_path: Path, classes: Sequence[str]) -> None:
+    def __init__(
+        self,
+        log_path: Path,
+        classes: Sequence[str],
+        on_append: Callable[[Mapping[str, str]], None] | None = None,
+    ) -> None:
         self.columns = audit_columns(classes)
+        self._on_append = on_append  # told of every row written (the daemon's metrics)
         self._classes = tuple(classes)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         segments = log_segments(log_path, self._classes)
@@ -179,6 +185,8 @@ class AuditWriter:
         append_record(
             self._fd, format_row([cells.get(column, "") for column in self.columns]), self.path
         )
+        if self._on_append is not None:
+            self._on_append(row)
 
     def repair_tail(self) -> None:
         """Truncate a torn last row (an append that failed half-way) before appending again."""

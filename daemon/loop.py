@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gicls.daemon.metrics import DaemonMetrics
 from gicls.daemon.notify import Notifier
 from gicls.daemon.pipeline import Pipeline
 from gicls.daemon.recovery import recover_running
@@ -68,6 +69,7 @@ class Loop:
         reload: threading.Event,
         studies: StudyWatch | None = None,
         videos: VideoRunner | None = None,
+        metrics: DaemonMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
@@ -91,6 +93,7 @@ class Loop:
         self._storage = StorageBackoff()
         # None: a loop that is never given videos (the daemon always has a runner).
         self.videos = videos
+        self.metrics = metrics
         self.processed = 0
 
     def run(self) -> None:
@@ -248,6 +251,8 @@ class Loop:
         self._storage.recovered(self._clock())  # if storage was full: the batch wrote
         self.seen_store.quiet()  # the batch is done: nothing is open in the journal
         self.processed += report.files
+        if self.metrics is not None:
+            self.metrics.batch_done(report.files, report.seconds)
         waiting = len(self._ready) + len(self.tracker)
         log.info(
             "batch_done",
@@ -266,6 +271,8 @@ class Loop:
         finished = len(self.videos.finished)
         try:
             worked = self.videos.step()
+            if worked and self.metrics is not None:
+                self.metrics.progressed()
         except OSError as exc:
             if not is_storage_full(exc):
                 raise
@@ -282,6 +289,9 @@ class Loop:
         return worked
 
     def _heartbeat(self) -> None:
+        if self.metrics is not None:
+            self.metrics.serving(self.model.bundle_id)
+            self.metrics.tick(waiting=len(self._ready) + len(self.tracker))
         interval = self.notifier.watchdog_interval
         if interval is None or (self.watcher is not None and not self.watcher.alive()):
             return

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypedDict, Unpack
 
 from gicls.config import GiclsConfig
@@ -21,6 +22,7 @@ from gicls.daemon.faults import Faults
 from gicls.daemon.journal import Journal, replay
 from gicls.daemon.lock import StateLock
 from gicls.daemon.loop import Loop, LoopSettings
+from gicls.daemon.metrics import DaemonMetrics
 from gicls.daemon.notify import Notifier
 from gicls.daemon.pipeline import Pipeline, PipelineOptions
 from gicls.daemon.pseudonyms import Pseudonyms
@@ -36,6 +38,7 @@ from gicls.daemon.study_watch import StudyWatch
 from gicls.daemon.video_job import VideoSettings
 from gicls.daemon.video_runner import VideoRunner
 from gicls.daemon.watch import InboxWatcher, scan
+from gicls.errors import ConfigError
 from gicls.logs import get_logger
 
 log = get_logger(__name__)
@@ -87,6 +90,20 @@ class StartOptions(TypedDict, total=False):
     faults: Faults  # default: from GICLS_FAULT
 
 
+def _metrics(path: Path | None) -> DaemonMetrics | None:
+    """The metrics of ``[daemon] metrics_file``, written once now, or None when unset."""
+    if path is None:
+        return None
+    if not path.parent.is_dir():  # the textfile collector's folder is the operator's to make
+        raise ConfigError(f"key 'daemon.metrics_file': folder {path.parent} does not exist")
+    metrics = DaemonMetrics(path)
+    try:
+        metrics.write(strict=True)
+    except OSError as exc:
+        raise ConfigError(f"key 'daemon.metrics_file': cannot write {path}: {exc}") from None
+    return metrics
+
+
 def build_daemon(
     config: GiclsConfig,
     stop: threading.Event,
@@ -105,6 +122,9 @@ def build_daemon(
     prepare_layout(layout)
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(StateLock(layout.state_dir))
+        metrics = _metrics(settings.metrics_file)  # before the slow bundle load: fails fast
+        if metrics is not None:
+            cleanup.callback(metrics.write)  # the last counts, when the daemon stops
         notifier.status("loading model bundle")
         configure_threads()
         model = ServingModel(
@@ -116,7 +136,9 @@ def build_daemon(
         cleanup.callback(model.close)
         router = Router(layout.output_dir)
         router.prepare(config.classes)
-        audit = AuditWriter(layout.audit_log, config.classes)
+        audit = AuditWriter(
+            layout.audit_log, config.classes, metrics.row_written if metrics else None
+        )
         cleanup.callback(audit.close)
         entries = replay(layout.journal)
         journal = Journal(layout.journal, entries)  # compacted by recovery (the disk may be full)
@@ -186,6 +208,7 @@ def build_daemon(
             reload=reload,
             studies=study_watch,
             videos=VideoRunner(pipeline, VideoSettings.of(settings), notifier, reporter),
+            metrics=metrics,
         )
         daemon = Daemon(
             layout=layout,

@@ -217,6 +217,17 @@ class DaemonConfig(_Section):
     study_quiet_seconds: Annotated[float, Field(gt=0.0)] = 300.0
     # Replace study names (often patient identifiers) by a keyed hash everywhere gicls writes.
     pseudonymise_studies: bool = False
+    # Prometheus metrics for dashboards and alerts, in node-exporter textfile format (a file,
+    # not a port: the hardened unit keeps PrivateNetwork=yes). None = no metrics.
+    metrics_file: ConfigPath | None = None
+
+    @field_validator("metrics_file")
+    @classmethod
+    def _textfile_name(cls, path: Path | None) -> Path | None:
+        # node_exporter's textfile collector reads *.prom only: another name is never seen.
+        if path is not None and path.suffix != ".prom":
+            raise ValueError(f"must end in .prom (node_exporter's textfile collector), not {path}")
+        return path
 
     @model_validator(mode="after")
     def _quiet_longer_than_settling(self) -> DaemonConfig:
@@ -348,7 +359,7 @@ def parse_config(data: dict[str, Any], source: Path | None = None) -> GiclsConfi
             "daemon": daemon.model_copy(
                 update={
                     name: _resolve(getattr(daemon, name), base)
-                    for name in ("inbox", "output_dir", "state_dir", "audit_log")
+                    for name in ("inbox", "output_dir", "state_dir", "audit_log", "metrics_file")
                 }
             ),
         }
