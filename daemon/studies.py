@@ -3,7 +3,8 @@
 ``inbox/<study>/...`` at any depth is a study; its id is the first folder's name, and its files
 go to ``output/<study>/<Class>/``, ``_review/``, ``_quarantine/<reason>/``, ``_duplicates/``
 (sub-folders flatten: names are made unique as for loose files). A file at the inbox root is a
-loose file with no study and keeps today's layout.
+loose file with no study and keeps today's layout, except a video: ``inbox/<study>.mp4`` is the
+study named by its stem (joining a study folder of that name).
 
 A study id becomes a folder name under output_dir and a cell of the audit log, so some ids are
 refused: one that could escape the output folder, one equal (ignoring case) to a class name, to
@@ -22,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from gicls.audit.schema import encode_name
 from gicls.daemon.reasons import Reason
@@ -30,6 +32,11 @@ STUDY_NAME = "study_name"  # the quarantine word of a refused study's files
 # Output names a study may not take besides the classes (gicls's own names start with "_").
 RESERVED_NAMES = ("_review", "_quarantine", "_videos", "_frames", "_duplicates", "index.html")
 OWN_PREFIX = "_"
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".mpg"})
+
+
+def has_video_extension(path: Path | str) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 @dataclass(frozen=True)
@@ -104,10 +111,28 @@ class StudyNames:
         source_path = shown + relative[len(folder) :]
         return Source(relative, file_name, "" if refusal else shown, source_path, refusal)
 
+    def video_source_of(self, relative: str) -> Source:
+        """Where a video came from: in a study folder, that study; at the inbox root, the study
+        named by its stem, refused like a folder would be."""
+        source = self.source_of(relative)
+        if self.folder_of(relative):
+            return source
+        stem = Path(source.file_name).stem
+        refusal = self.refusal(stem)
+        study = "" if refusal else self.study_id(stem)
+        if study != stem and not refusal:
+            # Pseudonymised: the file's name is the study's name, so it must not show either
+            # (in the output path, the row's file_name and source_path, the logs).
+            renamed = study + source.file_name[len(stem) :]
+            return Source(relative, renamed, study, renamed, None)
+        return Source(relative, source.file_name, study, source.source_path, refusal)
+
     def display_folder(self, folder: str) -> str:
         """A study folder's name as logs may show it."""
         return self._pseudonym(folder) if self._pseudonym else folder
 
     def display(self, relative: str) -> str:
         """``relative`` as logs may show it (its study pseudonymised when that is on)."""
+        if has_video_extension(relative):
+            return self.video_source_of(relative).source_path
         return self.source_of(relative).source_path

@@ -22,12 +22,6 @@ from PIL import Image
 from gicls.errors import UnreadableImageError, UnreadableVideoError
 from gicls.models.preprocessing import preprocess_image
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mkv", ".mov", ".mpg"})
-
-
-def has_video_extension(path: Path | str) -> bool:
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
-
 
 @dataclass(frozen=True)
 class FrameBatch:

@@ -35,10 +35,10 @@ from gicls.daemon.frame_table import (
 )
 from gicls.daemon.journal import Entry
 from gicls.daemon.key_frames import KeyFramePicker, Staged, stage_key_frames
+from gicls.daemon.studies import has_video_extension
 from gicls.daemon.video_decode import (
     FrameBatch,
     VideoInfo,
-    has_video_extension,
     iter_frame_batches,
     probe_video,
 )
@@ -81,11 +81,6 @@ def is_video_entry(work: Path, entry: Entry) -> bool:
         return stat.S_ISREG(os.lstat(work / entry.id).st_mode)
     except OSError:
         return False
-
-
-def video_study(name: str) -> str:
-    """The study a video at the inbox root belongs to: its stem."""
-    return Path(name).stem
 
 
 def staging_folder(work: Path, entry_id: str) -> Path:

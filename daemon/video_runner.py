@@ -21,7 +21,7 @@ from gicls.daemon.journal import Entry
 from gicls.daemon.notify import Notifier
 from gicls.daemon.pipeline import Pipeline
 from gicls.daemon.route import QUARANTINE_FOLDER
-from gicls.daemon.studies import Source, StudyNames
+from gicls.daemon.studies import Source
 from gicls.daemon.video_job import (
     MANIFEST_SUFFIX,
     VIDEO_UNREADABLE,
@@ -37,18 +37,6 @@ from gicls.logs import get_logger
 log = get_logger(__name__)
 
 PROGRESS_LOG_SECONDS = 10.0
-
-
-def video_source(studies: StudyNames, name: str) -> Source:
-    """Where a video came from: in a study folder, that study; at the inbox root, the study
-    named by its stem (joining a study folder of that name), refused like a folder would be."""
-    source = studies.source_of(name)
-    if studies.folder_of(name):
-        return source
-    stem = Path(source.file_name).stem
-    refusal = studies.refusal(stem)
-    study = "" if refusal else studies.study_id(stem)
-    return Source(name, source.file_name, study, source.source_path, refusal)
 
 
 class VideoRunner:
@@ -112,7 +100,7 @@ class VideoRunner:
         pipeline = self.pipeline
         if entry.plan is not None or not os.path.lexists(pipeline.work / entry.id):
             return True  # finished meanwhile (recovery after a full disk completed its plan)
-        source = video_source(pipeline.studies, entry.name)
+        source = pipeline.studies.video_source_of(entry.name)
         if source.refusal is not None:
             self._refuse(entry, source)
             return True
@@ -148,7 +136,7 @@ class VideoRunner:
             )
 
     def _finish(self, entry: Entry, job: VideoJob) -> None:
-        source = video_source(self.pipeline.studies, entry.name)
+        source = self.pipeline.studies.video_source_of(entry.name)
         study = source.study
         if job.error is None:
             folder, status = f"{study}/{VIDEOS_FOLDER}", "classified"

@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gicls.audit.cli import app as audit_app
+from gicls.training.demo_video import write_video
 from tests.daemon import harness
 from tests.daemon.harness import wait_until
 
@@ -257,6 +258,11 @@ def test_pseudonymised_studies_keep_the_name_out_of_paths_rows_logs_and_reports(
     assert first.wait() == 0, first.output()
     (site.inbox / name).mkdir()
     (site.inbox / name / "late.png").write_bytes(harness.png(7))
+    # A video at the inbox root is the study of its stem: its name is a patient's name too.
+    video_name = "JohnRoe1960"
+    video = tmp_path / f"{video_name}.mp4"
+    write_video(video, harness.CLASSES, 6, 48, 4.0, seed=3)  # its truth file stays out here
+    video.rename(site.inbox / video.name)
     second = harness.DaemonProcess(site.config, "--once")
     assert second.wait() == 0, second.output()
 
@@ -266,9 +272,18 @@ def test_pseudonymised_studies_keep_the_name_out_of_paths_rows_logs_and_reports(
     assert len(key) == 32
     for secret in (state / "study_key", mapping):
         assert secret.stat().st_mode & 0o777 == 0o640, secret
-    pseudonym = "ps-" + hmac.new(key, name.encode(), hashlib.sha256).hexdigest()[:20]
-    assert mapping.read_text() == f"{pseudonym},{name},\n"  # once, though seen by two runs
+    pseudonym, video_pseudonym = (
+        "ps-" + hmac.new(key, study.encode(), hashlib.sha256).hexdigest()[:20]
+        for study in (name, video_name)
+    )
+    # Each once, though the first was seen by two runs.
+    assert mapping.read_text() == f"{pseudonym},{name},\n{video_pseudonym},{video_name},\n"
     rows = harness.read_audit(site.audit_log)
+    (video_row,) = [row for row in rows if row["frames_scored"]]
+    assert video_row["study"] == video_pseudonym
+    assert video_row["file_name"] == video_row["source_path"] == f"{video_pseudonym}.mp4"
+    assert video_row["destination"].startswith(f"{video_pseudonym}/_videos/")
+    rows.remove(video_row)
     assert [row["study"] for row in rows] == [pseudonym] * 3
     assert sorted(row["source_path"] for row in rows) == [
         f"{pseudonym}/late.png",
@@ -282,5 +297,6 @@ def test_pseudonymised_studies_keep_the_name_out_of_paths_rows_logs_and_reports(
         written += [os.fsencode(os.path.join(folder, file)) for file in files]
         written += [(Path(folder) / file).read_bytes() for file in files if file.endswith("html")]
     assert not [blob[:80] for blob in written if name.encode() in blob]
+    assert not [blob[:80] for blob in written if video_name.encode() in blob]
     assert not (site.inbox / name).exists()
     _verify(site.config)

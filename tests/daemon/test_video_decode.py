@@ -9,7 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from gicls.daemon.video_decode import has_video_extension, iter_frame_batches, probe_video
+from gicls.daemon.studies import has_video_extension
+from gicls.daemon.video_decode import iter_frame_batches, probe_video
 from gicls.errors import UnreadableVideoError
 from gicls.models.preprocessing import decode_image
 from gicls.training.demo_video import write_video
