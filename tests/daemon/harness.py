@@ -462,6 +462,7 @@ import gicls  # first: it filters TensorFlow's start-up lines
 import tensorflow  # noqa: F401
 
 from gicls.config import load_config
+from gicls.daemon import service  # noqa: F401  every module the daemon imports, while root
 from gicls.daemon.serving import load_ensemble
 
 config = load_config(Path(sys.argv[1]))
