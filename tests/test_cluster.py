@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from gicls.cluster import connect
+from gicls.cluster import PRIVATE_CLUSTER, connect
 from gicls.errors import ConfigError
 
 
@@ -16,6 +16,16 @@ def test_joins_the_cluster_at_the_configured_address(ray_cluster) -> None:
     try:
         assert sum(node["Alive"] for node in ray.nodes()) == 2
         assert connect("unused:1") is ray  # already joined: a second call changes nothing
+    finally:
+        ray.shutdown()
+
+
+def test_local_starts_a_private_ray_beside_a_running_cluster(ray_cluster) -> None:
+    ray = connect(PRIVATE_CLUSTER)
+    try:
+        # Not the session's two-node cluster (the latest one started on this machine).
+        assert ray.get_runtime_context().gcs_address != ray_cluster.address
+        assert sum(node["Alive"] for node in ray.nodes()) == 1
     finally:
         ray.shutdown()
 
