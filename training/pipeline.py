@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import keras
 import numpy as np
@@ -314,20 +314,13 @@ def _require_same_split(previous: Manifest, models_dir: Path, data: PreparedData
         )
 
 
-class ConditionFit(Protocol):
-    """Fits one condition's model into ``folder`` (model, history CSV and plot under their
-    bundle names) and returns the fit and its manifest entry; ``fit_into`` is the one gicls
-    uses, on either backend."""
-
-    def __call__(
-        self,
-        config: GiclsConfig,
-        data: PreparedData,
-        balanced: BalancedSet,
-        folder: Path,
-        label: str,
-        report: EpochReport = log_epoch,
-    ) -> tuple[FitResult, dict[str, Any]]: ...
+# Fits one condition's model into a folder (model, history CSV and plot under their bundle
+# names), reporting its epochs, and returns the fit and its manifest entry. ``fit_into`` is the
+# one gicls uses, on either backend; (config, data, balanced set, folder, label, report).
+ConditionFit = Callable[
+    [GiclsConfig, PreparedData, BalancedSet, Path, str, EpochReport],
+    tuple[FitResult, dict[str, Any]],
+]
 
 
 @dataclass(frozen=True)
@@ -413,16 +406,18 @@ def _fit_conditions(
     fit: ConditionFit,
 ) -> dict[str, tuple[FitResult, dict[str, Any]]]:
     """Every selected condition's fit and manifest entry, its files written into ``staging``."""
+    work = [
+        (balanced[name], progress_label(name, position, len(selected)))
+        for position, name in enumerate(selected, start=1)
+    ]
     if config.cluster.backend == "ray":
         # Imported here: nothing loads ray unless the configuration asks for it.
         from gicls.training.ray_fits import fit_on_ray
 
-        return fit_on_ray(config, data, balanced, selected, staging, fit)
+        return fit_on_ray(config, data, work, staging, fit)
     return {
-        name: fit(
-            config, data, balanced[name], staging, progress_label(name, position, len(selected))
-        )
-        for position, name in enumerate(selected, start=1)
+        condition.class_name: fit(config, data, condition, staging, label, log_epoch)
+        for condition, label in work
     }
 
 

@@ -28,7 +28,7 @@ from gicls.logs import get_logger
 from gicls.models.bundle import condition_files, replace_in_stage
 from gicls.training.balance import BalancedSet
 from gicls.training.fit import FitResult
-from gicls.training.pipeline import ConditionFit, PreparedData, progress_label
+from gicls.training.pipeline import ConditionFit, PreparedData
 
 log = get_logger(__name__)
 
@@ -112,31 +112,32 @@ def _fit_task(
 def fit_on_ray(
     config: GiclsConfig,
     data: PreparedData,
-    balanced: dict[str, BalancedSet],
-    selected: Sequence[str],
+    work: Sequence[tuple[BalancedSet, str]],
     staging: Path,
     fit: ConditionFit,
 ) -> dict[str, tuple[FitResult, dict[str, Any]]]:
-    """Run ``fit`` for every selected condition as a Ray task; write each one's files into
-    ``staging`` and return its fit and manifest entry, as the local loop does."""
+    """Run ``fit`` as a Ray task for every (balanced set, progress label) of ``work``; write
+    each one's files into ``staging`` and return, by condition, its fit and manifest entry, as
+    the local loop does."""
     ray = connect(config.cluster.address)
     cluster = config.cluster
     # Ray's own retries are off: one rule (ours) for every kind of failure, and it is logged.
     task = ray.remote(_fit_task).options(
         num_cpus=cluster.cpus_per_fit, num_gpus=cluster.gpus_per_fit, max_retries=0
     )
-    # No CPU reserved: the queue must never wait for a core the fits hold.
-    events = ray.remote(num_cpus=0)(ProgressQueue).remote()
+    # No CPU reserved: the queue must never wait for a core the fits hold. On the driver's
+    # node, so that losing another node loses its fits (retried), not the progress of all.
+    beside_driver = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+        ray.get_runtime_context().get_node_id(), soft=True
+    )
+    events = ray.remote(num_cpus=0, scheduling_strategy=beside_driver)(ProgressQueue).remote()
     data_ref = ray.put(data)  # once, for every task
-    labels = {
-        name: progress_label(name, position, len(selected))
-        for position, name in enumerate(selected, start=1)
-    }
+    condition = {balanced.class_name: (balanced, label) for balanced, label in work}
 
     def submit(name: str, attempt: int) -> Any:
-        return task.remote(fit, config, data_ref, balanced[name], labels[name], attempt, events)
+        return task.remote(fit, config, data_ref, *condition[name], attempt, events)
 
-    pending = {submit(name, 1): (name, 1) for name in selected}
+    pending = {submit(name, 1): (name, 1) for name in condition}
     outputs: dict[str, FitOutput] = {}
     try:
         while pending:
@@ -153,7 +154,7 @@ def fit_on_ray(
                             f"the fit of {name} failed {attempt} times on Ray: {reason}"
                         ) from exc
                     log.warning(
-                        "fit_retried", condition=labels[name], attempt=attempt, error=reason
+                        "fit_retried", condition=condition[name][1], attempt=attempt, error=reason
                     )
                     pending[submit(name, attempt + 1)] = (name, attempt + 1)
         _relay(ray, events)
@@ -161,7 +162,7 @@ def fit_on_ray(
         for ref in pending:  # a failed run stops the fits it no longer needs
             ray.cancel(ref, force=True)
         ray.kill(events)
-    return {name: _into_stage(outputs[name], staging) for name in selected}
+    return {name: _into_stage(outputs[name], staging) for name in condition}
 
 
 def _relay(ray: ModuleType, events: Any) -> None:
