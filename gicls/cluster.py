@@ -16,6 +16,8 @@ from gicls.logs import get_logger
 log = get_logger(__name__)
 
 # [cluster] address value that starts a private Ray on this machine instead of joining one.
+# It is Ray's own word for that: ray.init() without an address would join the latest cluster
+# started on this machine (/tmp/ray/ray_current_cluster), whoever started it.
 PRIVATE_CLUSTER = "local"
 
 
@@ -38,7 +40,7 @@ def connect(address: str) -> ModuleType:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         ray.init(
-            address=None if address == PRIVATE_CLUSTER else address,
+            address=address,
             include_dashboard=False,
             logging_level="WARNING",
         )

@@ -249,6 +249,12 @@ class ClusterConfig(_Section):
     # the cluster `ray start` made on this machine, "host:port" or "ray://host:port" = a remote
     # one, "local" = a private single-machine Ray started for this process (gicls.cluster).
     address: str = Field("auto", min_length=1)
+    # Where `gicls-train fit`/`all` run the conditions' fits: "local" = one after the other in
+    # this process, "ray" = one Ray task per condition on the cluster at `address`.
+    backend: Literal["local", "ray"] = "local"
+    # What Ray reserves for each fit task; fractions let several small fits share a core.
+    cpus_per_fit: Annotated[float, Field(gt=0.0)] = 1.0
+    gpus_per_fit: Annotated[float, Field(ge=0.0)] = 0.0
 
 
 class CalibrationConfig(_Section):

@@ -69,6 +69,9 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
             ["daemon.study_quiet_seconds", "daemon.stability_seconds", "longer"],
         ),
         ('[daemon]\npseudonymise_studies = "yes"', ["daemon.pseudonymise_studies", "'yes'"]),
+        ('[cluster]\nbackend = "dask"', ["cluster.backend", "'ray'", "'dask'"]),
+        ("[cluster]\ncpus_per_fit = 0", ["cluster.cpus_per_fit", "greater than 0", "0"]),
+        ("[cluster]\ngpus_per_fit = -1", ["cluster.gpus_per_fit", "greater than or equal to 0"]),
     ],
 )
 def test_bad_values_name_the_key_what_is_allowed_and_what_was_received(tmp_path, text, expected):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -65,19 +67,31 @@ class EpochTimer(keras.callbacks.Callback):
         self.validation_seconds.append(self._validation)
 
 
-class EpochProgress(EpochTimer):
-    """One log line per epoch naming the condition, so long runs show where they are."""
+# Receives the key-values of one finished epoch (the fields of the ``epoch_done`` event).
+EpochReport = Callable[[dict[str, Any]], None]
 
-    def __init__(self, label: str, epochs: int) -> None:
+
+def log_epoch(fields: dict[str, Any]) -> None:
+    """The local way an epoch is reported: an ``epoch_done`` line in this process's log."""
+    log.info("epoch_done", **fields)
+
+
+class EpochProgress(EpochTimer):
+    """One report per epoch naming the condition, so long runs show where they are.
+
+    ``report`` decides where it goes: this process's log, or (in a Ray task) the driver's.
+    """
+
+    def __init__(self, label: str, epochs: int, report: EpochReport = log_epoch) -> None:
         super().__init__()
         self.label = label
         self.epochs = epochs
+        self.report = report
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         super().on_epoch_end(epoch, logs)
         logs = logs or {}
-        log.info(
-            "epoch_done",
+        fields = dict(
             condition=self.label,
             epoch=f"{epoch + 1}/{self.epochs}",
             loss=round(float(logs.get("loss", math.nan)), 4),
@@ -87,6 +101,7 @@ class EpochProgress(EpochTimer):
             seconds=round(self.epoch_seconds[-1], 2),
             validation_seconds=round(self.validation_seconds[-1], 2),
         )
+        self.report(fields)
         if abs(float(logs.get("loss", math.nan)) - COLLAPSED_LOSS) < COLLAPSE_TOLERANCE:
             log.warning(
                 "constant_output",
@@ -121,6 +136,7 @@ def fit_condition(
     history_csv: Path,
     class_name: str,
     progress_label: str,
+    report_epoch: EpochReport = log_epoch,
 ) -> FitResult:
     """Fit with early stopping (best weights restored) and learning-rate reduction on val_loss.
 
@@ -162,7 +178,7 @@ def fit_condition(
     callbacks = [
         *selection,
         keras.callbacks.CSVLogger(str(history_csv)),
-        EpochProgress(progress_label, train.epochs),
+        EpochProgress(progress_label, train.epochs, report_epoch),
     ]
     started = time.perf_counter()
     history = model.fit(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ from gicls.training.evaluate import (
     raw_scores,
     write_evaluation,
 )
-from gicls.training.fit import FitResult, fit_condition, new_model
+from gicls.training.fit import EpochReport, FitResult, fit_condition, log_epoch, new_model
 from gicls.training.grouping import merge_units, record_labels, record_sources
 from gicls.training.image_cache import ImageCache, build_image_cache
 from gicls.training.near_duplicates import difference_hashes, near_duplicate_groups
@@ -314,6 +314,15 @@ def _require_same_split(previous: Manifest, models_dir: Path, data: PreparedData
         )
 
 
+# Fits one condition's model into a folder (model, history CSV and plot under their bundle
+# names), reporting its epochs, and returns the fit and its manifest entry. ``fit_into`` is the
+# one gicls uses, on either backend; (config, data, balanced set, folder, label, report).
+ConditionFit = Callable[
+    [GiclsConfig, PreparedData, BalancedSet, Path, str, EpochReport],
+    tuple[FitResult, dict[str, Any]],
+]
+
+
 @dataclass(frozen=True)
 class TrainingReport:
     manifest: Manifest
@@ -322,9 +331,17 @@ class TrainingReport:
 
 
 def train_bundle(
-    config: GiclsConfig, names: Sequence[str] | None = None, write_balanced: bool = True
+    config: GiclsConfig,
+    names: Sequence[str] | None = None,
+    write_balanced: bool = True,
+    fit: ConditionFit | None = None,
 ) -> TrainingReport:
-    """Fit one model per selected condition and publish the bundle atomically."""
+    """Fit one model per selected condition and publish the bundle atomically.
+
+    ``[cluster] backend`` says where the fits run: here one after the other, or as Ray
+    tasks; either way their files land in the same stage, published (or discarded) here.
+    """
+    fit = fit or fit_into
     check_architecture(config.train.architecture, config.augment)
     selected = select_classes(config, names)
     models_dir = config.paths.models_dir
@@ -342,13 +359,9 @@ def train_bundle(
             if previous
             else {}
         )
-        results = []
-        for position, name in enumerate(selected, start=1):
-            result, entry = _train_one(
-                config, data, balanced[name], staging, f"{name} [{position}/{len(selected)}]"
-            )
-            results.append(result)
-            entries[name] = entry
+        fits = _fit_conditions(config, data, balanced, selected, staging, fit)
+        results = [fits[name][0] for name in selected]
+        entries.update({name: fits[name][1] for name in selected})
         fields = {
             "classes": list(config.classes),
             "image_size": config.train.image_size,
@@ -377,6 +390,35 @@ def train_bundle(
         complete=manifest.is_complete(),
     )
     return TrainingReport(manifest, results, models_dir)
+
+
+def progress_label(name: str, position: int, total: int) -> str:
+    """How a condition's fit names itself in progress lines: ``Polyp [3/10]``."""
+    return f"{name} [{position}/{total}]"
+
+
+def _fit_conditions(
+    config: GiclsConfig,
+    data: PreparedData,
+    balanced: dict[str, BalancedSet],
+    selected: Sequence[str],
+    staging: Path,
+    fit: ConditionFit,
+) -> dict[str, tuple[FitResult, dict[str, Any]]]:
+    """Every selected condition's fit and manifest entry, its files written into ``staging``."""
+    work = [
+        (balanced[name], progress_label(name, position, len(selected)))
+        for position, name in enumerate(selected, start=1)
+    ]
+    if config.cluster.backend == "ray":
+        # Imported here: nothing loads ray unless the configuration asks for it.
+        from gicls.training.ray_fits import fit_on_ray
+
+        return fit_on_ray(config, data, work, staging, fit)
+    return {
+        condition.class_name: fit(config, data, condition, staging, label, log_epoch)
+        for condition, label in work
+    }
 
 
 def _guard_frames(data: PreparedData) -> np.ndarray:
@@ -489,9 +531,17 @@ def evaluate_bundle(
     )
 
 
-def _train_one(
-    config: GiclsConfig, data: PreparedData, balanced: BalancedSet, staging: Path, label: str
+def fit_into(
+    config: GiclsConfig,
+    data: PreparedData,
+    balanced: BalancedSet,
+    folder: Path,
+    label: str,
+    report: EpochReport = log_epoch,
 ) -> tuple[FitResult, dict[str, Any]]:
+    """Fit one condition; its model, history and plot go into ``folder`` (a stage, or a Ray
+    task's scratch folder) under their bundle names. Only reads ``data.cache.pixels``: in a
+    Ray task they are a read-only view of the object store."""
     name = balanced.class_name
     index = data.classes.index(name)
     validation = validation_condition(
@@ -524,16 +574,17 @@ def _train_one(
         ),
         pixel_dataset(data.cache, data.cache.rows(val_records), val_labels, batch, None),
         config.train,
-        replace_in_stage(staging / history_file_name(name)),
+        replace_in_stage(folder / history_file_name(name)),
         name,
         label,
+        report,
     )
-    model_path = replace_in_stage(staging / model_file_name(name))
+    model_path = replace_in_stage(folder / model_file_name(name))
     model.save(model_path)
     plot_history(
         result.history,
         f"{name} vs rest ({config.train.architecture})",
-        replace_in_stage(staging / plot_file_name(name)),
+        replace_in_stage(folder / plot_file_name(name)),
     )
     entry = {
         "file": model_path.name,
