@@ -131,9 +131,11 @@ class ActorPool:
     def load(self, models_dir: Path, classes: Sequence[str], precision: str) -> PoolEnsemble:
         """``serving.Loader`` for the pool: every actor loads the bundle (the actors were
         given the same ``models_dir``, ``classes`` and ``precision`` when started)."""
-        answers = []
-        for actor in self._actors:
-            answers.append(self._call_until_alive(actor, "load"))
+        loading = [actor.load.remote() for actor in self._actors]  # all at once
+        answers = [
+            self._get_until_alive(actor, "load", answer)
+            for actor, answer in zip(self._actors, loading, strict=True)
+        ]
         bundles = {manifest.bundle_id for manifest, _ in answers}
         if len(bundles) != 1:
             # The bundle was swapped while the actors loaded: refused, the next stat retries.
@@ -141,14 +143,14 @@ class ActorPool:
         manifest, served = answers[0]
         return PoolEnsemble(self, manifest, served)
 
-    def _call_until_alive(self, actor: Any, method: str) -> Any:
-        """``actor.method()``, called again after a death (up to ``max_deaths``) or while the
-        actor restarts (up to ``RESTART_PATIENCE_SECONDS``)."""
+    def _get_until_alive(self, actor: Any, method: str, answer: Any) -> Any:
+        """The ``answer`` of ``actor.method()``, called again after a death (up to
+        ``max_deaths``) or while the actor restarts (up to ``RESTART_PATIENCE_SECONDS``)."""
         exceptions = self._ray.exceptions
         deaths, patience = 0, time.monotonic() + RESTART_PATIENCE_SECONDS
         while True:
             try:
-                return self._ray.get(getattr(actor, method).remote())
+                return self._ray.get(answer)
             except exceptions.RayActorError as exc:
                 unavailable = isinstance(exc, exceptions.ActorUnavailableError)
                 deaths += not unavailable
@@ -156,6 +158,7 @@ class ActorPool:
                     raise DaemonError(f"ray actor {method} failed: {exc}") from exc
                 log.warning("ray_actor_lost", during=method, error=str(exc).splitlines()[0])
                 time.sleep(UNAVAILABLE_RETRY_SECONDS if unavailable else 0.0)
+                answer = getattr(actor, method).remote()
 
     def submit(self, images: np.ndarray, bundle_id: str) -> RemoteScores:
         return RemoteScores(self, self._ray.put(images), len(images), bundle_id)
