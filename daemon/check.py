@@ -82,6 +82,18 @@ def _flags_line(thresholds: dict[str, float], on_flag: bool) -> str:
     return f"flags: {points}; a flag that lost the argmax {lost}"
 
 
+def _scoring_line(config: GiclsConfig) -> str:
+    inference = config.inference
+    if inference.backend == "local":
+        return "scoring: local (in the daemon process)"
+    gpus = f", {inference.gpus_per_actor:g} GPU" if inference.gpus_per_actor else ""
+    return (
+        f"scoring: ray, a pool of {inference.actors} actors "
+        f"({inference.cpus_per_actor:g} CPU{gpus} each) "
+        f"on the Ray cluster at {config.cluster.address}"
+    )
+
+
 def describe(config: GiclsConfig) -> list[str]:
     """Lines describing what ``run`` would do; raises the error ``run`` would stop with."""
     settings = config.daemon
@@ -114,6 +126,7 @@ def describe(config: GiclsConfig) -> list[str]:
         f"model bundle: {config.paths.models_dir} id {manifest.bundle_id}, "
         f"{len(manifest.classes)} models, image size {manifest.image_size}, hashes verified, "
         + served_precision(ensemble, config.inference.precision),
+        _scoring_line(config),
         "input transforms in the models: "
         + ((manifest.preprocessing.get("in_graph") or {}).get("id") or "none"),
         f"inbox: {layout.inbox}{_state(layout.inbox.exists())}, watched with "

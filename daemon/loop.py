@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 from gicls.daemon.metrics import DaemonMetrics
 from gicls.daemon.notify import Notifier
-from gicls.daemon.pipeline import Pipeline
+from gicls.daemon.pipeline import InFlight, Pipeline
 from gicls.daemon.recovery import recover_running
+from gicls.daemon.scoring import PendingScores
 from gicls.daemon.seen_store import SeenStore
 from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled, SettleTracker
@@ -51,6 +52,16 @@ class LoopSettings:
     tick: float  # idle sleep between polls
     once: bool  # exit when nothing is left to do (no observer, no rescans)
     stability: float = 0.0  # stability_seconds: the soonest an untracked file can be ready
+    # Batches started (claimed, decoded, sent to be scored) and not finished yet, at most: 1
+    # with the local ensemble (each batch finishes in the turn it starts); with an actor pool
+    # one more than its actors, so an actor that finishes finds the next batch queued.
+    in_flight: int = 1
+
+
+@dataclass(frozen=True)
+class _Started:
+    settled: list[Settled]  # what the batch was taken from (its study's quiet time)
+    batch: InFlight
 
 
 class Loop:
@@ -85,6 +96,7 @@ class Loop:
         self.studies = studies
         self._clock = clock
         self._ready: deque[Settled] = deque()
+        self._in_flight: deque[_Started] = deque()
         self._ready_since = 0.0
         now = clock()
         self._last_rescan = now
@@ -101,18 +113,21 @@ class Loop:
             self._refresh_model()
             self._gather()
             self._retry_storage()
-            batch = [] if self._storage.pending else self._take_batch()
+            full = len(self._in_flight) >= self.settings.in_flight
+            batch = [] if self._storage.pending or full else self._take_batch()
             if batch:
-                self._run(batch)
+                self._start(batch)
+            finished = self._finish_scored()
             # One batch of a video per turn, after the files': neither starves the other.
             video = not self._storage.pending and self._run_video()
-            if batch or video:
+            if batch or finished or video:
                 pass
             elif (
                 self.settings.once
                 and not self._ready
                 and len(self.tracker) == 0
                 and not self._storage.pending
+                and not self._in_flight
                 and not (self.videos and self.videos.busy)
             ):
                 if self.studies is not None:
@@ -123,20 +138,35 @@ class Loop:
                     self.studies.check(self.busy)
                 self._pause(self.settings.tick)
             self._heartbeat()
+        while self._in_flight:
+            self._pause(self.settings.tick)
+            self._finish_scored()  # the batches in flight always finish
         if self.videos is not None:
             self.videos.interrupt()  # stopped mid-video: it is done again at the next start
 
-    def _pause(self, seconds: float) -> None:
-        """Wait up to ``seconds`` (less if stopped), still pinging the watchdog when due."""
+    def _pause(self, seconds: float, scores: PendingScores | None = None) -> None:
+        """Wait up to ``seconds`` (less if stopped), still pinging the watchdog when due.
+
+        With batches in flight it waits for the oldest one's ``scores`` instead, and returns
+        as soon as they are in (a stop does not cut that wait: the batch will be finished).
+        """
+        if scores is None and self._in_flight:
+            scores = self._in_flight[0].batch.scores
         deadline = self._clock() + seconds
-        while not self.stop.is_set():
+        while scores is not None or not self.stop.is_set():
+            if scores is not None and scores.done():
+                return
             self._heartbeat()
             remaining = deadline - self._clock()
             if remaining <= 0:
                 return
             interval = self.notifier.watchdog_interval
             # Slices of half the ping interval: a due ping is late by at most that much.
-            self.stop.wait(remaining if interval is None else min(remaining, interval / 2))
+            step = remaining if interval is None else min(remaining, interval / 2)
+            if scores is None:
+                self.stop.wait(step)
+            else:
+                scores.wait(step)
 
     def _refresh_model(self) -> None:
         forced = self.reload.is_set()
@@ -173,6 +203,7 @@ class Loop:
         return (
             self.tracker.holds_under(folder)
             or any(item.name.startswith(prefix) for item in self._ready)
+            or any(item.name.startswith(prefix) for s in self._in_flight for item in s.settled)
             or (self.videos is not None and self.videos.holds(folder))
         )
 
@@ -225,14 +256,13 @@ class Loop:
         else:
             self._storage.retried()
 
-    def _run(self, batch: list[Settled]) -> None:
+    def _start(self, batch: list[Settled]) -> None:
         try:
-            report, claims = self.pipeline.run_batch(batch)
+            started, claims = self.pipeline.start_batch(batch)
         except OSError as exc:
             if not is_storage_full(exc):
                 raise
-            self._storage.failed(exc, self._clock())
-            self.notifier.status(f"storage full: {exc.filename}; retrying")
+            self._storage_failed(exc)
             # What was claimed is finished by recovery; what is still in the inbox settles
             # again and is claimed once storage is back.
             for item in batch:
@@ -241,29 +271,55 @@ class Loop:
             return
         for item in batch:
             self.tracker.release(item.name)
-        if self.studies is not None:
-            self.studies.noticed((item.name for item in batch), processed=True)
         self.tracker.observe(item.name for item in claims.changed)
         for item, error in claims.refused:
             self.tracker.refuse(item, error)
-        if report is None:
+        if started is None:
+            if self.studies is not None:
+                self.studies.noticed((item.name for item in batch), processed=True)
             return
-        self._storage.recovered(self._clock())  # if storage was full: the batch wrote
-        self.seen_store.quiet()  # the batch is done: nothing is open in the journal
-        self.processed += report.files
-        if self.metrics is not None:
-            self.metrics.batch_done(report.files, report.seconds)
-        waiting = len(self._ready) + len(self.tracker)
-        log.info(
-            "batch_done",
-            batch_id=report.batch_id,
-            files=report.files,
-            seconds=round(report.seconds, 3),
-            waiting=waiting,
-            bundle_id=self.model.bundle_id,
-            **dict(report.statuses),
-        )
-        self.notifier.status(f"{self.processed} files processed, {waiting} waiting")
+        self._in_flight.append(_Started(batch, started))
+
+    def _finish_scored(self) -> bool:
+        """Finish, oldest first, the batches whose scores are in; True if any was finished."""
+        finished = False
+        while self._in_flight and self._in_flight[0].batch.scores.done():
+            started = self._in_flight.popleft()
+            try:
+                report = self.pipeline.finish(started.batch)
+            except OSError as exc:
+                if not is_storage_full(exc):
+                    raise
+                self._storage_failed(exc)
+                return finished
+            finished = True
+            if self.studies is not None:
+                self.studies.noticed((item.name for item in started.settled), processed=True)
+            self._storage.recovered(self._clock())  # if storage was full: the batch wrote
+            self.seen_store.quiet()  # the batch is done: nothing is open in the journal
+            self.processed += report.files
+            if self.metrics is not None:
+                self.metrics.batch_done(report.files, report.seconds)
+            waiting = len(self._ready) + len(self.tracker)
+            log.info(
+                "batch_done",
+                batch_id=report.batch_id,
+                files=report.files,
+                seconds=round(report.seconds, 3),
+                waiting=waiting,
+                bundle_id=self.model.bundle_id,
+                **dict(report.statuses),
+            )
+            self.notifier.status(f"{self.processed} files processed, {waiting} waiting")
+        return finished
+
+    def _storage_failed(self, exc: OSError) -> None:
+        """Back off, and leave the batches in flight to recovery: it processes every claimed
+        entry again (recovery.py), so finishing them here too would write second rows."""
+        self._storage.failed(exc, self._clock())
+        self.notifier.status(f"storage full: {exc.filename}; retrying")
+        while self._in_flight:
+            self.pipeline.forget(self._in_flight.popleft().batch)
 
     def _run_video(self) -> bool:
         if self.videos is None:
@@ -276,8 +332,7 @@ class Loop:
         except OSError as exc:
             if not is_storage_full(exc):
                 raise
-            self._storage.failed(exc, self._clock())
-            self.notifier.status(f"storage full: {exc.filename}; retrying")
+            self._storage_failed(exc)
             return False
         done = self.videos.finished[finished:]
         if done:

@@ -33,6 +33,7 @@ from gicls.daemon.intake import Intake, read_claimed, unread
 from gicls.daemon.journal import Entry, Journal
 from gicls.daemon.reasons import UNREADABLE, Reason
 from gicls.daemon.route import Router, destination_folder
+from gicls.daemon.scoring import PendingScores, Scores, submit
 from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled
 from gicls.daemon.studies import Source, StudyNames
@@ -40,7 +41,6 @@ from gicls.daemon.video_job import is_video_entry, staging_folder
 from gicls.fsutil import fsync_dir
 from gicls.hashing import file_sha256
 from gicls.logs import get_logger
-from gicls.models.ensemble import FusedEnsemble
 
 log = get_logger(__name__)
 
@@ -66,6 +66,20 @@ class BatchReport:
     files: int
     statuses: Counter[str]
     seconds: float
+
+
+@dataclass(frozen=True)
+class InFlight:
+    """A batch read, decoded and sent to be scored, not planned yet (lists in entry order)."""
+
+    entries: tuple[Entry, ...]
+    intakes: list[Intake]
+    sources: list[Source]
+    reasons: list[Reason | None]
+    skipped: list[bool]
+    scored: list[int]  # positions in ``entries`` of the images sent, in the order sent
+    scores: PendingScores
+    started: float  # time.monotonic() when the batch was started
 
 
 @dataclass(frozen=True)
@@ -104,9 +118,16 @@ class Pipeline:
         self._wall_clock = wall_clock
         # Claimed videos waiting to be scored, by entry id, in claim order.
         self.videos: dict[str, Entry] = {}
+        # sha256 of the files of started batches not finished yet (duplicates across them).
+        self._hashes_in_flight: Counter[str] = Counter()
 
     def run_batch(self, settled: Sequence[Settled]) -> tuple[BatchReport | None, Claims]:
-        """Claim and process settled files; also returns what the claim found.
+        """Claim and process settled files; also returns what the claim found."""
+        batch, claims = self.start_batch(settled)
+        return (self.finish(batch) if batch else None), claims
+
+    def start_batch(self, settled: Sequence[Settled]) -> tuple[InFlight | None, Claims]:
+        """Claim settled files and send their images to be scored (``finish`` takes them on).
 
         Claimed videos are not processed here: they wait in ``videos`` for the loop to score
         them batch by batch (video_runner.py).
@@ -120,12 +141,19 @@ class Pipeline:
                 self.videos[entry.id] = entry
             else:
                 images.append(entry)
-        return (self.process(images) if images else None), claims
+        return (self.start(images) if images else None), claims
 
     def process(self, entries: Sequence[Entry], forced_reason: Reason | None = None) -> BatchReport:
         """Take claimed entries to the end; ``forced_reason`` quarantines without reading."""
+        return self.finish(self.start(entries, forced_reason))
+
+    def start(self, entries: Sequence[Entry], forced_reason: Reason | None = None) -> InFlight:
+        """Read and decode claimed entries and send their images to be scored.
+
+        Nothing is journaled here: if the process dies before ``finish``, the entries are
+        claimed-but-unplanned and recovery processes them again, whoever was scoring them.
+        """
         started = time.monotonic()
-        batch_id = new_batch_id()
         intakes = [
             unread(self.work / entry.id, forced_reason)
             if forced_reason
@@ -140,7 +168,11 @@ class Pipeline:
         for source, reason in zip(sources, reasons, strict=True):
             if reason is not None and reason.word == UNREADABLE:
                 log.warning("file_unreadable", file_name=source.source_path, reason=str(reason))
-        repeated = self.seen.repeats([intake.sha256 for intake in intakes])
+        hashes = [intake.sha256 for intake in intakes]
+        # Batches still being scored are not planned yet: their files count as earlier copies.
+        earlier = list(self._hashes_in_flight.elements())
+        repeated = self.seen.repeats(earlier + hashes)[len(earlier) :]
+        self._hashes_in_flight.update(hashes)
         # Within a study every frame is scored: a capsule resting still repeats its bytes.
         skipped = [
             self.options.on_duplicate == "skip" and repeat and reason is None and not source.study
@@ -154,27 +186,47 @@ class Pipeline:
             reasons[wanted[position]] = Reason(error.reason)
         self.faults.reached("decoded")
         decodable = [position for position in range(len(wanted)) if position not in failures]
-        scores = ensemble(images[decodable]) if decodable else np.zeros((0, 0), np.float32)
+        return InFlight(
+            entries=tuple(entries),
+            intakes=intakes,
+            sources=sources,
+            reasons=reasons,
+            skipped=skipped,
+            scored=[wanted[position] for position in decodable],
+            scores=submit(ensemble, images[decodable]),
+            started=started,
+        )
+
+    def finish(self, batch: InFlight) -> BatchReport:
+        """Wait for a started batch's scores, then plan, route, audit and close it."""
+        scored = batch.scores.result()
+        self.forget(batch)
         self.faults.reached("predicted")
-        scores_of = {wanted[position]: scores[row] for row, position in enumerate(decodable)}
+        batch_id = new_batch_id()
+        scores_of = dict(zip(batch.scored, scored.values, strict=True))
         reserved: set[str] = set()
-        for k, entry in enumerate(entries):
+        for k, entry in enumerate(batch.entries):
             plan = self._plan(
                 entry,
-                sources[k],
-                intakes[k],
-                reasons[k],
-                skipped[k],
+                batch.sources[k],
+                batch.intakes[k],
+                batch.reasons[k],
+                batch.skipped[k],
                 scores_of.get(k),
                 batch_id,
-                ensemble,
+                scored,
                 reserved,
             )
             self.journal.plan(entry, plan)
         self.journal.sync()
         self.faults.reached("route_journaled")
-        statuses = self.complete(entries)
-        return BatchReport(batch_id, len(entries), statuses, time.monotonic() - started)
+        statuses = self.complete(batch.entries)
+        return BatchReport(batch_id, len(batch.entries), statuses, time.monotonic() - batch.started)
+
+    def forget(self, batch: InFlight) -> None:
+        """Stop counting a started batch as in flight (finished, or left to recovery)."""
+        self._hashes_in_flight.subtract(intake.sha256 for intake in batch.intakes)
+        self._hashes_in_flight = +self._hashes_in_flight  # drop the zero counts
 
     def _plan(
         self,
@@ -185,7 +237,7 @@ class Pipeline:
         skipped: bool,
         scores: np.ndarray | None,
         batch_id: str,
-        ensemble: FusedEnsemble,
+        scored: Scores,
         reserved: set[str],
     ) -> dict[str, Any]:
         # Looked up here, not before the batch: a copy of a file planned earlier in this batch
@@ -205,11 +257,11 @@ class Pipeline:
                 scores,
                 self.options.classes,
                 self.options.review,
-                ensemble.manifest.class_thresholds,
+                scored.manifest.class_thresholds,
             )
             status, predicted = decision.status, decision.predicted_class
-            cells["model_bundle"] = ensemble.bundle_id
-            cells["precision"] = ensemble.precision
+            cells["model_bundle"] = scored.bundle_id
+            cells["precision"] = scored.precision
             # Written as they are, nan and inf included: the row shows what the model said.
             cells.update(zip(self.options.classes, map(_score, scores), strict=True))
             cells["flags"] = FLAG_SEPARATOR.join(decision.flags)

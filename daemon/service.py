@@ -29,7 +29,7 @@ from gicls.daemon.pseudonyms import Pseudonyms
 from gicls.daemon.recovery import recover_at_start
 from gicls.daemon.route import Router
 from gicls.daemon.seen_store import SNAPSHOT_NAME, SeenStore
-from gicls.daemon.serving import ServingModel, configure_threads, load_ensemble
+from gicls.daemon.serving import Loader, ServingModel, configure_threads, load_ensemble
 from gicls.daemon.settle import SettleTracker, empty_timeout
 from gicls.daemon.startup import InboxGuard, Layout, prepare_layout
 from gicls.daemon.studies import StudyNames
@@ -127,11 +127,16 @@ def build_daemon(
             cleanup.callback(metrics.write)  # the last counts, when the daemon stops
         notifier.status("loading model bundle")
         configure_threads()
+        loader: Loader = functools.partial(load_ensemble, warm_batch=settings.max_batch)
+        in_flight = 1
+        if config.inference.backend == "ray":
+            from gicls.daemon.ray_pool import ActorPool  # imports ray: only when asked for
+
+            pool = ActorPool(config, warm_batch=settings.max_batch)
+            cleanup.callback(pool.close)
+            loader, in_flight = pool.load, config.inference.actors + 1
         model = ServingModel(
-            config.paths.models_dir,
-            config.classes,
-            config.inference.precision,
-            loader=functools.partial(load_ensemble, warm_batch=settings.max_batch),
+            config.paths.models_dir, config.classes, config.inference.precision, loader=loader
         )
         cleanup.callback(model.close)
         router = Router(layout.output_dir)
@@ -196,6 +201,7 @@ def build_daemon(
                 tick=idle_tick(settings.stability_seconds, settings.max_wait_ms),
                 once=once,
                 stability=settings.stability_seconds,
+                in_flight=in_flight,
             ),
             tracker=tracker,
             watcher=watcher,

@@ -19,15 +19,20 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gicls.logs import get_logger
 from gicls.models.bundle import MANIFEST_NAME
 from gicls.models.ensemble import FusedEnsemble
 
+if TYPE_CHECKING:
+    from gicls.daemon.ray_pool import PoolEnsemble
+
 log = get_logger(__name__)
 
 ManifestStamp = tuple[int, int, int, int] | None
-Loader = Callable[[Path, Sequence[str], str], FusedEnsemble]
+# Loads the local ensemble, or (``[inference] backend = "ray"``) every actor's (ray_pool.py).
+Loader = Callable[[Path, Sequence[str], str], "FusedEnsemble | PoolEnsemble"]
 
 
 def configure_threads() -> None:

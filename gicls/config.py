@@ -242,6 +242,13 @@ class DaemonConfig(_Section):
 
 class InferenceConfig(_Section):
     precision: Literal["float32", "bfloat16"] = "float32"
+    # Who turns pixels into scores: "local" = the daemon process itself; "ray" = a pool of
+    # `actors` fused ensembles on the Ray cluster at [cluster] address (daemon/ray_pool.py).
+    # Claim, route, audit and the journal stay in the daemon either way.
+    backend: Literal["local", "ray"] = "local"
+    actors: int = Field(2, ge=1)
+    cpus_per_actor: float = Field(1.0, gt=0)
+    gpus_per_actor: float = Field(0.0, ge=0)
 
 
 class ClusterConfig(_Section):

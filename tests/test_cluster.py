@@ -45,6 +45,7 @@ def test_the_single_machine_product_never_imports_ray() -> None:
     code = (
         "import sys\n"
         "import gicls.cluster, gicls.config, gicls.daemon.service, gicls.training.pipeline\n"
+        "import gicls.daemon.ray_pool  # the pool module itself: ray only once a pool starts\n"
         "print('ray' in sys.modules)\n"
     )
     assert last_line_printed(code) == "False"

@@ -54,6 +54,10 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
         ('classes = ["A", "_review"]', ["classes", "'_review'"]),
         ('[daemon]\nobserver = "fanotify"', ["daemon.observer", "'inotify'", "'fanotify'"]),
         ('[inference]\nprecision = "fp8"', ["inference.precision", "'bfloat16'", "'fp8'"]),
+        ('[inference]\nbackend = "dask"', ["inference.backend", "'ray'", "'dask'"]),
+        ("[inference]\nactors = 0", ["inference.actors", "greater than or equal to 1", "0"]),
+        ("[inference]\ncpus_per_actor = 0", ["inference.cpus_per_actor", "greater than 0"]),
+        ("[inference]\ngpus_per_actor = -1", ["inference.gpus_per_actor", "-1"]),
         ('[balance]\ntarget_count = "most"', ["balance.target_count", "'all'", "'most'"]),
         ('[balance]\nnegatives = "random"', ["balance.negatives", "'prevalence'", "'random'"]),
         (

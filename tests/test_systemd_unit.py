@@ -9,6 +9,7 @@ verify fail for that reason alone; the checked copies point ExecStart at a real 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,6 +23,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 UNIT = REPO_ROOT / "systemd" / "gicls.service"
 DROP_IN = REPO_ROOT / "systemd" / "gicls.service.d" / "override.conf.example"
+RAY_DROP_IN = REPO_ROOT / "systemd" / "gicls.service.d" / "ray.conf.example"
 MAX_EXPOSURE = 2.0  # systemd-analyze security: 0 = fully locked down, 10 = UNSAFE
 
 Directives = list[tuple[str, str, str]]
@@ -208,7 +210,7 @@ def test_drop_in_example_resets_list_settings_before_setting_them() -> None:
 # systemd-analyze ---------------------------------------------------------------------------
 
 
-def _runnable_copy(folder: Path, drop_in: bool = False) -> Path:
+def _runnable_copy(folder: Path, drop_in: Path | None = None) -> Path:
     """gicls.service (and optionally its drop-in) in ``folder``, ExecStart on a real script."""
     daemon = folder / "bin" / "gicls-daemon"
     daemon.parent.mkdir(parents=True, exist_ok=True)
@@ -220,11 +222,11 @@ def _runnable_copy(folder: Path, drop_in: bool = False) -> Path:
 
     unit = folder / "gicls.service"
     unit.write_text(real_exec(UNIT.read_text()))
-    if drop_in:
+    if drop_in is not None:
         # systemd-analyze reads drop-ins from "<unit>.d/" beside the unit file.
-        conf = folder / "gicls.service.d" / "override.conf"
+        conf = folder / "gicls.service.d" / drop_in.name.removesuffix(".example")
         conf.parent.mkdir()
-        conf.write_text(real_exec(DROP_IN.read_text()))
+        conf.write_text(real_exec(drop_in.read_text()))
     return unit
 
 
@@ -257,23 +259,57 @@ def analyze(tmp_path_factory: pytest.TempPathFactory) -> str:
     return found
 
 
-@pytest.mark.parametrize("drop_in", [False, True], ids=["unit", "unit+drop-in"])
-def test_systemd_analyze_verify_is_clean(analyze: str, tmp_path: Path, drop_in: bool) -> None:
+@pytest.mark.parametrize(
+    "drop_in", [None, DROP_IN, RAY_DROP_IN], ids=["unit", "unit+drop-in", "unit+ray-drop-in"]
+)
+def test_systemd_analyze_verify_is_clean(
+    analyze: str, tmp_path: Path, drop_in: Path | None
+) -> None:
     code, diagnostics = _verify(analyze, _runnable_copy(tmp_path, drop_in))
 
     assert (code, diagnostics) == (0, [])
 
 
-def test_systemd_analyze_security_exposure(analyze: str, tmp_path: Path) -> None:
-    unit = _runnable_copy(tmp_path)
+def _offline_security(analyze: str, unit: Path, *options: str) -> subprocess.CompletedProcess:
     done = subprocess.run(
-        [analyze, "security", "--offline=yes", str(unit)],
+        [analyze, "security", "--offline=yes", *options, str(unit)],
         capture_output=True,
         text=True,
         timeout=120,
     )
-    if "--offline" in done.stderr:
-        pytest.skip(f"this systemd-analyze has no --offline: {done.stderr.strip()}")
+    if "--offline" in done.stderr or "--json" in done.stderr:
+        pytest.skip(f"this systemd-analyze cannot: {done.stderr.strip()}")
+    return done
+
+
+def _security_checks(analyze: str, folder: Path, drop_in: Path | None) -> dict[str, dict]:
+    """systemd's own reading of the sandbox: check name -> {"set": ..., "exposure": ...}."""
+    done = _offline_security(analyze, _runnable_copy(folder, drop_in), "--json=short")
+    return {check["name"]: check for check in json.loads(done.stdout)}
+
+
+def test_only_the_ray_drop_in_opens_the_network_and_only_to_listed_addresses(
+    analyze: str, tmp_path: Path
+) -> None:
+    strict = _security_checks(analyze, tmp_path / "unit", None)
+    ray = _security_checks(analyze, tmp_path / "ray", RAY_DROP_IN)
+    inet, netns, allow = (
+        "RestrictAddressFamilies=~AF_(INET|INET6)",
+        "PrivateNetwork=",
+        "IPAddressDeny=",
+    )
+    # The default unit: no network namespace of the host's, no Internet sockets.
+    assert (strict[netns]["set"], strict[inet]["set"]) == (True, True)
+    # With the drop-in: Internet sockets, but an allow list (lower exposure than none) ...
+    assert (ray[netns]["set"], ray[inet]["set"]) == (False, False)
+    assert float(ray[allow]["exposure"]) < float(strict[allow]["exposure"])
+    # ... and still no packet, netlink or exotic sockets.
+    for family in ("AF_PACKET", "AF_NETLINK", "…"):
+        assert ray[f"RestrictAddressFamilies=~{family}"]["set"], family
+
+
+def test_systemd_analyze_security_exposure(analyze: str, tmp_path: Path) -> None:
+    done = _offline_security(analyze, _runnable_copy(tmp_path))
     match = re.search(r"Overall exposure level for gicls\.service: (\d+(?:\.\d+)?)", done.stdout)
     assert match, done.stdout[-2000:] + done.stderr[-2000:]
 

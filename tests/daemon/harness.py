@@ -151,6 +151,15 @@ def write_config(root: Path, models_dir: Path, name: str = "config.toml", **daem
     return Site(root, config)
 
 
+def score_on_ray(site: Site, address: str, **inference: object) -> Site:
+    """Make ``site``'s daemon score on a Ray actor pool at ``address`` ([inference] ray)."""
+    sections = {"inference": {"backend": "ray", **inference}, "cluster": {"address": address}}
+    text = config_text(sections, CLASSES).split("\n", 1)[1]  # without the classes line
+    with site.config.open("a") as config:
+        config.write(text)
+    return site
+
+
 def shared_inbox_configs(root: Path, models_dir: Path, **daemon: object) -> tuple[Site, list[Path]]:
     """Two daemons' configurations sharing one inbox, output folder and audit log, each with
     its own state_dir; the second polls (both observers get exercised). The first's Site and

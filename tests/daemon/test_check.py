@@ -163,3 +163,16 @@ def test_check_describes_the_bundle_thresholds_and_the_review_rules(
     lines = out.splitlines()
     assert "flags: Polyp >= 0.250; a flag that lost the argmax goes to _review/" in lines
     assert "review margin: top two scores closer than 0.1 go to _review/" in lines
+
+
+def test_check_names_the_scoring_backend_and_its_pool(tmp_path: Path, make_bundle) -> None:
+    site = harness.write_config(tmp_path, make_bundle())
+    local_code, local_out, _ = _check(site.config)
+    with site.config.open("a") as config:
+        config.write('[inference]\nbackend = "ray"\nactors = 3\n[cluster]\naddress = "h:6379"\n')
+
+    code, out, _ = _check(site.config)
+
+    assert (local_code, code) == (0, 0), out
+    assert "scoring: local" in local_out
+    assert "scoring: ray, a pool of 3 actors (1 CPU each) on the Ray cluster at h:6379" in out

@@ -154,3 +154,24 @@ def test_nan_scores_go_to_review_as_non_finite_never_to_a_condition(site: harnes
     assert row["Normal"] == "nan"
     assert 0.0 <= float(row["Bleeding"]) <= 1.0 and 0.0 <= float(row["Polyp"]) <= 1.0
     assert (site.output / "_review" / "scan.png").read_bytes() == data
+
+
+def test_a_copy_in_a_later_batch_in_flight_is_a_duplicate(
+    site: harness.Site, serving: ServingModel
+) -> None:
+    """With an actor pool, batch 2 is started (read, decoded, sent) before batch 1 is planned:
+    the copy in batch 2 must still be found a duplicate of batch 1's file, not scored anew."""
+    bench = Bench(site, serving, on_duplicate="skip")
+    data = harness.png(7)
+    first = [bench.claimed("first.png", data)]
+    second = [bench.claimed("again.png", data)]
+    bench.journal.sync()
+    started = [bench.pipeline.start(batch) for batch in (first, second)]
+    for batch in started:
+        bench.pipeline.finish(batch)
+    bench.journal.close()
+    bench.audit.close()
+    rows = {row["file_name"]: row for row in harness.read_audit(site.audit_log)}
+    assert rows["first.png"]["status"] == "classified"
+    assert rows["again.png"]["status"] == "duplicate"
+    assert rows["again.png"]["duplicate_of"] == rows["first.png"]["destination"]

@@ -1,0 +1,73 @@
+"""Scores of a batch, and what really produced them, whoever computes them.
+
+The pipeline sends a batch's images to ``submit`` and takes the scores later (``result``), so
+the loop can keep several batches in flight when an actor pool scores (ray_pool.py); the local
+ensemble scores at once. The scores carry the manifest and precision of the bundle that
+produced them: the audit row names that bundle, and its thresholds decide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from gicls.models.bundle import Manifest
+from gicls.models.ensemble import FusedEnsemble
+
+
+@dataclass(frozen=True)
+class Scores:
+    values: np.ndarray  # float32 (batch, n_classes) in class order
+    manifest: Manifest  # of the bundle that scored them
+    precision: str  # what that bundle served: "float32" or "bfloat16"
+
+    @property
+    def bundle_id(self) -> str:
+        return self.manifest.bundle_id
+
+
+class PendingScores(Protocol):
+    def done(self) -> bool:
+        """Whether ``result`` would return without waiting."""
+
+    def wait(self, seconds: float) -> None:
+        """Return when the scores are in, or after ``seconds``."""
+
+    def result(self) -> Scores:
+        """The scores (waits for them); raises what scoring raised."""
+
+
+class RemoteEnsemble(Protocol):
+    """A served ensemble whose scoring happens elsewhere (ray_pool.PoolEnsemble)."""
+
+    manifest: Manifest
+    precision: str
+
+    def submit(self, images: np.ndarray) -> PendingScores: ...
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Scores computed already (the local ensemble's, or a batch with no image to score)."""
+
+    scores: Scores
+
+    def done(self) -> bool:
+        return True
+
+    def wait(self, seconds: float) -> None:
+        return None
+
+    def result(self) -> Scores:
+        return self.scores
+
+
+def submit(ensemble: FusedEnsemble | RemoteEnsemble, images: np.ndarray) -> PendingScores:
+    """Send uint8 ``images`` (batch, size, size, 3) to be scored by ``ensemble``."""
+    if len(images) == 0:
+        return Ready(Scores(np.zeros((0, 0), np.float32), ensemble.manifest, ensemble.precision))
+    if isinstance(ensemble, FusedEnsemble):
+        return Ready(Scores(ensemble(images), ensemble.manifest, ensemble.precision))
+    return ensemble.submit(images)
