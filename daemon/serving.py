@@ -6,8 +6,9 @@ bundle is reloaded regardless. A new bundle is verified (hashes, classes), loade
 before it replaces the old one; if any of that fails it is refused and the old one keeps
 serving. Every load checks that the models reproduce the scores stored with the bundle's guard
 frames (real held-out frames); with ``[inference] precision = "bfloat16"`` float32 and bfloat16
-score those frames and bfloat16 is only served when every argmax agrees (>= 99.5 %), else
-(or without guard frames) float32 is served and ``bfloat16_refused`` logged. A refused bundle
+score those frames and bfloat16 is only served when the guard accepts it
+(gicls.models.guard), else (or without guard frames) float32 is served and
+``bfloat16_refused`` logged. A refused bundle
 is not retried until its manifest changes again or SIGHUP asks.
 """
 
@@ -72,16 +73,14 @@ def served_precision(ensemble: FusedEnsemble, precision: str) -> str:
     """
     frames = ensemble.manifest.guard.images if ensemble.manifest.guard else 0
     checked = f"scores of its {frames} guard frames reproduced" if frames else "no guard frames"
-    if precision != "bfloat16":
+    if precision == "float32":
         return f"inference precision {precision} (bundle loaded: {checked})"
-    if ensemble.bfloat16_refused is None:
-        return (
-            f"inference precision bfloat16 (bundle loaded, {checked}, guard run: bfloat16 "
-            f"agrees with float32 on {ensemble.bfloat16_agreement:.1%} of them)"
-        )
+    guard = f"; guard: {ensemble.verdict.describe()}" if ensemble.verdict is not None else ""
+    if ensemble.refused is None:
+        return f"inference precision {precision} (bundle loaded, {checked}{guard})"
     return (
-        f"inference precision float32: bfloat16 refused by the guard "
-        f"({ensemble.bfloat16_refused}; bundle loaded, {checked})"
+        f"inference precision float32: {precision} refused by the guard "
+        f"({ensemble.refused}; bundle loaded, {checked}{guard})"
     )
 
 
