@@ -16,6 +16,7 @@ from gicls.daemon.serving import served_precision
 from gicls.daemon.settle import empty_timeout
 from gicls.daemon.startup import Layout, check_layout, existing_ancestor
 from gicls.errors import DaemonError
+from gicls.models.devices import resolve_precision
 from gicls.models.ensemble import FusedEnsemble
 
 
@@ -91,11 +92,10 @@ def describe(config: GiclsConfig) -> list[str]:
     audit_target = append_target(layout.audit_log, segments)
     check_writable(layout, audit_target)
     older = [f"{s.path} (schema version {s.version})" for s in segments if s.path != audit_target]
-    # Loaded as run loads it (verified, guard frames checked, bfloat16 guarded): one load says
-    # both what the bundle is and what precision it really serves.
-    ensemble = FusedEnsemble.from_bundle(
-        config.paths.models_dir, config.classes, config.inference.precision
-    )
+    # Loaded as run loads it (verified, guard frames checked, a reduced precision guarded):
+    # one load says what the bundle is and what it really serves.
+    precision = resolve_precision(config.inference.precision)
+    ensemble = FusedEnsemble.from_bundle(config.paths.models_dir, config.classes, precision.tried)
     manifest = ensemble.manifest
     lock = StateLock(layout.state_dir)
     open_entries = len(replay(layout.journal))
@@ -113,7 +113,7 @@ def describe(config: GiclsConfig) -> list[str]:
         "configuration: valid",
         f"model bundle: {config.paths.models_dir} id {manifest.bundle_id}, "
         f"{len(manifest.classes)} models, image size {manifest.image_size}, hashes verified, "
-        + served_precision(ensemble, config.inference.precision),
+        + served_precision(ensemble, precision),
         "input transforms in the models: "
         + ((manifest.preprocessing.get("in_graph") or {}).get("id") or "none"),
         f"inbox: {layout.inbox}{_state(layout.inbox.exists())}, watched with "

@@ -230,7 +230,9 @@ class DaemonConfig(_Section):
 
 
 class InferenceConfig(_Section):
-    precision: Literal["float32", "bfloat16"] = "float32"
+    # "auto": bfloat16 on a CPU with native bfloat16, float16 on a GPU, float32 otherwise; a
+    # reduced precision is served only where the guard frames accept it (gicls.models.guard).
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
 class ClusterConfig(_Section):

@@ -175,7 +175,8 @@ def test_check_says_which_precision_is_really_served(tmp_path, make_bundle) -> N
         assert result.exit_code == 0, result.output
         outputs[name] = " ".join(result.output.split())
     guarded = re.search(
-        r"inference precision bfloat16 \(bundle loaded, scores of its 32 guard frames "
+        r"inference precision bfloat16 \(inference.precision = 'bfloat16'; bundle loaded, "
+        r"scores of its 32 guard frames "
         r"reproduced; guard: bfloat16 agrees with float32 on (\d+)/(\d+) frames with top-two "
         r"margin > ([\d.]+); largest score difference ([\d.e-]+) <= ([\d.]+)\)",
         outputs["guarded"],
@@ -184,6 +185,37 @@ def test_check_says_which_precision_is_really_served(tmp_path, make_bundle) -> N
     agreeing, decided, _margin, largest, bound = guarded.groups()
     assert agreeing == decided and float(largest) <= float(bound)
     assert (
-        "inference precision float32: bfloat16 refused by the guard (no_guard_frames; bundle "
-        "loaded, no guard frames)"
+        "inference precision float32: bfloat16 refused by the guard (no_guard_frames; "
+        "inference.precision = 'bfloat16'; bundle loaded, no guard frames)"
     ) in outputs["unguarded"]
+
+
+def _native_bfloat16_here() -> bool:
+    return bool({"avx512_bf16", "amx_bf16"} & set(Path("/proc/cpuinfo").read_text().split()))
+
+
+def test_auto_precision_is_what_this_cpu_computes_fast_and_the_rows_say_what_served(
+    tmp_path, make_bundle
+) -> None:
+    import threading
+
+    from typer.testing import CliRunner
+
+    from gicls.config import load_config
+    from gicls.daemon import service
+    from gicls.daemon.cli import app
+    from gicls.daemon.notify import Notifier
+    from tests.daemon import harness
+
+    site = harness.write_config(tmp_path / "site", make_bundle(CLASSES))  # no [inference]
+    result = CliRunner().invoke(app, ["check", "-c", str(site.config)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    expected = "bfloat16" if _native_bfloat16_here() else "float32"
+    assert f"inference precision {expected} (auto on a CPU with" in said
+
+    (site.inbox / "a.png").write_bytes(harness.png(1, size=40))
+    (site.inbox / "b.png").write_bytes(harness.png(2, size=40))
+    config = load_config(site.config)
+    service.run(config, threading.Event(), threading.Event(), once=True, notifier=Notifier(None))
+    assert [row["precision"] for row in harness.read_audit(site.audit_log)] == [expected] * 2
