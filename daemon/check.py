@@ -16,7 +16,7 @@ from gicls.daemon.serving import served_precision
 from gicls.daemon.settle import empty_timeout
 from gicls.daemon.startup import Layout, check_layout, existing_ancestor
 from gicls.errors import DaemonError
-from gicls.models.devices import resolve_precision
+from gicls.models.devices import resolve_precision, use_device
 from gicls.models.ensemble import FusedEnsemble
 
 
@@ -92,8 +92,9 @@ def describe(config: GiclsConfig) -> list[str]:
     audit_target = append_target(layout.audit_log, segments)
     check_writable(layout, audit_target)
     older = [f"{s.path} (schema version {s.version})" for s in segments if s.path != audit_target]
-    # Loaded as run loads it (verified, guard frames checked, a reduced precision guarded):
-    # one load says what the bundle is and what it really serves.
+    # On the device run would use, loaded as run loads it (verified, guard frames checked, a
+    # reduced precision guarded): one load says what the bundle is and what it really serves.
+    device = use_device(config.inference.device, "inference.device")
     precision = resolve_precision(config.inference.precision)
     ensemble = FusedEnsemble.from_bundle(config.paths.models_dir, config.classes, precision.tried)
     manifest = ensemble.manifest
@@ -111,6 +112,7 @@ def describe(config: GiclsConfig) -> list[str]:
     )
     return [
         "configuration: valid",
+        f"device: {device.describe()}",
         f"model bundle: {config.paths.models_dir} id {manifest.bundle_id}, "
         f"{len(manifest.classes)} models, image size {manifest.image_size}, hashes verified, "
         + served_precision(ensemble, precision),

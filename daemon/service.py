@@ -37,6 +37,7 @@ from gicls.daemon.video_job import VideoSettings
 from gicls.daemon.video_runner import VideoRunner
 from gicls.daemon.watch import InboxWatcher, scan
 from gicls.logs import get_logger
+from gicls.models.devices import use_device
 
 log = get_logger(__name__)
 
@@ -105,6 +106,7 @@ def build_daemon(
     prepare_layout(layout)
     with contextlib.ExitStack() as cleanup:
         cleanup.enter_context(StateLock(layout.state_dir))
+        use_device(config.inference.device, "inference.device")
         notifier.status("loading model bundle")
         configure_threads()
         model = ServingModel(

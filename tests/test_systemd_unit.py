@@ -22,6 +22,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 UNIT = REPO_ROOT / "systemd" / "gicls.service"
 DROP_IN = REPO_ROOT / "systemd" / "gicls.service.d" / "override.conf.example"
+GPU_DROP_IN = REPO_ROOT / "systemd" / "gicls.service.d" / "gpu.conf.example"
 MAX_EXPOSURE = 2.0  # systemd-analyze security: 0 = fully locked down, 10 = UNSAFE
 
 Directives = list[tuple[str, str, str]]
@@ -208,8 +209,8 @@ def test_drop_in_example_resets_list_settings_before_setting_them() -> None:
 # systemd-analyze ---------------------------------------------------------------------------
 
 
-def _runnable_copy(folder: Path, drop_in: bool = False) -> Path:
-    """gicls.service (and optionally its drop-in) in ``folder``, ExecStart on a real script."""
+def _runnable_copy(folder: Path, drop_in: Path | None = None) -> Path:
+    """gicls.service (and optionally a drop-in) in ``folder``, ExecStart on a real script."""
     daemon = folder / "bin" / "gicls-daemon"
     daemon.parent.mkdir(parents=True, exist_ok=True)
     daemon.write_text("#!/bin/sh\nexit 0\n")
@@ -222,9 +223,9 @@ def _runnable_copy(folder: Path, drop_in: bool = False) -> Path:
     unit.write_text(real_exec(UNIT.read_text()))
     if drop_in:
         # systemd-analyze reads drop-ins from "<unit>.d/" beside the unit file.
-        conf = folder / "gicls.service.d" / "override.conf"
+        conf = folder / "gicls.service.d" / drop_in.name.removesuffix(".example")
         conf.parent.mkdir()
-        conf.write_text(real_exec(DROP_IN.read_text()))
+        conf.write_text(real_exec(drop_in.read_text()))
     return unit
 
 
@@ -257,15 +258,18 @@ def analyze(tmp_path_factory: pytest.TempPathFactory) -> str:
     return found
 
 
-@pytest.mark.parametrize("drop_in", [False, True], ids=["unit", "unit+drop-in"])
-def test_systemd_analyze_verify_is_clean(analyze: str, tmp_path: Path, drop_in: bool) -> None:
+@pytest.mark.parametrize(
+    "drop_in", [None, DROP_IN, GPU_DROP_IN], ids=["unit", "unit+drop-in", "unit+gpu-drop-in"]
+)
+def test_systemd_analyze_verify_is_clean(
+    analyze: str, tmp_path: Path, drop_in: Path | None
+) -> None:
     code, diagnostics = _verify(analyze, _runnable_copy(tmp_path, drop_in))
 
     assert (code, diagnostics) == (0, [])
 
 
-def test_systemd_analyze_security_exposure(analyze: str, tmp_path: Path) -> None:
-    unit = _runnable_copy(tmp_path)
+def _exposure(analyze: str, unit: Path) -> float:
     done = subprocess.run(
         [analyze, "security", "--offline=yes", str(unit)],
         capture_output=True,
@@ -276,5 +280,16 @@ def test_systemd_analyze_security_exposure(analyze: str, tmp_path: Path) -> None
         pytest.skip(f"this systemd-analyze has no --offline: {done.stderr.strip()}")
     match = re.search(r"Overall exposure level for gicls\.service: (\d+(?:\.\d+)?)", done.stdout)
     assert match, done.stdout[-2000:] + done.stderr[-2000:]
+    return float(match.group(1))
 
-    assert float(match.group(1)) <= MAX_EXPOSURE
+
+def test_systemd_analyze_security_exposure(analyze: str, tmp_path: Path) -> None:
+    assert _exposure(analyze, _runnable_copy(tmp_path)) <= MAX_EXPOSURE
+
+
+def test_the_gpu_drop_in_opens_devices_and_stays_within_the_exposure_bound(
+    analyze: str, tmp_path: Path
+) -> None:
+    strict = _exposure(analyze, _runnable_copy(tmp_path / "strict"))
+    gpu = _exposure(analyze, _runnable_copy(tmp_path / "gpu", GPU_DROP_IN))
+    assert strict < gpu <= MAX_EXPOSURE  # it was read, and opened only a little

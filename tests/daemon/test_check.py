@@ -163,3 +163,43 @@ def test_check_describes_the_bundle_thresholds_and_the_review_rules(
     lines = out.splitlines()
     assert "flags: Polyp >= 0.250; a flag that lost the argmax goes to _review/" in lines
     assert "review margin: top two scores closer than 0.1 go to _review/" in lines
+
+
+def _sees_a_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def test_check_prints_the_device_and_a_gpu_asked_for_and_absent_stops_check_and_run(
+    tmp_path: Path, make_bundle
+) -> None:
+    import threading
+
+    from gicls.config import load_config
+    from gicls.daemon import service
+    from gicls.daemon.notify import Notifier
+    from gicls.errors import DeviceError
+
+    if _sees_a_gpu():
+        pytest.skip("this machine has a GPU")
+    site = harness.write_config(tmp_path, make_bundle())
+    code, out, _ = _check(site.config)
+    assert code == 0, out
+    assert "device: cpu (inference.device = 'auto' and TensorFlow sees no GPU)" in out
+
+    site.config.write_text(site.config.read_text() + '\n[inference]\ndevice = "gpu"\n')
+    code, out, err = _check(site.config)
+    assert (code, out) == (1, "")
+    assert err.startswith("error: inference.device = 'gpu', but TensorFlow sees no GPU (")
+
+    (site.inbox / "a.png").write_bytes(harness.png(1, size=40))
+    with pytest.raises(DeviceError, match=r"^inference\.device = 'gpu'"):
+        service.run(
+            load_config(site.config),
+            threading.Event(),
+            threading.Event(),
+            once=True,
+            notifier=Notifier(None),
+        )
+    assert (site.inbox / "a.png").exists() and not site.audit_log.exists()  # nothing done

@@ -3,7 +3,16 @@ means, from /proc/cpuinfo text and the device in use."""
 
 from __future__ import annotations
 
-from gicls.models.devices import choose_precision, native_bfloat16_flags
+import pytest
+
+from gicls.errors import DeviceError
+from gicls.models.devices import (
+    choose_precision,
+    device_in_use,
+    native_bfloat16_flags,
+    plan_device,
+    use_device,
+)
 
 # Two logical processors of a Sapphire Rapids Xeon (flags shortened).
 SAPPHIRE_RAPIDS = """processor\t: 0
@@ -60,3 +69,44 @@ def test_an_explicit_precision_is_tried_as_asked():
     for asked in ("float32", "bfloat16", "float16"):
         choice = choose_precision(asked, "cpu", CASCADE_LAKE)
         assert (choice.asked, choice.tried) == (asked, asked)
+
+
+GPUS = ["/physical_device:GPU:0", "/physical_device:GPU:1"]
+
+
+def test_auto_takes_the_first_gpu_and_leaves_the_others_to_other_processes():
+    plan = plan_device("auto", GPUS, "inference.device", "unused")
+    assert (plan.kind, plan.gpu, plan.hidden) == ("gpu", GPUS[0], (GPUS[1],))
+    assert "memory growth on" in plan.describe() and GPUS[1] in plan.describe()
+
+
+def test_auto_without_a_gpu_computes_on_the_cpu():
+    plan = plan_device("auto", [], "inference.device", "unused")
+    assert (plan.kind, plan.gpu, plan.hidden) == ("cpu", None, ())
+
+
+def test_cpu_hides_every_gpu():
+    plan = plan_device("cpu", GPUS, "train.device", "unused")
+    assert (plan.kind, plan.gpu, plan.hidden) == ("cpu", None, tuple(GPUS))
+
+
+def test_a_gpu_asked_for_and_absent_stops_with_the_key_and_the_likely_cause():
+    with pytest.raises(DeviceError) as caught:
+        plan_device("gpu", [], "train.device", "CUDA_VISIBLE_DEVICES=''")
+    message = str(caught.value)
+    assert message.startswith("train.device = 'gpu', but TensorFlow sees no GPU")
+    assert "CUDA_VISIBLE_DEVICES=''" in message
+
+
+def test_on_this_machine_tensorflow_sees_no_gpu_so_gpu_is_refused_and_auto_is_the_cpu(
+    monkeypatch,
+):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(DeviceError, match=r"^inference.device = 'gpu'.*CUDA_VISIBLE_DEVICES=''"):
+        use_device("gpu", "inference.device")
+    assert use_device("auto", "inference.device").kind == "cpu"
+    assert device_in_use() == "cpu"
