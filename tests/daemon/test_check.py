@@ -171,6 +171,7 @@ def _sees_a_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+@pytest.mark.slow
 def test_check_prints_the_device_and_a_gpu_asked_for_and_absent_stops_check_and_run(
     tmp_path: Path, make_bundle
 ) -> None:
@@ -183,12 +184,13 @@ def test_check_prints_the_device_and_a_gpu_asked_for_and_absent_stops_check_and_
 
     if _sees_a_gpu():
         pytest.skip("this machine has a GPU")
-    site = harness.write_config(tmp_path, make_bundle())
+    models_dir = make_bundle()
+    site = harness.write_config(tmp_path, models_dir)
     code, out, _ = _check(site.config)
     assert code == 0, out
     assert "device: cpu (inference.device = 'auto' and TensorFlow sees no GPU)" in out
 
-    site.config.write_text(site.config.read_text() + '\n[inference]\ndevice = "gpu"\n')
+    site = harness.write_config(tmp_path, models_dir, inference={"device": "gpu"})
     code, out, err = _check(site.config)
     assert (code, out) == (1, "")
     assert err.startswith("error: inference.device = 'gpu', but TensorFlow sees no GPU (")

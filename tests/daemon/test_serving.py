@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from structlog.testing import capture_logs
 
 from gicls.daemon.serving import ServingModel
@@ -169,8 +170,7 @@ def test_check_says_which_precision_is_really_served(tmp_path, make_bundle) -> N
     upgrade_bundle(unguarded)
     outputs = {}
     for name, models_dir in (("guarded", guarded), ("unguarded", unguarded)):
-        site = write_config(tmp_path / name, models_dir)
-        site.config.write_text(site.config.read_text() + '\n[inference]\nprecision = "bfloat16"\n')
+        site = write_config(tmp_path / name, models_dir, inference={"precision": "bfloat16"})
         result = CliRunner().invoke(app, ["check", "-c", str(site.config)])
         assert result.exit_code == 0, result.output
         outputs[name] = " ".join(result.output.split())
@@ -194,6 +194,7 @@ def _native_bfloat16_here() -> bool:
     return bool({"avx512_bf16", "amx_bf16"} & set(Path("/proc/cpuinfo").read_text().split()))
 
 
+@pytest.mark.slow
 def test_auto_precision_is_what_this_cpu_computes_fast_and_the_rows_say_what_served(
     tmp_path, make_bundle
 ) -> None:
@@ -207,7 +208,7 @@ def test_auto_precision_is_what_this_cpu_computes_fast_and_the_rows_say_what_ser
     from gicls.daemon.notify import Notifier
     from tests.daemon import harness
 
-    site = harness.write_config(tmp_path / "site", make_bundle(CLASSES))  # no [inference]
+    site = harness.write_config(tmp_path / "site", make_bundle(CLASSES), inference={})
     result = CliRunner().invoke(app, ["check", "-c", str(site.config)])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())

@@ -138,6 +138,7 @@ def _bundle_with_a_precision_sensitive_member(make_bundle, bias: float):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
 def test_a_member_whose_reduced_precision_changes_the_winner_is_served_in_float32(
     make_bundle, precision
@@ -151,6 +152,7 @@ def test_a_member_whose_reduced_precision_changes_the_winner_is_served_in_float3
     assert ensemble.verdict is not None and ensemble.verdict.agreeing == 0
 
 
+@pytest.mark.slow
 def test_a_member_whose_reduced_precision_moves_its_scores_far_is_served_in_float32(make_bundle):
     # Bleeding wins in both (float32 >= sigmoid(3.4) = 0.97, bfloat16 sigmoid(1) = 0.73), but
     # its score moves by 0.24.
