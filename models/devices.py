@@ -110,12 +110,14 @@ def use_device(asked: str, key: str) -> DevicePlan:
     if physical:  # with no GPU there is nothing to hide or to configure
         kept = [d for d in physical if d.name == plan.gpu]
         try:
-            tf.config.set_visible_devices(kept, "GPU")
+            # Only what differs is set: once TensorFlow is initialised a second call in the
+            # same process may repeat the plan, but not change it.
+            if tf.config.get_visible_devices("GPU") != kept:
+                tf.config.set_visible_devices(kept, "GPU")
             for device in kept:
-                tf.config.experimental.set_memory_growth(device, True)
+                if not tf.config.experimental.get_memory_growth(device):
+                    tf.config.experimental.set_memory_growth(device, True)
         except RuntimeError as exc:
-            # TensorFlow is initialised already (a second call in one process): the devices
-            # it uses are fixed; say so rather than pretend the plan took effect.
             raise DeviceError(f"{key}: cannot choose the device any more ({exc})") from None
     log.info("device_selected", key=key, device=plan.kind, gpu=plan.gpu, hidden=list(plan.hidden))
     return plan

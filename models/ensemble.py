@@ -45,8 +45,8 @@ _LOGIT_EPSILON = 1e-7
 # The precisions an ensemble can compute in, with the Keras policy of the reduced ones.
 REDUCED_POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 PRECISIONS = ("float32", *REDUCED_POLICIES)
-# Layers that stay float32 in a reduced-precision ensemble: the input rescaling (in bfloat16, 1/255
-# itself is rounded, a systematic error on every pixel) and the classifier head. They are a
+# Layers that stay float32 in a reduced-precision ensemble: the input rescaling (in bfloat16,
+# 1/255 itself is rounded, a systematic error on every pixel) and the classifier head. They are a
 # small share of the arithmetic (the convolutions are almost all of it) and keeping them exact
 # measurably reduces how often close scores swap order. The in-graph input transforms stay
 # float32 for the same reason as the rescaling: a per-frame scale applied to every pixel.
