@@ -16,6 +16,7 @@ from gicls.daemon.serving import served_precision
 from gicls.daemon.settle import empty_timeout
 from gicls.daemon.startup import Layout, check_layout, existing_ancestor
 from gicls.errors import DaemonError
+from gicls.models.devices import resolve_precision, use_device
 from gicls.models.ensemble import FusedEnsemble
 
 
@@ -103,11 +104,11 @@ def describe(config: GiclsConfig) -> list[str]:
     audit_target = append_target(layout.audit_log, segments)
     check_writable(layout, audit_target)
     older = [f"{s.path} (schema version {s.version})" for s in segments if s.path != audit_target]
-    # Loaded as run loads it (verified, guard frames checked, bfloat16 guarded): one load says
-    # both what the bundle is and what precision it really serves.
-    ensemble = FusedEnsemble.from_bundle(
-        config.paths.models_dir, config.classes, config.inference.precision
-    )
+    # On the device run would use, loaded as run loads it (verified, guard frames checked, a
+    # reduced precision guarded): one load says what the bundle is and what it really serves.
+    device = use_device(config.inference.device, "inference.device")
+    precision = resolve_precision(config.inference.precision)
+    ensemble = FusedEnsemble.from_bundle(config.paths.models_dir, config.classes, precision.tried)
     manifest = ensemble.manifest
     lock = StateLock(layout.state_dir)
     open_entries = len(replay(layout.journal))
@@ -123,9 +124,10 @@ def describe(config: GiclsConfig) -> list[str]:
     )
     return [
         "configuration: valid",
+        f"device: {device.describe()}",
         f"model bundle: {config.paths.models_dir} id {manifest.bundle_id}, "
         f"{len(manifest.classes)} models, image size {manifest.image_size}, hashes verified, "
-        + served_precision(ensemble, config.inference.precision),
+        + served_precision(ensemble, precision),
         _scoring_line(config),
         "input transforms in the models: "
         + ((manifest.preprocessing.get("in_graph") or {}).get("id") or "none"),

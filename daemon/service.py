@@ -40,6 +40,7 @@ from gicls.daemon.video_runner import VideoRunner
 from gicls.daemon.watch import InboxWatcher, scan
 from gicls.errors import ConfigError
 from gicls.logs import get_logger
+from gicls.models.devices import use_device
 
 log = get_logger(__name__)
 
@@ -125,6 +126,7 @@ def build_daemon(
         metrics = _metrics(settings.metrics_file)  # before the slow bundle load: fails fast
         if metrics is not None:
             cleanup.callback(metrics.write)  # the last counts, when the daemon stops
+        use_device(config.inference.device, "inference.device")
         notifier.status("loading model bundle")
         configure_threads()
         loader: Loader = functools.partial(load_ensemble, warm_batch=settings.max_batch)

@@ -5,10 +5,11 @@ as a different ``manifest.json`` inode; it is stat'ed between batches (cheap) an
 bundle is reloaded regardless. A new bundle is verified (hashes, classes), loaded and warmed up
 before it replaces the old one; if any of that fails it is refused and the old one keeps
 serving. Every load checks that the models reproduce the scores stored with the bundle's guard
-frames (real held-out frames); with ``[inference] precision = "bfloat16"`` float32 and bfloat16
-score those frames and bfloat16 is only served when every argmax agrees (>= 99.5 %), else
-(or without guard frames) float32 is served and ``bfloat16_refused`` logged. A refused bundle
-is not retried until its manifest changes again or SIGHUP asks.
+frames (real held-out frames); when ``[inference] precision`` resolves to bfloat16 or float16
+(gicls.models.devices), float32 and that precision score those frames and it is only served
+when the guard accepts it (gicls.models.guard), else (or without guard frames) float32 is
+served and ``bfloat16_refused`` / ``float16_refused`` logged. A refused bundle is not retried
+until its manifest changes again or SIGHUP asks.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from gicls.logs import get_logger
 from gicls.models.bundle import MANIFEST_NAME
+from gicls.models.devices import PrecisionChoice, resolve_precision
 from gicls.models.ensemble import FusedEnsemble
 
 if TYPE_CHECKING:
@@ -54,39 +56,38 @@ def configure_threads() -> None:
 def load_ensemble(
     models_dir: Path, classes: Sequence[str], precision: str, warm_batch: int = 1
 ) -> FusedEnsemble:
-    """Load, check against the guard frames, guard bfloat16 and warm up: the first real
-    batch pays no set-up cost.
+    """Load, check against the guard frames, guard a reduced precision and warm up: the first
+    real batch pays no set-up cost. ``precision`` is the ``[inference] precision`` value
+    ("auto" is resolved here, for the device and CPU of the process that loads).
 
     Warming up at one image and at ``warm_batch`` images (the daemon's max_batch: the size of
     every batch under a backlog) lets TensorFlow trace the graph and allocate the large
     activations before READY.
     """
-    ensemble = FusedEnsemble.from_bundle(models_dir, list(classes), precision)
+    choice = resolve_precision(precision)
+    ensemble = FusedEnsemble.from_bundle(models_dir, list(classes), choice.tried)
     ensemble.warm_up()
     if warm_batch > 1:
         ensemble.warm_up(warm_batch)
     return ensemble
 
 
-def served_precision(ensemble: FusedEnsemble, precision: str) -> str:
-    """What asking for ``precision`` really serves with this loaded ``ensemble``, in words (for
+def served_precision(ensemble: FusedEnsemble, choice: PrecisionChoice) -> str:
+    """What ``choice`` really serves with this loaded ``ensemble``, in words (for
     ``gicls-daemon check``).
 
     Only loading the bundle says: the load checks the guard frames' scores (a failure raises,
-    as it would stop ``run``) and runs the bfloat16 guard, which can refuse bfloat16.
+    as it would stop ``run``) and runs the guard, which can refuse a reduced precision.
     """
     frames = ensemble.manifest.guard.images if ensemble.manifest.guard else 0
     checked = f"scores of its {frames} guard frames reproduced" if frames else "no guard frames"
-    if precision != "bfloat16":
-        return f"inference precision {precision} (bundle loaded: {checked})"
-    if ensemble.bfloat16_refused is None:
-        return (
-            f"inference precision bfloat16 (bundle loaded, {checked}, guard run: bfloat16 "
-            f"agrees with float32 on {ensemble.bfloat16_agreement:.1%} of them)"
-        )
+    loaded = f"{choice.reason}; bundle loaded, {checked}"
+    guard = f"; guard: {ensemble.verdict.describe()}" if ensemble.verdict is not None else ""
+    if choice.tried == "float32" or ensemble.refused is None:
+        return f"inference precision {ensemble.precision} ({loaded}{guard})"
     return (
-        f"inference precision float32: bfloat16 refused by the guard "
-        f"({ensemble.bfloat16_refused}; bundle loaded, {checked})"
+        f"inference precision float32: {choice.tried} refused by the guard "
+        f"({ensemble.refused}; {loaded}{guard})"
     )
 
 

@@ -54,6 +54,9 @@ PositiveInt = Annotated[int, Field(ge=1)]
 Fraction = Annotated[float, Field(ge=0.0, lt=1.0)]
 # TOML has no path type: paths arrive as strings and are the one place a conversion is wanted.
 ConfigPath = Annotated[Path, Field(strict=False)]
+# Where the models compute (gicls.models.devices): "auto" = a GPU when TensorFlow sees one,
+# else the CPU; "gpu" refuses to start without one.
+Device = Literal["auto", "cpu", "gpu"]
 
 
 class PathsConfig(_Section):
@@ -147,6 +150,7 @@ class TrainConfig(_Section):
     lr_schedule: Literal["plateau", "cosine"] = "plateau"
     # Decoupled weight decay (AdamW) when above 0; 0 keeps plain Adam.
     weight_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    device: Device = "auto"
 
 
 class PreprocessConfig(_Section):
@@ -241,7 +245,10 @@ class DaemonConfig(_Section):
 
 
 class InferenceConfig(_Section):
-    precision: Literal["float32", "bfloat16"] = "float32"
+    # "auto": bfloat16 on a CPU with native bfloat16, float16 on a GPU, float32 otherwise; a
+    # reduced precision is served only where the guard frames accept it (gicls.models.guard).
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: Device = "auto"
     # Who turns pixels into scores: "local" = the daemon process itself; "ray" = a pool of
     # `actors` fused ensembles on the Ray cluster at [cluster] address (daemon/ray_pool.py).
     # Claim, route, audit and the journal stay in the daemon either way.

@@ -80,3 +80,7 @@ class DaemonError(GiclsError):
 
 class AuditError(GiclsError):
     """The audit log (or the output tree it describes) cannot be read as gicls wrote it."""
+
+
+class DeviceError(GiclsError):
+    """The configured device cannot be used here (a GPU asked for and none visible, ...)."""

@@ -96,8 +96,8 @@ class BundleFile(BaseModel):
 class GuardFrames(BaseModel):
     """Held-out frames and the scores the float32 fused ensemble gave them at training time.
 
-    The daemon checks that the models still reproduce these scores, and serves bfloat16 only
-    if bfloat16 picks the same class on every frame (see gicls.models.guard).
+    The daemon checks that the models still reproduce these scores, and serves bfloat16 or
+    float16 only where the guard accepts it on these frames (see gicls.models.guard).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -5,12 +5,13 @@ one input and their sigmoid outputs are concatenated (and optionally calibrated)
 single compiled ``tf.function``, so a batch costs one call into TensorFlow.
 
 ``precision="bfloat16"`` runs the convolutions in bfloat16 (AMX / AVX512-BF16 through oneDNN,
-about 2-3x faster than float32 on such CPUs) with the input rescaling and classifier head kept
-in float32. The bfloat16 graph is only used if its argmax agrees with float32 on at least
-``BFLOAT16_MIN_AGREEMENT`` of the bundle's guard frames (real held-out frames stored at
-training, gicls.models.guard); otherwise, or if the bundle has none, float32 is served and
-``bfloat16_refused`` is logged with the reason. (``jit_compile`` was measured and not used: see
-BENCHMARKS.md.)
+about 2-3x faster than float32 on such CPUs), ``precision="float16"`` in float16 (a GPU's
+tensor cores), with the input rescaling and classifier head kept in float32. Such a reduced
+precision is only served when it agrees with float32 on the bundle's guard frames (real
+held-out frames stored at training, gicls.models.guard: every frame that is not a near-tie
+picks the same class, and no score moves by more than a bound); otherwise, or if the bundle
+has none, float32 is served and ``bfloat16_refused`` (``float16_refused``) is logged with the
+reason. (``jit_compile`` was measured and not used: see BENCHMARKS.md.)
 """
 
 from __future__ import annotations
@@ -27,18 +28,25 @@ import gicls.models.architectures  # noqa: F401  (registers gicls' custom layers
 from gicls.errors import ModelBundleError
 from gicls.logs import get_logger
 from gicls.models.bundle import Manifest, verify_bundle
-from gicls.models.guard import GuardSet, check_reproduced, read_guard, write_guard
+from gicls.models.guard import (
+    AgreementVerdict,
+    GuardSet,
+    check_reproduced,
+    judge_agreement,
+    read_guard,
+    write_guard,
+)
 from gicls.models.input_transforms import ColourNormalisation, FieldOfViewMask
 
 log = get_logger(__name__)
 
 # Keeps logit() finite for scores that saturate at exactly 0 or 1.
 _LOGIT_EPSILON = 1e-7
-# bfloat16 is only served when its argmax agrees with float32 on at least this share of the
-# guard sample; otherwise the ensemble stays float32 (and says so in the log).
-BFLOAT16_MIN_AGREEMENT = 0.995
-# Layers that stay float32 in a bfloat16 ensemble: the input rescaling (in bfloat16, 1/255
-# itself is rounded, a systematic error on every pixel) and the classifier head. They are a
+# The precisions an ensemble can compute in, with the Keras policy of the reduced ones.
+REDUCED_POLICIES = {"bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+PRECISIONS = ("float32", *REDUCED_POLICIES)
+# Layers that stay float32 in a reduced-precision ensemble: the input rescaling (in bfloat16,
+# 1/255 itself is rounded, a systematic error on every pixel) and the classifier head. They are a
 # small share of the arithmetic (the convolutions are almost all of it) and keeping them exact
 # measurably reduces how often close scores swap order. The in-graph input transforms stay
 # float32 for the same reason as the rescaling: a per-frame scale applied to every pixel.
@@ -73,18 +81,21 @@ class FusedEnsemble:
     ) -> None:
         """Load and fuse the models of ``manifest`` from ``models_dir``.
 
-        ``guard``: frames with their training-time scores. float32 must reproduce the scores
-        (else ModelBundleError), and ``precision="bfloat16"`` is served only if its argmax
-        agrees with float32 on the frames; without frames bfloat16 is refused. ``precision``
-        then says what is served, ``bfloat16_agreement`` what was measured and
-        ``bfloat16_refused`` why bfloat16 is not served.
+        ``precision``: one of ``PRECISIONS``. ``guard``: frames with their training-time
+        scores. float32 must reproduce the scores (else ModelBundleError), and a reduced
+        ``precision`` is served only if it agrees with float32 on the frames (see
+        gicls.models.guard.judge_agreement); without frames it is refused. ``precision`` then
+        says what is served, ``verdict`` what the guard measured and ``refused`` why the
+        reduced precision asked for is not served.
         """
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.manifest = manifest
         self.classes = list(manifest.classes)
         self.image_size = manifest.image_size
         self.precision = "float32"
-        self.bfloat16_agreement: float | None = None
-        self.bfloat16_refused: str | None = None
+        self.verdict: AgreementVerdict | None = None
+        self.refused: str | None = None
         members = [self._load_member(models_dir, name) for name in self.classes]
         self._graph = self._build_graph(members)
         if guard is not None and len(guard.frames) == 0:
@@ -93,35 +104,36 @@ class FusedEnsemble:
         if guard is not None:
             exact = _score_in_batches(self._graph, guard.frames)
             check_reproduced(guard, exact)
-        if precision == "bfloat16":
-            self._serve_bfloat16_if_it_agrees(members, guard, exact)
+        if precision != "float32":
+            self._serve_reduced_if_it_agrees(precision, members, guard, exact)
 
-    def _serve_bfloat16_if_it_agrees(
-        self, members: list[keras.Model], guard: GuardSet | None, exact: np.ndarray | None
+    def _serve_reduced_if_it_agrees(
+        self,
+        precision: str,
+        members: list[keras.Model],
+        guard: GuardSet | None,
+        exact: np.ndarray | None,
     ) -> None:
         if guard is None or exact is None:
-            self.bfloat16_refused = "no_guard_frames"
-            log.warning("bfloat16_refused", reason=self.bfloat16_refused, serving="float32")
+            self.refused = "no_guard_frames"
+            log.warning(f"{precision}_refused", reason=self.refused, serving="float32")
             return
-        fast = self._build_graph([_bfloat16_twin(m) for m in members])
-        self.bfloat16_agreement = argmax_agreement(exact, _score_in_batches(fast, guard.frames))
-        if self.bfloat16_agreement < BFLOAT16_MIN_AGREEMENT:
-            self.bfloat16_refused = "disagrees_with_float32"
-            log.warning(
-                "bfloat16_refused",
-                reason=self.bfloat16_refused,
-                agreement=round(self.bfloat16_agreement, 4),
-                required=BFLOAT16_MIN_AGREEMENT,
-                images=len(guard.frames),
-                serving="float32",
-            )
+        policy = REDUCED_POLICIES[precision]
+        fast = self._build_graph([reduced_precision_twin(m, policy) for m in members])
+        self.verdict = judge_agreement(exact, _score_in_batches(fast, guard.frames), precision)
+        figures = {
+            "frames": self.verdict.frames,
+            "decided": self.verdict.decided,
+            "agreeing": self.verdict.agreeing,
+            "agreeing_all": self.verdict.agreeing_all,
+            "largest_difference": round(self.verdict.largest_difference, 5),
+        }
+        self.refused = self.verdict.refused
+        if self.refused is not None:
+            log.warning(f"{precision}_refused", reason=self.refused, serving="float32", **figures)
             return
-        log.info(
-            "bfloat16_accepted",
-            agreement=round(self.bfloat16_agreement, 4),
-            images=len(guard.frames),
-        )
-        self.precision = "bfloat16"
+        log.info(f"{precision}_accepted", **figures)
+        self.precision = precision
         self._graph = fast
 
     @classmethod
@@ -229,18 +241,19 @@ def _score_in_batches(
     return np.concatenate(batches)
 
 
-def _bfloat16_twin(model: keras.Model) -> keras.Model:
-    """The same model with its feature extractor under a mixed_bfloat16 policy.
+def reduced_precision_twin(model: keras.Model, policy: str) -> keras.Model:
+    """The same model with its feature extractor under a mixed ``policy`` (``REDUCED_POLICIES``).
 
     Saved layers carry an explicit float32 policy, so each layer is re-created from its config
     with the policy replaced (rescaling and head keep float32, see ``_FLOAT32_LAYERS``) and
     the weights are copied. Variables stay float32; the convolutions compute in bfloat16
-    (AMX/AVX512-BF16 through oneDNN) and each layer casts its input to its own compute dtype.
+    (AMX/AVX512-BF16 through oneDNN) or float16 (a GPU's tensor cores), and each layer casts
+    its input to its own compute dtype.
     """
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
-        policy = "float32" if isinstance(layer, _FLOAT32_LAYERS) else "mixed_bfloat16"
-        return layer.__class__.from_config({**layer.get_config(), "dtype": policy})
+        layer_policy = "float32" if isinstance(layer, _FLOAT32_LAYERS) else policy
+        return layer.__class__.from_config({**layer.get_config(), "dtype": layer_policy})
 
     twin = keras.models.clone_model(model, clone_function=clone)
     twin.set_weights(model.get_weights())

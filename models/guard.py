@@ -4,7 +4,8 @@ Training stores up to ``GUARD_FRAMES`` held-out frames (uint8, at the bundle's i
 spread over the classes) and the scores the float32 fused ensemble gave them. When a bundle
 is loaded, the float32 ensemble must reproduce those scores (``REPRODUCTION_TOLERANCE``):
 other scores mean the models are not computing what was trained and evaluated (another decode,
-another Keras). The same frames decide whether bfloat16 may be served (gicls.models.ensemble).
+another Keras). The same frames decide whether a reduced precision (bfloat16, float16) may be
+served instead of float32 (``judge_agreement``, used by gicls.models.ensemble).
 The daemon has no labelled images of its own, and must not import training to make some.
 """
 
@@ -21,7 +22,6 @@ from gicls.errors import ModelBundleError
 from gicls.hashing import file_sha256
 from gicls.models.bundle import GuardFrames, replace_in_stage
 
-# With 128 frames, bfloat16's required 99.5 % agreement means every argmax must agree.
 GUARD_FRAMES = 128
 FRAMES_FILE = "guard/frames.npy"
 SCORES_FILE = "guard/scores.npy"
@@ -96,3 +96,63 @@ def check_reproduced(guard: GuardSet, scores: np.ndarray) -> None:
             " another decode or Keras/TensorFlow version computes differently; rebuild it with "
             "gicls-train all -c CONFIG"
         )
+
+
+# A reduced precision is judged where float32's decision is not a coin toss. A frame whose two
+# best float32 scores are within DECIDED_MARGIN of each other is a near-tie: any rounding may
+# swap them (the daemon's review_margin exists for such frames), so a swap there says nothing
+# about the reduced precision. On every other frame the reduced precision must pick float32's
+# class. Independently, no score of any frame may move by more than MAX_SCORE_DIFFERENCE, so a
+# reduced precision cannot keep the winners while corrupting the scores that thresholds,
+# calibration and the audit log use. Measured here (bench/precision.py, guard frames of a
+# seed_cnn bundle trained 3 epochs at 96 px, and of an untrained one at 128 px): bfloat16
+# moved a score by at most 0.0033 (untrained: 0.00025), float16 by 0.00012 (0.00004). The
+# bound is 6x the largest of those; a swap needs the two best scores to move half the margin
+# each (0.01, 3x what was measured), yet a margin of 0.02 leaves frames between it and twice
+# the bound, where only the argmax check can catch a swap.
+DECIDED_MARGIN = 0.02
+MAX_SCORE_DIFFERENCE = 0.02
+
+
+@dataclass(frozen=True)
+class AgreementVerdict:
+    """How a reduced precision's scores of the guard frames compare with float32's."""
+
+    precision: str  # the reduced precision judged ("bfloat16", "float16")
+    frames: int
+    decided: int  # frames whose float32 top-two margin exceeds DECIDED_MARGIN
+    agreeing: int  # of those, the frames where ``precision`` picks float32's class
+    agreeing_all: int  # frames where it picks float32's class, near-ties included
+    largest_difference: float  # the largest |reduced - float32| over every score of every frame
+
+    @property
+    def refused(self) -> str | None:
+        """Why ``precision`` may not be served (None when it may)."""
+        if self.agreeing < self.decided:
+            return "disagrees_with_float32"
+        if not self.largest_difference <= MAX_SCORE_DIFFERENCE:  # NaN too
+            return "scores_differ"
+        return None
+
+    def describe(self) -> str:
+        within = "<=" if self.largest_difference <= MAX_SCORE_DIFFERENCE else ">"
+        return (
+            f"{self.precision} agrees with float32 on {self.agreeing}/{self.decided} frames with "
+            f"top-two margin > {DECIDED_MARGIN:g}; largest score difference "
+            f"{self.largest_difference:.3g} {within} {MAX_SCORE_DIFFERENCE:g}"
+        )
+
+
+def judge_agreement(exact: np.ndarray, reduced: np.ndarray, precision: str) -> AgreementVerdict:
+    """Compare (n, classes) float32 ``exact`` scores with ``reduced`` ones of the same frames."""
+    top_two = np.sort(exact, axis=1)[:, -2:]
+    decided = top_two[:, 1] - top_two[:, 0] > DECIDED_MARGIN
+    same = np.argmax(exact, axis=1) == np.argmax(reduced, axis=1)
+    return AgreementVerdict(
+        precision=precision,
+        frames=len(exact),
+        decided=int(decided.sum()),
+        agreeing=int((same & decided).sum()),
+        agreeing_all=int(same.sum()),
+        largest_difference=float(np.max(np.abs(reduced - exact), initial=0.0)),
+    )

@@ -53,7 +53,7 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
         ('classes = ["A", "../escape"]', ["classes", "'../escape'"]),
         ('classes = ["A", "_review"]', ["classes", "'_review'"]),
         ('[daemon]\nobserver = "fanotify"', ["daemon.observer", "'inotify'", "'fanotify'"]),
-        ('[inference]\nprecision = "fp8"', ["inference.precision", "'bfloat16'", "'fp8'"]),
+        ('[inference]\nprecision = "fp8"', ["inference.precision", "'float16'", "'fp8'"]),
         ('[inference]\nbackend = "dask"', ["inference.backend", "'ray'", "'dask'"]),
         ("[inference]\nactors = 0", ["inference.actors", "greater than or equal to 1", "0"]),
         ("[inference]\ncpus_per_actor = 0", ["inference.cpus_per_actor", "greater than 0"]),

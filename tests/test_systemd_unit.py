@@ -24,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 UNIT = REPO_ROOT / "systemd" / "gicls.service"
 DROP_IN = REPO_ROOT / "systemd" / "gicls.service.d" / "override.conf.example"
 RAY_DROP_IN = REPO_ROOT / "systemd" / "gicls.service.d" / "ray.conf.example"
+GPU_DROP_IN = REPO_ROOT / "systemd" / "gicls.service.d" / "gpu.conf.example"
 MAX_EXPOSURE = 2.0  # systemd-analyze security: 0 = fully locked down, 10 = UNSAFE
 
 Directives = list[tuple[str, str, str]]
@@ -211,7 +212,7 @@ def test_drop_in_example_resets_list_settings_before_setting_them() -> None:
 
 
 def _runnable_copy(folder: Path, drop_in: Path | None = None) -> Path:
-    """gicls.service (and optionally its drop-in) in ``folder``, ExecStart on a real script."""
+    """gicls.service (and optionally a drop-in) in ``folder``, ExecStart on a real script."""
     daemon = folder / "bin" / "gicls-daemon"
     daemon.parent.mkdir(parents=True, exist_ok=True)
     daemon.write_text("#!/bin/sh\nexit 0\n")
@@ -260,7 +261,9 @@ def analyze(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.mark.parametrize(
-    "drop_in", [None, DROP_IN, RAY_DROP_IN], ids=["unit", "unit+drop-in", "unit+ray-drop-in"]
+    "drop_in",
+    [None, DROP_IN, RAY_DROP_IN, GPU_DROP_IN],
+    ids=["unit", "unit+drop-in", "unit+ray-drop-in", "unit+gpu-drop-in"],
 )
 def test_systemd_analyze_verify_is_clean(
     analyze: str, tmp_path: Path, drop_in: Path | None
@@ -308,9 +311,20 @@ def test_only_the_ray_drop_in_opens_the_network_and_only_to_listed_addresses(
         assert ray[f"RestrictAddressFamilies=~{family}"]["set"], family
 
 
-def test_systemd_analyze_security_exposure(analyze: str, tmp_path: Path) -> None:
-    done = _offline_security(analyze, _runnable_copy(tmp_path))
+def _exposure(analyze: str, unit: Path) -> float:
+    done = _offline_security(analyze, unit)
     match = re.search(r"Overall exposure level for gicls\.service: (\d+(?:\.\d+)?)", done.stdout)
     assert match, done.stdout[-2000:] + done.stderr[-2000:]
+    return float(match.group(1))
 
-    assert float(match.group(1)) <= MAX_EXPOSURE
+
+def test_systemd_analyze_security_exposure(analyze: str, tmp_path: Path) -> None:
+    assert _exposure(analyze, _runnable_copy(tmp_path)) <= MAX_EXPOSURE
+
+
+def test_the_gpu_drop_in_opens_devices_and_stays_within_the_exposure_bound(
+    analyze: str, tmp_path: Path
+) -> None:
+    strict = _exposure(analyze, _runnable_copy(tmp_path / "strict"))
+    gpu = _exposure(analyze, _runnable_copy(tmp_path / "gpu", GPU_DROP_IN))
+    assert strict < gpu <= MAX_EXPOSURE  # it was read, and opened only a little

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,6 +30,20 @@ app = typer.Typer(
 )
 add_version_option(app)
 console = Console()
+
+
+def on_train_device(action: Callable[[GiclsConfig], None]) -> Callable[[GiclsConfig], None]:
+    """``action`` on the ``[train] device``, chosen before TensorFlow computes anything (a
+    GPU asked for and absent stops here, naming the key)."""
+
+    def run(cfg: GiclsConfig) -> None:
+        from gicls.models.devices import use_device
+
+        use_device(cfg.train.device, "train.device")
+        action(cfg)
+
+    return run
+
 
 ConditionsArgument = Annotated[
     list[str] | None,
@@ -282,7 +297,7 @@ def evaluate(
         console.print(f"Scored in {evaluation.report['precision']}.")
         console.print("Wrote: " + ", ".join(str(p) for p in written))
 
-    run_command(config, action)
+    run_command(config, on_train_device(action))
 
 
 @app.command()
@@ -324,7 +339,10 @@ def fit(conditions: ConditionsArgument = None, config: ConfigOption = None) -> N
     from gicls.training.pipeline import train_bundle
 
     run_command(
-        config, lambda cfg: _print_report(train_bundle(cfg, conditions, write_balanced=False))
+        config,
+        on_train_device(
+            lambda cfg: _print_report(train_bundle(cfg, conditions, write_balanced=False))
+        ),
     )
 
 
@@ -333,7 +351,7 @@ def all_(config: ConfigOption = None) -> None:
     """Balance, fit every condition, evaluate the ensemble and write the bundle."""
     from gicls.training.pipeline import train_bundle
 
-    run_command(config, lambda cfg: _print_report(train_bundle(cfg)))
+    run_command(config, on_train_device(lambda cfg: _print_report(train_bundle(cfg))))
 
 
 @app.command("upgrade-bundle")

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from gicls.models.bundle import Calibration, ClassThreshold, DeviceReference, Manifest
+from gicls.models.devices import resolve_precision
 from gicls.models.ensemble import FusedEnsemble
 from gicls.models.guard import GuardSet
 from gicls.training.calibration import (
@@ -66,10 +67,18 @@ DEVICE_SCORE_QUANTILE = 0.95
 DEVICE_MIN_FRAMES = 50
 
 
-# A bfloat16 evaluation is guarded on (up to) this many of the images being evaluated: their
-# own float32 and bfloat16 argmax must agree (the daemon guards on the bundle's guard frames,
-# which are scored calibrated; these scores are uncalibrated, so they bring their own frames).
+# A reduced-precision evaluation is guarded on (up to) this many of the images being evaluated,
+# with the daemon's criterion (gicls.models.guard); the daemon guards on the bundle's guard
+# frames, which are scored calibrated; these scores are uncalibrated, so they bring their own.
 GUARD_IMAGES = 256
+
+
+@dataclass(frozen=True)
+class ServedPrecision:
+    """The precision that scored an evaluation, and how it was chosen (for its report)."""
+
+    precision: str  # what really scored: "float32" | "bfloat16" | "float16"
+    details: dict[str, Any]  # asked, tried, device, reason and the guard's verdict
 
 
 def raw_scores(
@@ -78,20 +87,32 @@ def raw_scores(
     cache: ImageCache,
     records: Sequence[ImageRecord],
     precision: str = "float32",
-) -> tuple[np.ndarray, str]:
+) -> tuple[np.ndarray, ServedPrecision]:
     """Uncalibrated fused-ensemble scores (len(records), n_classes) float32, in class order.
 
-    Also returns the precision the ensemble really served (bfloat16 can be refused).
+    ``precision`` is an ``[inference] precision`` value, resolved as the daemon resolves it
+    (gicls.models.devices). Also returns what really scored (a reduced precision can be refused).
     """
     rows = cache.rows(records)
     uncalibrated = manifest.model_copy(update={"calibration": None})
     exact = FusedEnsemble(models_dir, uncalibrated)
-    if precision == "float32":
-        return exact.score_rows(cache.pixels, rows), exact.precision
+    choice = resolve_precision(precision)
+    details: dict[str, Any] = {
+        "asked": choice.asked,
+        "tried": choice.tried,
+        "device": choice.device,
+        "reason": choice.reason,
+    }
+    if choice.tried == "float32":
+        return exact.score_rows(cache.pixels, rows), ServedPrecision("float32", details)
     frames = cache.pixels[rows[:GUARD_IMAGES]]
     guard = GuardSet(frames, exact.score_rows(frames, np.arange(len(frames))))
-    ensemble = FusedEnsemble(models_dir, uncalibrated, precision, guard)
-    return ensemble.score_rows(cache.pixels, rows), ensemble.precision
+    ensemble = FusedEnsemble(models_dir, uncalibrated, choice.tried, guard)
+    if ensemble.verdict is not None:
+        details["guard"] = ensemble.verdict.describe()
+    if ensemble.refused is not None:
+        details["refused"] = ensemble.refused
+    return ensemble.score_rows(cache.pixels, rows), ServedPrecision(ensemble.precision, details)
 
 
 @dataclass(frozen=True)
@@ -127,6 +148,7 @@ def evaluate_scores(
     resamples: int = RESAMPLES,
     sources: Sequence[str] | None = None,
     thresholds: Mapping[str, ClassThreshold] | None = None,
+    precision_choice: Mapping[str, Any] | None = None,
 ) -> Evaluation:
     """Metrics with and without calibration, the review-threshold trade-off and the operating
     points of the bundle's ``thresholds``.
@@ -148,6 +170,8 @@ def evaluate_scores(
         "precision": precision,
         "uncalibrated": figures_of(raw),
     }
+    if precision_choice is not None:
+        report["precision_choice"] = dict(precision_choice)
     scores = raw
     if calibration is not None:
         in_sample = False

@@ -462,7 +462,7 @@ def _evaluate_held_out(
         calibration,
         calibration_fitted_here=True,
         seed=config.balance.seed,
-        precision=served,
+        precision=served.precision,
         # The id of the bundle being published: metrics are not part of it.
         bundle_id=published.bundle_id,
         thresholds=thresholds,
@@ -524,10 +524,11 @@ def evaluate_bundle(
         manifest.calibration,
         calibration_fitted_here=fitted_here,
         seed=seed,
-        precision=served,
+        precision=served.precision,
         bundle_id=manifest.bundle_id,
         sources=record_sources(readable, roots, manifest.classes, source_pattern),
         thresholds=manifest.thresholds,
+        precision_choice=served.details,
     )
 
 

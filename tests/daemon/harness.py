@@ -132,7 +132,21 @@ class Site:
         return self.root / "state" / "work"
 
 
-def write_config(root: Path, models_dir: Path, name: str = "config.toml", **daemon: object) -> Site:
+# What the sites below score in unless a test says: "auto" would build and guard a bfloat16
+# twin at every load on a CPU with native bfloat16 (seconds per daemon start) and make routing
+# tests depend on which precision this machine has; test_serving covers "auto".
+SITE_INFERENCE = {"precision": "float32"}
+
+
+def write_config(
+    root: Path,
+    models_dir: Path,
+    name: str = "config.toml",
+    inference: dict[str, object] | None = None,
+    **daemon: object,
+) -> Site:
+    """A site's configuration; ``inference`` is its [inference] section (default
+    ``SITE_INFERENCE``, ``{}`` for the product's defaults)."""
     settings: dict[str, object] = {
         "inbox": root / "inbox",
         "output_dir": root / "output",
@@ -145,7 +159,11 @@ def write_config(root: Path, models_dir: Path, name: str = "config.toml", **daem
     }
     config = root / name
     root.mkdir(parents=True, exist_ok=True)
-    sections = {"paths": {"models_dir": models_dir}, "daemon": settings}
+    sections = {
+        "paths": {"models_dir": models_dir},
+        "daemon": settings,
+        "inference": SITE_INFERENCE if inference is None else inference,
+    }
     config.write_text(config_text(sections, CLASSES))
     (root / "inbox").mkdir(exist_ok=True)
     return Site(root, config)

@@ -176,3 +176,45 @@ def test_check_names_the_scoring_backend_and_its_pool(tmp_path: Path, make_bundl
     assert (local_code, code) == (0, 0), out
     assert "scoring: local" in local_out
     assert "scoring: ray, a pool of 3 actors (1 CPU each) on the Ray cluster at h:6379" in out
+
+
+def _sees_a_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+@pytest.mark.slow
+def test_check_prints_the_device_and_a_gpu_asked_for_and_absent_stops_check_and_run(
+    tmp_path: Path, make_bundle
+) -> None:
+    import threading
+
+    from gicls.config import load_config
+    from gicls.daemon import service
+    from gicls.daemon.notify import Notifier
+    from gicls.errors import DeviceError
+
+    if _sees_a_gpu():
+        pytest.skip("this machine has a GPU")
+    models_dir = make_bundle()
+    site = harness.write_config(tmp_path, models_dir)
+    code, out, _ = _check(site.config)
+    assert code == 0, out
+    assert "device: cpu (inference.device = 'auto' and TensorFlow sees no GPU)" in out
+
+    site = harness.write_config(tmp_path, models_dir, inference={"device": "gpu"})
+    code, out, err = _check(site.config)
+    assert (code, out) == (1, "")
+    assert err.startswith("error: inference.device = 'gpu', but TensorFlow sees no GPU (")
+
+    (site.inbox / "a.png").write_bytes(harness.png(1, size=40))
+    with pytest.raises(DeviceError, match=r"^inference\.device = 'gpu'"):
+        service.run(
+            load_config(site.config),
+            threading.Event(),
+            threading.Event(),
+            once=True,
+            notifier=Notifier(None),
+        )
+    assert (site.inbox / "a.png").exists() and not site.audit_log.exists()  # nothing done

@@ -124,11 +124,11 @@ def test_bfloat16_ensemble_agrees_with_float32(make_bundle, preprocess):
 def test_bfloat16_twin_keeps_rescaling_and_head_in_float32(make_bundle):
     import keras
 
-    from gicls.models.ensemble import _bfloat16_twin
+    from gicls.models.ensemble import reduced_precision_twin
 
     folder = make_bundle(CLASSES)
     model = keras.models.load_model(folder / f"{CLASSES[0]}_model.keras", compile=False)
-    twin = _bfloat16_twin(model)
+    twin = reduced_precision_twin(model, "mixed_bfloat16")
     policies = {layer.__class__.__name__: layer.dtype_policy.name for layer in twin.layers}
     assert policies["Conv2D"] == "mixed_bfloat16"
     assert policies["Rescaling"] == policies["Dense"] == "float32"

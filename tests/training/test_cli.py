@@ -259,3 +259,18 @@ def test_score_bad_file_is_one_line_and_non_zero(tmp_path):
     assert result.exit_code == 1
     assert result.output.startswith("error: ") and result.output.count("\n") == 1
     assert "Normal" in result.output  # a missing class column is named
+
+
+@pytest.mark.parametrize("command", ["all", "evaluate"])
+def test_a_gpu_asked_for_training_and_absent_stops_before_any_work(tmp_path, command):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    classes = ("Bleeding", "Normal", "Polyp")
+    make_tree(tmp_path / "data", {c: 4 for c in classes})
+    config = write_config(tmp_path, 'device = "gpu"', classes=classes)
+    result = runner.invoke(app, [command, "-c", str(config)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: train.device = 'gpu', but TensorFlow sees no GPU")
+    assert nothing_written(tmp_path)

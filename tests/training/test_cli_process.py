@@ -36,7 +36,7 @@ def test_help_imports_neither_tensorflow_nor_keras():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+@pytest.mark.parametrize("precision", ["float32", "bfloat16", "auto"])
 def test_evaluate_logs_to_stderr_without_tensorflow_noise_and_reports_its_precision(
     tmp_path, make_bundle, precision
 ):
@@ -62,13 +62,19 @@ def test_evaluate_logs_to_stderr_without_tensorflow_noise_and_reports_its_precis
     events = [json.loads(line)["event"] for line in done.stderr.splitlines()]
     assert "scan_done" in events and "images_decoded" in events
     assert not any(line.startswith("{") for line in done.stdout.splitlines())
-    served = json.loads((out / "report.json").read_text())["precision"]
+    report = json.loads((out / "report.json").read_text())
+    served, choice = report["precision"], report["precision_choice"]
     assert f"Scored in {served}." in done.stdout
-    if precision == "float32":
+    assert (choice["asked"], choice["device"]) == (precision, "cpu")
+    if precision == "auto":  # what this machine's CPU computes natively
+        native = {"avx512_bf16", "amx_bf16"} & set(Path("/proc/cpuinfo").read_text().split())
+        assert choice["tried"] == ("bfloat16" if native else "float32")
+    if choice["tried"] == "float32":
         assert served == "float32"
     else:  # the guard decides, and the report says what it decided
         assert ("bfloat16_accepted" in events) == (served == "bfloat16")
         assert ("bfloat16_refused" in events) == (served == "float32")
+        assert choice["guard"].startswith("bfloat16 agrees with float32 on ")
 
 
 def test_logs_go_to_stderr_and_stdout_keeps_the_table(tmp_path):
