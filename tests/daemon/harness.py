@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 import uuid
 import zlib
 from collections import Counter
@@ -170,11 +171,13 @@ def write_config(
 
 
 def score_on_ray(site: Site, address: str, **inference: object) -> Site:
-    """Make ``site``'s daemon score on a Ray actor pool at ``address`` ([inference] ray)."""
-    sections = {"inference": {"backend": "ray", **inference}, "cluster": {"address": address}}
-    text = config_text(sections, CLASSES).split("\n", 1)[1]  # without the classes line
-    with site.config.open("a") as config:
-        config.write(text)
+    """Make ``site``'s daemon score on a Ray actor pool at ``address`` ([inference] ray),
+    keeping the rest of its [inference] section."""
+    sections = tomllib.loads(site.config.read_text())
+    classes = sections.pop("classes")
+    sections["inference"] = {**sections.get("inference", {}), "backend": "ray", **inference}
+    sections["cluster"] = {"address": address}
+    site.config.write_text(config_text(sections, classes))
     return site
 
 

@@ -168,8 +168,7 @@ def test_check_describes_the_bundle_thresholds_and_the_review_rules(
 def test_check_names_the_scoring_backend_and_its_pool(tmp_path: Path, make_bundle) -> None:
     site = harness.write_config(tmp_path, make_bundle())
     local_code, local_out, _ = _check(site.config)
-    with site.config.open("a") as config:
-        config.write('[inference]\nbackend = "ray"\nactors = 3\n[cluster]\naddress = "h:6379"\n')
+    harness.score_on_ray(site, "h:6379", actors=3)
 
     code, out, _ = _check(site.config)
 
