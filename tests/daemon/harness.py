@@ -357,6 +357,21 @@ def run_once(config: Path, env: Mapping[str, str] | None = None, log_name: str =
     return DaemonProcess(config, "--once", env=env, log_name=log_name).wait()
 
 
+def run_once_here(config: Path) -> int:
+    """``gicls-daemon run --once`` in this process (its errors raise here); files processed."""
+    from gicls.config import load_config
+    from gicls.daemon import service
+    from gicls.daemon.notify import Notifier
+
+    return service.run(
+        load_config(config),
+        threading.Event(),
+        threading.Event(),
+        once=True,
+        notifier=Notifier(None),
+    )
+
+
 # ---------------------------------------------------------------------------- audit log
 
 

@@ -187,11 +187,7 @@ def _sees_a_gpu() -> bool:
 def test_check_prints_the_device_and_a_gpu_asked_for_and_absent_stops_check_and_run(
     tmp_path: Path, make_bundle
 ) -> None:
-    import threading
 
-    from gicls.config import load_config
-    from gicls.daemon import service
-    from gicls.daemon.notify import Notifier
     from gicls.errors import DeviceError
 
     if _sees_a_gpu():
@@ -209,11 +205,5 @@ def test_check_prints_the_device_and_a_gpu_asked_for_and_absent_stops_check_and_
 
     (site.inbox / "a.png").write_bytes(harness.png(1, size=40))
     with pytest.raises(DeviceError, match=r"^inference\.device = 'gpu'"):
-        service.run(
-            load_config(site.config),
-            threading.Event(),
-            threading.Event(),
-            once=True,
-            notifier=Notifier(None),
-        )
+        harness.run_once_here(site.config)
     assert (site.inbox / "a.png").exists() and not site.audit_log.exists()  # nothing done

@@ -8,16 +8,12 @@ same fused graph, same calibration, so the same scores (to 1e-6; the row keeps 6
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from gicls.config import load_config
-from gicls.daemon import service
-from gicls.daemon.notify import Notifier
 from gicls.training.cli import app as train_app
 from tests.daemon import harness
 from tests.daemon.harness import CLASSES
@@ -50,13 +46,7 @@ def test_the_daemon_writes_the_scores_evaluation_reports(tmp_path: Path, make_bu
 
     for image in data.glob("*/*"):
         shutil.copy(image, site.inbox / image.name)
-    service.run(
-        load_config(site.config),
-        threading.Event(),
-        threading.Event(),
-        once=True,
-        notifier=Notifier(None),
-    )
+    harness.run_once_here(site.config)
     rows = harness.read_audit(site.audit_log)
 
     assert sorted(row["file_name"] for row in rows) == sorted(expected.index)

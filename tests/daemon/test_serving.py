@@ -198,14 +198,10 @@ def _native_bfloat16_here() -> bool:
 def test_auto_precision_is_what_this_cpu_computes_fast_and_the_rows_say_what_served(
     tmp_path, make_bundle
 ) -> None:
-    import threading
 
     from typer.testing import CliRunner
 
-    from gicls.config import load_config
-    from gicls.daemon import service
     from gicls.daemon.cli import app
-    from gicls.daemon.notify import Notifier
     from tests.daemon import harness
 
     site = harness.write_config(tmp_path / "site", make_bundle(CLASSES), inference={})
@@ -217,6 +213,5 @@ def test_auto_precision_is_what_this_cpu_computes_fast_and_the_rows_say_what_ser
 
     (site.inbox / "a.png").write_bytes(harness.png(1, size=40))
     (site.inbox / "b.png").write_bytes(harness.png(2, size=40))
-    config = load_config(site.config)
-    service.run(config, threading.Event(), threading.Event(), once=True, notifier=Notifier(None))
+    harness.run_once_here(site.config)
     assert [row["precision"] for row in harness.read_audit(site.audit_log)] == [expected] * 2
