@@ -34,7 +34,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from gicls.cluster import connect
+from gicls.cluster import connect, limit_tensorflow_threads
 from gicls.config import GiclsConfig
 from gicls.daemon.scoring import Scores
 from gicls.errors import DaemonError, ModelBundleError
@@ -58,11 +58,7 @@ class EnsembleActor:
     def __init__(
         self, models_dir: str, classes: Sequence[str], precision: str, warm_batch: int, threads: int
     ) -> None:
-        import tensorflow as tf
-
-        # The CPUs Ray reserved for this actor, not every core: actors share the machine.
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
+        limit_tensorflow_threads(threads)  # actors share the machine
         self._bundle = (Path(models_dir), tuple(classes), precision, warm_batch)
         self._served: dict[str, Any] = {}  # bundle id -> FusedEnsemble; the newest last
 

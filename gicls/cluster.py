@@ -48,3 +48,19 @@ def connect(address: str) -> ModuleType:
         raise ConfigError(f"key 'cluster.address': cannot join Ray at {address!r}: {exc}") from exc
     log.info("ray_connected", address=address, nodes=len(ray.nodes()))
     return ray
+
+
+def limit_tensorflow_threads(cpus: float) -> None:
+    """Run this worker's TensorFlow on the CPUs Ray reserved for it, not on every core.
+
+    Without it each task or actor starts as many threads as the machine has cores, and two of
+    them on one machine fight over the same cores. Must run before TensorFlow executes
+    anything in the process; a worker Ray reuses for a later task already has it (same share).
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(max(1, int(cpus)))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        log.debug("threads_already_configured")

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from gicls.cluster import connect, import_ray
+from gicls.cluster import connect, import_ray, limit_tensorflow_threads
 from gicls.config import GiclsConfig
 from gicls.errors import GiclsError
 from gicls.logs import get_logger
@@ -84,6 +84,7 @@ def _fit_task(
     failed), finds every line the task posted.
     """
     ray = import_ray()
+    limit_tensorflow_threads(config.cluster.cpus_per_fit)
     node = ray.get_runtime_context().get_node_id()[:NODE_ID_CHARS]
     ray.get(
         events.post.remote("fit_started", {"condition": label, "attempt": attempt, "node": node})
