@@ -20,8 +20,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# Two test processes (pytest-xdist), whole files each (module fixtures are built once): most
+# tests wait on real subprocesses, folders and clusters, so one process left a core idle and the
+# suite over the 20-minute budget on two cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
