@@ -39,7 +39,8 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succ
 logged_rows() { [ -f "$audit_log" ] && echo $(($(wc -l <"$audit_log") - 1)) || echo 0; }
 all_logged() { [ "$(logged_rows)" -ge "$expected" ]; }
 
-wait_for 300 "the daemon to start" grep -q daemon_ready "$demo/daemon.log"
+# -s: the log is created by the background job, which may not have opened it yet.
+wait_for 300 "the daemon to start" grep -qs daemon_ready "$demo/daemon.log"
 echo "daemon ready; dropping sample images into $demo/inbox"
 expected=0
 for image in "$samples"/*/*.jpg; do

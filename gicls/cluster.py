@@ -51,7 +51,8 @@ def connect(address: str) -> ModuleType:
 
 
 def limit_tensorflow_threads(cpus: float) -> None:
-    """Run this worker's TensorFlow on the CPUs Ray reserved for it, not on every core.
+    """Run this worker's TensorFlow on the CPUs Ray reserved for it, not on every core (the
+    inference actors; training tasks keep every core, see gicls.training.ray_fits).
 
     Without it each task or actor starts as many threads as the machine has cores, and two of
     them on one machine fight over the same cores. Must run before TensorFlow executes

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from gicls.cluster import connect, import_ray, limit_tensorflow_threads
+from gicls.cluster import connect, import_ray
 from gicls.config import GiclsConfig
 from gicls.errors import GiclsError
 from gicls.logs import get_logger
@@ -81,10 +81,11 @@ def _fit_task(
     """One condition's fit on a Ray worker; ``events`` is the driver's progress queue.
 
     The start and end posts wait for the queue: the driver, once it sees the task end (done or
-    failed), finds every line the task posted.
+    failed), finds every line the task posted. TensorFlow keeps a thread per core of the node
+    (unlike the inference actors): with fewer threads a fit sums in another order and the
+    bundle would no longer equal a local run's bit for bit (tests/training/test_ray_fits.py).
     """
     ray = import_ray()
-    limit_tensorflow_threads(config.cluster.cpus_per_fit)
     node = ray.get_runtime_context().get_node_id()[:NODE_ID_CHARS]
     ray.get(
         events.post.remote("fit_started", {"condition": label, "attempt": attempt, "node": node})
