@@ -34,7 +34,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from gicls.cluster import connect, limit_tensorflow_threads
+from gicls.cluster import connect, import_ray, limit_tensorflow_threads
 from gicls.config import GiclsConfig
 from gicls.daemon.scoring import Scores
 from gicls.errors import DaemonError, ModelBundleError
@@ -56,17 +56,15 @@ class EnsembleActor:
     """One fused ensemble in a Ray worker process (made remote by ``ActorPool``)."""
 
     def __init__(
-        self, models_dir: str, classes: Sequence[str], precision: str, warm_batch: int, threads: int
+        self, models_dir: str, classes: Sequence[str], precision: str, warm_batch: int, cpus: float
     ) -> None:
-        limit_tensorflow_threads(threads)  # actors share the machine
+        limit_tensorflow_threads(cpus)  # actors share the machine
         self._bundle = (Path(models_dir), tuple(classes), precision, warm_batch)
         self._served: dict[str, Any] = {}  # bundle id -> FusedEnsemble; the newest last
 
     def where(self) -> tuple[int, str]:
         """This actor's process id and Ray node id (logged: operators and tests find it)."""
-        import ray
-
-        return os.getpid(), ray.get_runtime_context().get_node_id()
+        return os.getpid(), import_ray().get_runtime_context().get_node_id()
 
     def load(self) -> tuple[Manifest, str]:
         """Load the bundle now in ``models_dir``; keep the one served before it (batches
@@ -102,14 +100,13 @@ class ActorPool:
             max_task_retries=0,
             scheduling_strategy="SPREAD",  # one node lost takes as few actors as possible
         )
-        threads = max(1, int(settings.cpus_per_actor))
         self._actors = [
             remote.remote(
                 str(config.paths.models_dir),
                 config.classes,
                 settings.precision,
                 warm_batch,
-                threads,
+                settings.cpus_per_actor,
             )
             for _ in range(settings.actors)
         ]

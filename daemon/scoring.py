@@ -21,7 +21,7 @@ from gicls.models.ensemble import FusedEnsemble
 class Scores:
     values: np.ndarray  # float32 (batch, n_classes) in class order
     manifest: Manifest  # of the bundle that scored them
-    precision: str  # what that bundle served: "float32" or "bfloat16"
+    precision: str  # what that bundle served: "float32", "bfloat16" or "float16"
 
     @property
     def bundle_id(self) -> str:
