@@ -52,12 +52,13 @@ bench: $(STAMP)
 bench-startup: $(STAMP)
 	$(BIN)/python -m bench.startup --rows 1000000 --journal-files 500000 --profile
 
-# A 50,000-frame 336 px synthetic study video through gicls-daemon run --once: frames/s vs the
-# bare fused ensemble, peak RSS at 5,000 and 50,000 frames, report time (bench/README.md).
+# A 50,000-frame 336 px synthetic study, as a video and as a folder of frames, through
+# gicls-daemon run --once: frames/s vs the bare fused ensemble, peak RSS at 5,000 and 50,000
+# frames, report time, gicls-audit summary/verify on the folder's log (bench/README.md).
 # Long on two cores; `STUDY_FRAMES=2000` checks that it works.
 STUDY_FRAMES ?= 50000
 bench-study: $(STAMP)
-	$(BIN)/python -m bench.study_video --frames $(STUDY_FRAMES)
+	$(BIN)/python -m bench.study --frames $(STUDY_FRAMES)
 
 RECIPE ?= seed_cnn
 SEEDS ?= 42 7

@@ -30,7 +30,9 @@ DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "wcebleedgen" / "train"
 CLASSES = ("bleeding", "non_bleeding")
 DEFAULT_WORK_DIR = REPO_ROOT / "bench" / "results" / "bleeding"
 REFERENCE_ACCURACY = 0.961  # YOLOv8-X, team PRIA, arXiv 2412.16624 (this set's validation split)
-GOAL_ACCURACY = 0.965
+# The default recipe's goals, each a mean over at least 3 split seeds: held-out and novel frames.
+GOAL_ACCURACY = 0.975
+GOAL_NOVEL_ACCURACY = 0.965
 TIME_BUDGET_SECONDS = 30 * 60
 
 
@@ -207,14 +209,14 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f"{statistics.stdev(r['novel']['accuracy'] for r in results):.2%}"
         )
     slowest = max(r["wall_seconds"] for r in results)
-    goal = "reached" if mean >= GOAL_ACCURACY else "NOT reached"
     budget = "within" if slowest <= TIME_BUDGET_SECONDS else "OVER"
     print(
         f"\nHeld-out accuracy {mean:.2%} vs reference 96.1 % (YOLOv8-X, other split): "
-        f"{(mean - REFERENCE_ACCURACY) * 100:+.2f} pts; goal 96.5 %: {goal} "
-        f"({(mean - GOAL_ACCURACY) * 100:+.2f} pts). On novel held-out frames only: "
-        f"{novel_mean:.2%} ({(novel_mean - GOAL_ACCURACY) * 100:+.2f} pts vs the goal). "
-        f"Slowest training {slowest / 60:.1f} min vs the 30 min budget: {budget}."
+        f"{(mean - REFERENCE_ACCURACY) * 100:+.2f} pts; {goal_text(mean, GOAL_ACCURACY)}. "
+        f"On novel held-out frames only: {novel_mean:.2%}, "
+        f"{goal_text(novel_mean, GOAL_NOVEL_ACCURACY)}. Over {len(results)} seed(s) "
+        f"(the goals are means over at least 3). Slowest training {slowest / 60:.1f} min vs "
+        f"the 30 min budget: {budget}."
     )
     print(
         "held-out = the validation split gicls-train makes (validation_fraction of each class, "
@@ -225,6 +227,11 @@ def print_table(results: list[dict[str, Any]]) -> None:
         "evaluation); fit s = the two model.fit calls. Check the load average: on a shared CPU "
         "the times are inflated."
     )
+
+
+def goal_text(accuracy: float, goal: float) -> str:
+    verdict = "reached" if accuracy >= goal else "NOT reached"
+    return f"goal {goal:.1%}: {verdict} ({(accuracy - goal) * 100:+.2f} pts)"
 
 
 def main(argv: list[str] | None = None) -> int:

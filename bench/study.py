@@ -1,0 +1,312 @@
+"""Study benchmark: a long synthetic study, as a capsule video and as a folder of frames,
+through ``gicls-daemon run --once``.
+
+Figures, all from one run on one machine, for each kind of study (``--kind``):
+
+- frames per second of the daemon on the study (video: ``video_started`` to ``video_done`` in
+  its log: demux, decode, preprocessing, scoring, the Parquet table, the second decode for key
+  frames; folder: ``daemon_ready`` to the last ``batch_done``: claim, JPEG decode, scoring,
+  routing, the audit row of every frame), and of the bare fused ensemble on the same frames
+  already decoded (the first ``--bare-frames``, best of three passes at ``max_batch``); their
+  ratio (goal >= 0.85);
+- the daemon's peak RSS (VmHWM) when ``--checkpoint`` frames are done and at the end: flat when
+  nothing grows with the length of the study;
+- the time ``gicls-audit report`` takes to write that study's report;
+- folder only: ``gicls-audit summary`` at the checkpoint and at the end, and ``gicls-audit
+  verify`` at the end (one audit row per frame): seconds and peak RSS, so the audit tools'
+  memory can be read against the number of rows.
+
+The bundle is ten untrained ``seed_cnn`` models at ``--model-size`` (default: the product's
+default image size; speed does not depend on the weights). The folder's frames are the
+video's frames, decoded and saved as JPEG, so both kinds score the same pictures.
+
+Usage: ``python -m bench.study --frames 50000`` (``make bench-study``; the issue's size) or
+``--frames 2000 --checkpoint 500`` to check it works.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from bench import fixtures
+from bench.daemon_runs import BIN, Daemon, count_rows, parse_ts, write_site
+from bench.e2e import fused_rate
+
+DEFAULT_WORK = Path(__file__).resolve().parent / "results" / "study"
+MAX_BATCH = 32  # the daemon's default
+FPS = 4.0
+STEM = "bench_study"
+FOLDER_STUDY = "bench_study_folder"
+JPEG_QUALITY = 90
+# A 50,000-frame study on two cores takes a while; the daemon must finish within this.
+DAEMON_TIMEOUT_SECONDS = 4 * 3600
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def video_frames(video: Path, image_size: int, frames: int):
+    """The first ``frames`` of ``video`` as the daemon preprocesses them (uint8 array)."""
+    import numpy as np
+
+    from gicls.daemon.video_decode import iter_frame_batches
+
+    batches = []
+    for batch in iter_frame_batches(video, image_size, MAX_BATCH):
+        batches.append(batch.pixels)
+        if sum(len(b) for b in batches) >= frames:
+            break
+    return np.concatenate(batches)[:frames]
+
+
+def folder_frames(folder: Path, image_size: int, frames: int):
+    """The first ``frames`` JPEGs of ``folder`` (name order) decoded as the daemon decodes."""
+    from gicls.models.preprocessing import decode_many
+
+    paths = sorted(folder.glob("*.jpg"))[:frames]
+    pixels, failures = decode_many(paths, image_size, 2)
+    if failures:
+        raise RuntimeError(f"{len(failures)} benchmark frames did not decode")
+    return pixels
+
+
+def bare_rate(models_dir: Path, load_frames: Callable[[int], object]) -> float:
+    """Frames per second of the fused ensemble alone on frames already decoded."""
+    from gicls.daemon.serving import configure_threads
+    from gicls.models.ensemble import FusedEnsemble
+
+    configure_threads()
+    ensemble = FusedEnsemble.from_bundle(models_dir)
+    return fused_rate(ensemble, load_frames(ensemble.image_size), MAX_BATCH)
+
+
+def write_folder(video: Path, folder: Path, frames: int) -> None:
+    """Every frame of ``video`` as ``frame_<index>.jpg`` in ``folder`` (a capsule export)."""
+    from gicls.daemon.video_decode import iter_frames
+
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for index, _time_s, image in iter_frames(video):
+        image.save(partial / f"frame_{index:06d}.jpg", quality=JPEG_QUALITY)
+    written = sum(1 for _ in partial.glob("*.jpg"))
+    if written != frames:
+        raise RuntimeError(f"wrote {written} frames of the {frames} expected from {video}")
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+
+
+class Watcher:
+    """Beside ``Daemon.wait`` (which samples VmHWM and reaps): once ``reached()`` is true,
+    keeps the daemon's peak RSS then and runs ``at_checkpoint`` once."""
+
+    def __init__(
+        self, daemon: Daemon, reached: Callable[[], bool], at_checkpoint: Callable[[], dict]
+    ) -> None:
+        self.rss_mib: float | None = None
+        self.figures: dict = {}
+        self._daemon, self._reached, self._at_checkpoint = daemon, reached, at_checkpoint
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while self._daemon.process.returncode is None:
+            if self._reached():
+                self.rss_mib = self._daemon.peak_kib / 1024
+                self.figures = self._at_checkpoint()
+                return
+            time.sleep(0.5)
+
+    def join(self) -> None:
+        self._thread.join(timeout=600)
+
+
+def audit_command(config: Path, *args: str) -> dict:
+    """``gicls-audit ARGS -c config`` as a subprocess: seconds and peak RSS (VmHWM)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(BIN / "gicls-audit"), *args, "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    peak_kib = 0
+    while process.poll() is None:
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+        except OSError:
+            status = ""
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                peak_kib = max(peak_kib, int(line.split()[1]))
+        time.sleep(0.02)
+    stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    if process.returncode != 0:
+        raise RuntimeError(f"gicls-audit {' '.join(args)} failed ({process.returncode}): {stderr}")
+    return {"seconds": time.perf_counter() - started, "peak_rss_mib": peak_kib / 1024}
+
+
+def report_seconds(config: Path, study: str) -> float:
+    return audit_command(config, "report", study)["seconds"]
+
+
+def run_video(site: Path, models_dir: Path, video: Path, checkpoint: int) -> dict:
+    config = write_site(
+        site, models_dir, {"max_batch": MAX_BATCH, "stability_seconds": 0.5, "max_wait_ms": 100}
+    )
+    shutil.copy(video, site / "inbox" / video.name)
+    daemon = Daemon(site, once=True)
+
+    def reached() -> bool:
+        return any(
+            e.get("event") == "video_progress" and e.get("frames_done", 0) >= checkpoint
+            for e in daemon.events()
+        )
+
+    watcher = Watcher(daemon, reached, dict)
+    run = daemon.wait(DAEMON_TIMEOUT_SECONDS)
+    watcher.join()
+    started, done = run.first("video_started"), run.first("video_done")
+    if started is None or done is None:
+        raise RuntimeError(f"the daemon did not finish the video; see {run.log_path}")
+    seconds = parse_ts(done["timestamp"]) - parse_ts(started["timestamp"])
+    return {
+        "frames_scored": done["frames_scored"],
+        "daemon_fps": done["frames_scored"] / seconds,
+        "study_seconds": seconds,
+        "peak_rss_mib_at_checkpoint": watcher.rss_mib,
+        "peak_rss_mib": run.peak_rss_mib,
+        "report_seconds": report_seconds(config, STEM),
+    }
+
+
+def run_folder(site: Path, models_dir: Path, folder: Path, checkpoint: int) -> dict:
+    config = write_site(
+        site,
+        models_dir,
+        {"max_batch": MAX_BATCH, "stability_seconds": 0.5, "max_wait_ms": 100},
+    )
+    # Hard links: the inbox gets the frames in a moment, as a finished copy would leave them.
+    shutil.copytree(folder, site / "inbox" / FOLDER_STUDY, copy_function=_link)
+    daemon = Daemon(site, once=True)
+    watcher = Watcher(
+        daemon,
+        lambda: count_rows(site / "audit_log.csv") >= checkpoint,
+        lambda: {"rows": count_rows(site / "audit_log.csv"), **audit_command(config, "summary")},
+    )
+    run = daemon.wait(DAEMON_TIMEOUT_SECONDS)
+    watcher.join()
+    rows = count_rows(site / "audit_log.csv")
+    if rows != sum(1 for _ in folder.glob("*.jpg")):
+        raise RuntimeError(f"{rows} audit rows for the folder's frames; see {run.log_path}")
+    seconds = run.processing_seconds()
+    return {
+        "frames_scored": rows,
+        "daemon_fps": rows / seconds,
+        "study_seconds": seconds,
+        "peak_rss_mib_at_checkpoint": watcher.rss_mib,
+        "peak_rss_mib": run.peak_rss_mib,
+        "report_seconds": report_seconds(config, FOLDER_STUDY),
+        "summary_at_checkpoint": watcher.figures,
+        "summary_at_end": {"rows": rows, **audit_command(config, "summary")},
+        "verify_at_end": {"rows": rows, **audit_command(config, "verify")},
+    }
+
+
+def _link(source: str, destination: str) -> None:
+    Path(destination).hardlink_to(source)
+
+
+def print_figures(kind: str, figures: dict, checkpoint: int) -> None:
+    print(
+        f"{kind}: {figures['frames']} frames at {figures['size']} px, {figures['model_size']} px "
+        f"models: daemon {figures['daemon_fps']:.1f} frames/s, bare ensemble "
+        f"{figures['bare_fps']:.1f} frames/s, ratio {figures['ratio']:.2f} (goal >= 0.85); "
+        f"peak RSS {figures['peak_rss_mib_at_checkpoint'] or float('nan'):.0f} MiB at "
+        f"{checkpoint} frames, {figures['peak_rss_mib']:.0f} MiB at the end; "
+        f"report {figures['report_seconds']:.1f} s",
+        flush=True,
+    )
+    for name in ("summary_at_checkpoint", "summary_at_end", "verify_at_end"):
+        if figures.get(name):
+            tool = figures[name]
+            print(
+                f"  gicls-audit {name.replace('_', ' ')}: {tool['rows']} rows, "
+                f"{tool['seconds']:.1f} s, peak RSS {tool['peak_rss_mib']:.0f} MiB",
+                flush=True,
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from gicls.config import DEFAULT_CLASSES, TrainConfig
+    from gicls.training.demo_video import read_truth, write_video
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=50_000, help="frames in the study")
+    parser.add_argument("--size", type=int, default=336, help="frame side in pixels")
+    parser.add_argument(
+        "--model-size",
+        type=int,
+        default=TrainConfig().image_size,
+        help="the bundle's image size (default: the product's default)",
+    )
+    parser.add_argument("--kind", choices=("video", "folder", "both"), default="both")
+    parser.add_argument("--checkpoint", type=int, default=5_000, help="RSS read at this frame")
+    parser.add_argument(
+        "--bare-frames", type=int, default=1_024, help="frames the bare ensemble scores"
+    )
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK)
+    args = parser.parse_args(argv)
+    work: Path = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    models_dir = work / f"bundle-{args.model_size}"
+    if not (models_dir / "manifest.json").exists():
+        log(f"writing the bundle (10 x seed_cnn, {args.model_size} px, untrained)")
+        fixtures.write_bundle(models_dir, args.model_size)
+    video = work / f"{STEM}.mp4"
+    if not video.exists() or read_truth(video).frames != args.frames:
+        log(f"writing a {args.frames}-frame {args.size} px synthetic video")
+        write_video(video, DEFAULT_CLASSES, args.frames, args.size, FPS)
+    folder = work / "frames"
+    kinds = ("video", "folder") if args.kind == "both" else (args.kind,)
+    results = {}
+    for kind in kinds:
+        if kind == "video":
+            frames_of = partial(video_frames, video, frames=args.bare_frames)
+        else:
+            if sum(1 for _ in folder.glob("*.jpg")) != args.frames:
+                log(f"writing the video's frames as JPEGs into {folder}")
+                write_folder(video, folder, args.frames)
+            frames_of = partial(folder_frames, folder, frames=args.bare_frames)
+        log(f"{kind}: bare fused ensemble on the study's frames")
+        bare = bare_rate(models_dir, frames_of)
+        log(f"{kind}: gicls-daemon run --once on the study")
+        site = work / f"site-{kind}"
+        shutil.rmtree(site, ignore_errors=True)
+        run = run_video if kind == "video" else run_folder
+        figures = {
+            "frames": args.frames,
+            "size": args.size,
+            "model_size": args.model_size,
+            "bare_fps": bare,
+        }
+        figures |= run(site, models_dir, video if kind == "video" else folder, args.checkpoint)
+        figures["ratio"] = figures["daemon_fps"] / bare
+        results[kind] = figures
+        (work / f"{kind}.json").write_text(json.dumps(figures, indent=1) + "\n")
+        print_figures(kind, figures, args.checkpoint)
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
