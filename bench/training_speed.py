@@ -17,15 +17,24 @@ the first, which also traces the graph, as a mean and in the fastest of those ep
              keeps the classic augmentation (the gap between the two is the augmentation)
 
     .venv/bin/python -m bench.training_speed              # this figure alone
+    .venv/bin/python -m bench.training_speed --profile    # + where gicls' epoch goes
+
+``--profile`` also runs the product's own fit (``fit_into``, the classic settings, the same
+images) once more under TensorFlow's profiler for its second epoch, and prints the share of op
+time per part of the step: convolutions forward (the epoch's validation pass included) and
+backward, the augmentation layers, pooling, the optimizer, the input pipeline (the uint8
+gather) and the rest.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import shutil
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -243,6 +252,78 @@ def figures(work: Path, log=print) -> dict:
     return results
 
 
+def profile_epoch(config_path: Path, trace_dir: Path) -> dict[str, float]:
+    """Share of op time per part of the step in epoch 2 of gicls' own fit of the condition."""
+    import tensorflow as tf
+
+    from gicls.config import load_config
+    from gicls.training.pipeline import balance_all, fit_into, prepare_data
+
+    config = load_config(config_path)
+    data = prepare_data(config, config.train.image_size)
+    balanced = balance_all(config, data, [TRAIN_CLASSES[0]], write=False)[TRAIN_CLASSES[0]]
+    shutil.rmtree(trace_dir, ignore_errors=True)
+    epochs_done: list[dict[str, Any]] = []
+
+    def around_epoch_two(fields: dict[str, Any]) -> None:
+        epochs_done.append(fields)
+        if len(epochs_done) == 1:
+            tf.profiler.experimental.start(str(trace_dir))
+        elif len(epochs_done) == 2:
+            tf.profiler.experimental.stop()
+
+    with tempfile.TemporaryDirectory() as folder:
+        fit_into(config, data, balanced, Path(folder), "profile", around_epoch_two)
+    shares = op_time_shares(next(trace_dir.rglob("*.xplane.pb")))
+    shares["epoch_seconds"] = float(epochs_done[1]["seconds"])
+    return shares
+
+
+# What an op is for, from its name (the first pattern that matches wins).
+OP_PARTS = (
+    ("input pipeline (gather, prefetch)", "Iterator"),
+    ("input pipeline (gather, prefetch)", "PyFunc"),
+    ("augmentation layers (flip, rotation)", "random_"),
+    ("optimizer (Adam)", "adam/"),
+    ("convolutions, backward", "gradient_tape/*conv2d"),
+    ("convolutions, forward", "conv2d"),
+    ("pooling", "max_pooling"),
+)
+
+
+def op_part(op_name: str) -> str:
+    for part, pattern in OP_PARTS:
+        if fnmatch.fnmatch(op_name, f"*{pattern}*"):
+            return part
+    return "other (activations, dense, loss, metrics)"
+
+
+def op_time_shares(xplane: Path) -> dict[str, float]:
+    """Op time per part in a TensorFlow profiler trace (XSpace), as shares of all op time.
+
+    Counts the op events of TensorFlow's compute threads (``tf_Compute``, where the executor
+    runs each op; the intra-op Eigen threads work inside those events) and of the input
+    pipeline's threads (``tf_data``).
+    """
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    space.ParseFromString(xplane.read_bytes())
+    host = next(plane for plane in space.planes if plane.name == "/host:CPU")
+    seconds: dict[str, float] = {}
+    for line in host.lines:
+        if not line.name.startswith(("tf_Compute", "tf_data")):
+            continue
+        for event in line.events:
+            metadata = host.event_metadata[event.metadata_id]
+            if not metadata.display_name:  # executor bookkeeping, not an op
+                continue
+            part = op_part(metadata.name)
+            seconds[part] = seconds.get(part, 0.0) + event.duration_ps / 1e12
+    total = sum(seconds.values())
+    return {part: value / total for part, value in sorted(seconds.items(), key=lambda i: -i[1])}
+
+
 ROW_LABELS = {
     "classic": "classic image_dataset_from_directory + fit",
     **{name: label for name, (label, _) in VARIANTS.items()},
@@ -259,8 +340,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ceiling", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--augmented", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-config", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile epoch 2 of gicls' own fit"
+    )
     args = parser.parse_args(argv)
-    if args.classic:
+    if args.profile_config:
+        trace_dir = args.profile_config.parent / "profile"
+        print(json.dumps(profile_epoch(args.profile_config, trace_dir)))
+    elif args.classic:
         print(json.dumps(classic_fit(args.classic)))
     elif args.ceiling:
         print(json.dumps(ceiling_fit(args.ceiling, args.precision, args.augmented)))
@@ -274,7 +362,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"{label:<64} {r['rate']:6.1f} / {r['best_rate']:6.1f}  "
                 f"{r['rate'] / classic['rate']:5.2f} / {r['best_rate'] / classic['best_rate']:5.2f}"
             )
+        if args.profile:
+            print_profile(args.work.resolve() / "train_gicls" / "config.toml")
     return 0
+
+
+def print_profile(config_path: Path) -> None:
+    print(file=sys.stderr, flush=True)
+    print("training: profiling epoch 2 of gicls-train's fit (classic settings)", file=sys.stderr)
+    shares = in_fresh_process("--profile-config", str(config_path))
+    epoch = shares.pop("epoch_seconds")
+    print(f"\nwhere epoch 2 of gicls' fit goes ({epoch:.1f} s; share of op time, TF profiler):")
+    for part, share in shares.items():
+        print(f"  {part:<44} {share:6.1%}")
 
 
 if __name__ == "__main__":
