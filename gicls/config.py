@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from gicls.audit.schema import audit_columns
 from gicls.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "config.toml"
@@ -43,6 +44,8 @@ DEFAULT_CLASSES = (
 
 # Names the daemon uses for its own folders next to the class folders.
 RESERVED_FOLDER_PREFIX = "_"
+# The audit log's columns other than the score columns (one per class).
+AUDIT_FIXED_COLUMNS = tuple(audit_columns(()))
 
 
 class _Section(BaseModel):
@@ -321,6 +324,14 @@ class GiclsConfig(_Section):
                     f"class name {name!r} cannot be a folder name (no slashes, no leading "
                     f"'.' or '{RESERVED_FOLDER_PREFIX}', no surrounding spaces)"
                 )
+        # Each class is also a score column of the audit log: a class named like one of the
+        # log's own columns would give its header two columns of one name.
+        clashing = [name for name in classes if name in AUDIT_FIXED_COLUMNS]
+        if clashing:
+            raise ValueError(
+                f"class names {clashing} are also audit-log columns; rename them "
+                f"(the log's own columns: {', '.join(AUDIT_FIXED_COLUMNS)})"
+            )
         return classes
 
 

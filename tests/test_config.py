@@ -52,6 +52,7 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
         ('classes = ["A", "A"]', ["classes", "unique"]),
         ('classes = ["A", "../escape"]', ["classes", "'../escape'"]),
         ('classes = ["A", "_review"]', ["classes", "'_review'"]),
+        ('classes = ["Ulcer", "status"]', ["classes", "['status']", "audit-log columns"]),
         ('[daemon]\nobserver = "fanotify"', ["daemon.observer", "'inotify'", "'fanotify'"]),
         ('[inference]\nprecision = "fp8"', ["inference.precision", "'float16'", "'fp8'"]),
         ('[inference]\nbackend = "dask"', ["inference.backend", "'ray'", "'dask'"]),
