@@ -307,7 +307,7 @@ class Loop:
                 files=report.files,
                 seconds=round(report.seconds, 3),
                 waiting=waiting,
-                bundle_id=self.model.bundle_id,
+                bundle_id=report.bundle_id,
                 **dict(report.statuses),
             )
             self.notifier.status(f"{self.processed} files processed, {waiting} waiting")

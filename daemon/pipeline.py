@@ -66,6 +66,7 @@ class BatchReport:
     files: int
     statuses: Counter[str]
     seconds: float
+    bundle_id: str  # of the bundle that scored the batch (a reload may since have replaced it)
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,8 @@ class Pipeline:
         self.journal.sync()
         self.faults.reached("route_journaled")
         statuses = self.complete(batch.entries)
-        return BatchReport(batch_id, len(batch.entries), statuses, time.monotonic() - batch.started)
+        seconds = time.monotonic() - batch.started
+        return BatchReport(batch_id, len(batch.entries), statuses, seconds, scored.bundle_id)
 
     def forget(self, batch: InFlight) -> None:
         """Stop counting a started batch as in flight (finished, or left to recovery)."""

@@ -8,6 +8,8 @@ off before the first ``ray.init``: a clinical site's machines must not report to
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from types import ModuleType
 
 from gicls.errors import ConfigError
@@ -38,6 +40,9 @@ def connect(address: str) -> ModuleType:
     if ray.is_initialized():
         return ray
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # ray.init replaces the main thread's SIGTERM handler by sys.exit: a process with its own
+    # (the daemon's orderly stop: batches in flight finish, the index is saved) keeps it.
+    own_handler = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(
             address=address,
@@ -46,6 +51,9 @@ def connect(address: str) -> ModuleType:
         )
     except ConnectionError as exc:
         raise ConfigError(f"key 'cluster.address': cannot join Ray at {address!r}: {exc}") from exc
+    finally:
+        if callable(own_handler) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, own_handler)
     log.info("ray_connected", address=address, nodes=len(ray.nodes()))
     return ray
 

@@ -161,11 +161,17 @@ def _first(daemon: DaemonProcess, event: str) -> dict[str, object]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["local", "ray"])
 def test_a_bundle_published_and_sighup_sent_mid_stream_switches_between_batches(
-    tmp_path: Path, make_bundle
+    tmp_path: Path, make_bundle, backend: str, request: pytest.FixtureRequest
 ) -> None:
+    """On a Ray pool several batches are in flight when the new bundle arrives: each still
+    names, in its rows and its batch_done line, the bundle that scored it."""
     models_dir = make_bundle(seed=0)
     site = harness.write_config(tmp_path, models_dir, stability_seconds=0.2, max_batch=4)
+    if backend == "ray":
+        cluster = request.getfixturevalue("ray_cluster")
+        harness.score_on_ray(site, cluster.address, actors=2, cpus_per_actor=0.5)
     dropped: Counter[tuple[bytes, str]] = Counter()
     stop_dropping = threading.Event()
 
@@ -181,7 +187,8 @@ def test_a_bundle_published_and_sighup_sent_mid_stream_switches_between_batches(
     daemon = DaemonProcess(site.config, log_name="daemon.log")
     dropper = threading.Thread(target=stream)
     try:
-        daemon.wait_ready()
+        # On Ray the actors start first: each loads TensorFlow and the bundle.
+        daemon.wait_ready(timeout=180 if backend == "ray" else 90)
         dropper.start()
         wait_until(lambda: harness.row_count(site.audit_log) >= 12, 60, "rows from the old bundle")
         make_bundle(models_dir=models_dir, seed=1)  # published while files keep arriving
@@ -206,6 +213,12 @@ def test_a_bundle_published_and_sighup_sent_mid_stream_switches_between_batches(
     for row in rows:
         bundles_of_batch.setdefault(row["batch_id"], set()).add(row["model_bundle"])
     assert all(len(bundles) == 1 for bundles in bundles_of_batch.values()), bundles_of_batch
+    logged = {
+        e["batch_id"]: e["bundle_id"] for e in daemon.events() if e.get("event") == "batch_done"
+    }
+    assert {batch: logged.get(batch) for batch in bundles_of_batch} == {
+        batch: next(iter(bundles)) for batch, bundles in bundles_of_batch.items()
+    }
     order = [row["model_bundle"] for row in rows]
     switch = order.index(new)
     assert switch > 0 and set(order[:switch]) == {old} and set(order[switch:]) == {new}
