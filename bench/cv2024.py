@@ -54,9 +54,18 @@ def run(name: str, recipe: dict, run_dir: Path, seed: int, loso: list[str]) -> d
     config_path.write_text(config_text(recipe, run_dir, seed), encoding="utf-8")
     cli = train_cli()
     print(f"== {name}: gicls-train all -c {config_path}", flush=True)
-    timings = {"train": run_logged([*cli, "all", "-c", str(config_path)], run_dir / "train.log")}
+    timings_path = run_dir / "timings.json"
+    timings: dict[str, float] = {}
+
+    def timed(step: str, command: list[str], log_name: str) -> None:
+        # Saved after every step: an interrupted run still re-prints what it finished.
+        timings[step] = run_logged(command, run_dir / log_name)
+        timings_path.write_text(json.dumps(timings, indent=2), encoding="utf-8")
+
+    timed("train", [*cli, "all", "-c", str(config_path)], "train.log")
     print(f"   trained in {timings['train'] / 60:.1f} min; evaluating on validation/", flush=True)
-    timings["evaluate"] = run_logged(
+    timed(
+        "evaluate",
         [
             *cli,
             "evaluate",
@@ -67,11 +76,12 @@ def run(name: str, recipe: dict, run_dir: Path, seed: int, loso: list[str]) -> d
             "--out",
             str(run_dir / "validation"),
         ],
-        run_dir / "evaluate.log",
+        "evaluate.log",
     )
     for source in loso:
         print(f"   leave-one-source-out: {source}", flush=True)
-        timings[f"loso {source}"] = run_logged(
+        timed(
+            f"loso {source}",
             [
                 *cli,
                 "evaluate",
@@ -82,9 +92,8 @@ def run(name: str, recipe: dict, run_dir: Path, seed: int, loso: list[str]) -> d
                 "--out",
                 str(run_dir / f"loso-{source}"),
             ],
-            run_dir / f"loso-{source}.log",
+            f"loso-{source}.log",
         )
-    (run_dir / "timings.json").write_text(json.dumps(timings, indent=2), encoding="utf-8")
     return collect(name, run_dir)
 
 
