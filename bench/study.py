@@ -9,8 +9,9 @@ Figures, all from one run on one machine, for each kind of study (``--kind``):
   routing, the audit row of every frame), and of the bare fused ensemble on the same frames
   already decoded (the first ``--bare-frames``, best of three passes at ``max_batch``); their
   ratio (goal >= 0.85);
-- the daemon's peak RSS (VmHWM) when ``--checkpoint`` frames are done and at the end: flat when
-  nothing grows with the length of the study;
+- the daemon's peak RSS (VmHWM) when ``--checkpoint`` frames are done, when 90 % are, and at
+  the end (which adds the key frames, the Parquet file and the report): the first two equal
+  when nothing grows with the length of the study;
 - the time ``gicls-audit report`` takes to write that study's report;
 - folder only: ``gicls-audit summary`` at the checkpoint and at the end, and ``gicls-audit
   verify`` at the end (one audit row per frame): seconds and peak RSS, so the audit tools'
@@ -80,14 +81,17 @@ def folder_frames(folder: Path, image_size: int, frames: int):
     return pixels
 
 
-def bare_rate(models_dir: Path, load_frames: Callable[[int], object]) -> float:
-    """Frames per second of the fused ensemble alone on frames already decoded."""
-    from gicls.daemon.serving import configure_threads
-    from gicls.models.ensemble import FusedEnsemble
+def bare_rate(models_dir: Path, load_frames: Callable[[int], object]) -> tuple[float, str]:
+    """Frames per second of the fused ensemble alone on frames already decoded, loaded as the
+    daemon loads it (``[inference] precision`` at its default, "auto": bfloat16 where the CPU
+    has it and the guard accepts it); and the precision it served."""
+    from gicls.config import DEFAULT_CLASSES, InferenceConfig
+    from gicls.daemon.serving import configure_threads, load_ensemble
 
     configure_threads()
-    ensemble = FusedEnsemble.from_bundle(models_dir)
-    return fused_rate(ensemble, load_frames(ensemble.image_size), MAX_BATCH)
+    ensemble = load_ensemble(models_dir, DEFAULT_CLASSES, InferenceConfig().precision, MAX_BATCH)
+    frames = load_frames(ensemble.image_size)
+    return fused_rate(ensemble, frames, MAX_BATCH), ensemble.precision
 
 
 def write_folder(video: Path, folder: Path, frames: int) -> None:
@@ -159,22 +163,33 @@ def report_seconds(config: Path, study: str) -> float:
     return audit_command(config, "report", study)["seconds"]
 
 
-def run_video(site: Path, models_dir: Path, video: Path, checkpoint: int) -> dict:
+# What the daemon does after the last frame is scored, inside the "at the end" RSS reading.
+AT_THE_END = {"video": "key frames, Parquet file, report", "folder": "report"}
+
+
+def late_checkpoint(frames: int) -> int:
+    """Where the second RSS reading is taken: 90 % of the study scored."""
+    return frames * 9 // 10
+
+
+def run_video(site: Path, models_dir: Path, video: Path, checkpoint: int, frames: int) -> dict:
     config = write_site(
         site, models_dir, {"max_batch": MAX_BATCH, "stability_seconds": 0.5, "max_wait_ms": 100}
     )
     shutil.copy(video, site / "inbox" / video.name)
     daemon = Daemon(site, once=True)
 
-    def reached() -> bool:
-        return any(
-            e.get("event") == "video_progress" and e.get("frames_done", 0) >= checkpoint
+    def reached(count: int) -> Callable[[], bool]:
+        return lambda: any(
+            e.get("event") == "video_progress" and e.get("frames_done", 0) >= count
             for e in daemon.events()
         )
 
-    watcher = Watcher(daemon, reached, dict)
+    early = Watcher(daemon, reached(checkpoint), dict)
+    late = Watcher(daemon, reached(late_checkpoint(frames)), dict)
     run = daemon.wait(DAEMON_TIMEOUT_SECONDS)
-    watcher.join()
+    early.join()
+    late.join()
     started, done = run.first("video_started"), run.first("video_done")
     if started is None or done is None:
         raise RuntimeError(f"the daemon did not finish the video; see {run.log_path}")
@@ -183,13 +198,14 @@ def run_video(site: Path, models_dir: Path, video: Path, checkpoint: int) -> dic
         "frames_scored": done["frames_scored"],
         "daemon_fps": done["frames_scored"] / seconds,
         "study_seconds": seconds,
-        "peak_rss_mib_at_checkpoint": watcher.rss_mib,
+        "peak_rss_mib_at_checkpoint": early.rss_mib,
+        "peak_rss_mib_late": late.rss_mib,
         "peak_rss_mib": run.peak_rss_mib,
         "report_seconds": report_seconds(config, STEM),
     }
 
 
-def run_folder(site: Path, models_dir: Path, folder: Path, checkpoint: int) -> dict:
+def run_folder(site: Path, models_dir: Path, folder: Path, checkpoint: int, frames: int) -> dict:
     config = write_site(
         site,
         models_dir,
@@ -198,13 +214,16 @@ def run_folder(site: Path, models_dir: Path, folder: Path, checkpoint: int) -> d
     # Hard links: the inbox gets the frames in a moment, as a finished copy would leave them.
     shutil.copytree(folder, site / "inbox" / FOLDER_STUDY, copy_function=_link)
     daemon = Daemon(site, once=True)
-    watcher = Watcher(
+    audit_log = site / "audit_log.csv"
+    early = Watcher(
         daemon,
-        lambda: count_rows(site / "audit_log.csv") >= checkpoint,
-        lambda: {"rows": count_rows(site / "audit_log.csv"), **audit_command(config, "summary")},
+        lambda: count_rows(audit_log) >= checkpoint,
+        lambda: {"rows": count_rows(audit_log), **audit_command(config, "summary")},
     )
+    late = Watcher(daemon, lambda: count_rows(audit_log) >= late_checkpoint(frames), dict)
     run = daemon.wait(DAEMON_TIMEOUT_SECONDS)
-    watcher.join()
+    early.join()
+    late.join()
     rows = count_rows(site / "audit_log.csv")
     if rows != sum(1 for _ in folder.glob("*.jpg")):
         raise RuntimeError(f"{rows} audit rows for the folder's frames; see {run.log_path}")
@@ -213,10 +232,11 @@ def run_folder(site: Path, models_dir: Path, folder: Path, checkpoint: int) -> d
         "frames_scored": rows,
         "daemon_fps": rows / seconds,
         "study_seconds": seconds,
-        "peak_rss_mib_at_checkpoint": watcher.rss_mib,
+        "peak_rss_mib_at_checkpoint": early.rss_mib,
+        "peak_rss_mib_late": late.rss_mib,
         "peak_rss_mib": run.peak_rss_mib,
         "report_seconds": report_seconds(config, FOLDER_STUDY),
-        "summary_at_checkpoint": watcher.figures,
+        "summary_at_checkpoint": early.figures,
         "summary_at_end": {"rows": rows, **audit_command(config, "summary")},
         "verify_at_end": {"rows": rows, **audit_command(config, "verify")},
     }
@@ -230,9 +250,12 @@ def print_figures(kind: str, figures: dict, checkpoint: int) -> None:
     print(
         f"{kind}: {figures['frames']} frames at {figures['size']} px, {figures['model_size']} px "
         f"models: daemon {figures['daemon_fps']:.1f} frames/s, bare ensemble "
-        f"{figures['bare_fps']:.1f} frames/s, ratio {figures['ratio']:.2f} (goal >= 0.85); "
+        f"({figures['bare_precision']}) {figures['bare_fps']:.1f} frames/s, "
+        f"ratio {figures['ratio']:.2f} (goal >= 0.85); "
         f"peak RSS {figures['peak_rss_mib_at_checkpoint'] or float('nan'):.0f} MiB at "
-        f"{checkpoint} frames, {figures['peak_rss_mib']:.0f} MiB at the end; "
+        f"{checkpoint} frames, {figures['peak_rss_mib_late'] or float('nan'):.0f} MiB at "
+        f"{late_checkpoint(figures['frames'])}, {figures['peak_rss_mib']:.0f} MiB at the end "
+        f"(+ {AT_THE_END[kind]}); "
         f"report {figures['report_seconds']:.1f} s",
         flush=True,
     )
@@ -288,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_folder(video, folder, args.frames)
             frames_of = partial(folder_frames, folder, frames=args.bare_frames)
         log(f"{kind}: bare fused ensemble on the study's frames")
-        bare = bare_rate(models_dir, frames_of)
+        bare, precision = bare_rate(models_dir, frames_of)
         log(f"{kind}: gicls-daemon run --once on the study")
         site = work / f"site-{kind}"
         shutil.rmtree(site, ignore_errors=True)
@@ -298,8 +321,10 @@ def main(argv: list[str] | None = None) -> int:
             "size": args.size,
             "model_size": args.model_size,
             "bare_fps": bare,
+            "bare_precision": precision,
         }
-        figures |= run(site, models_dir, video if kind == "video" else folder, args.checkpoint)
+        study = video if kind == "video" else folder
+        figures |= run(site, models_dir, study, args.checkpoint, args.frames)
         figures["ratio"] = figures["daemon_fps"] / bare
         results[kind] = figures
         (work / f"{kind}.json").write_text(json.dumps(figures, indent=1) + "\n")
