@@ -12,12 +12,11 @@ from gicls.daemon.audit_writer import append_target, log_segments
 from gicls.daemon.journal import replay
 from gicls.daemon.lock import StateLock
 from gicls.daemon.route import DUPLICATES_FOLDER, QUARANTINE_FOLDER, REVIEW_FOLDER
-from gicls.daemon.serving import served_precision
+from gicls.daemon.serving import open_ensemble, served_precision
 from gicls.daemon.settle import empty_timeout
 from gicls.daemon.startup import Layout, check_layout, existing_ancestor
 from gicls.errors import DaemonError
-from gicls.models.devices import resolve_precision, use_device
-from gicls.models.ensemble import FusedEnsemble
+from gicls.models.devices import use_device
 
 
 def _state(path_exists: bool) -> str:
@@ -107,8 +106,9 @@ def describe(config: GiclsConfig) -> list[str]:
     # On the device run would use, loaded as run loads it (verified, guard frames checked, a
     # reduced precision guarded): one load says what the bundle is and what it really serves.
     device = use_device(config.inference.device, "inference.device")
-    precision = resolve_precision(config.inference.precision)
-    ensemble = FusedEnsemble.from_bundle(config.paths.models_dir, config.classes, precision.tried)
+    ensemble, precision = open_ensemble(
+        config.paths.models_dir, config.classes, config.inference.precision
+    )
     manifest = ensemble.manifest
     lock = StateLock(layout.state_dir)
     open_entries = len(replay(layout.journal))

@@ -53,19 +53,26 @@ def configure_threads() -> None:
         log.debug("threads_already_configured")
 
 
+def open_ensemble(
+    models_dir: Path, classes: Sequence[str], precision: str
+) -> tuple[FusedEnsemble, PrecisionChoice]:
+    """Load, verify and check against the guard frames, guarding a reduced precision.
+    ``precision`` is the ``[inference] precision`` value ("auto" is resolved here, for the
+    device and CPU of the process that loads); returns the ensemble and that resolution."""
+    choice = resolve_precision(precision)
+    return FusedEnsemble.from_bundle(models_dir, list(classes), choice.tried), choice
+
+
 def load_ensemble(
     models_dir: Path, classes: Sequence[str], precision: str, warm_batch: int = 1
 ) -> FusedEnsemble:
-    """Load, check against the guard frames, guard a reduced precision and warm up: the first
-    real batch pays no set-up cost. ``precision`` is the ``[inference] precision`` value
-    ("auto" is resolved here, for the device and CPU of the process that loads).
+    """``open_ensemble``, then warm up: the first real batch pays no set-up cost.
 
     Warming up at one image and at ``warm_batch`` images (the daemon's max_batch: the size of
     every batch under a backlog) lets TensorFlow trace the graph and allocate the large
     activations before READY.
     """
-    choice = resolve_precision(precision)
-    ensemble = FusedEnsemble.from_bundle(models_dir, list(classes), choice.tried)
+    ensemble, _ = open_ensemble(models_dir, classes, precision)
     ensemble.warm_up()
     if warm_batch > 1:
         ensemble.warm_up(warm_batch)
