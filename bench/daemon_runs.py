@@ -124,13 +124,7 @@ class Daemon:
             self.process.send_signal(signal.SIGTERM)
 
     def _sample_hwm(self) -> None:
-        try:
-            text = Path(f"/proc/{self.process.pid}/status").read_text()
-        except OSError:
-            return
-        for line in text.splitlines():
-            if line.startswith("VmHWM:"):
-                self.peak_kib = max(self.peak_kib, int(line.split()[1]))
+        self.peak_kib = max(self.peak_kib, peak_rss_kib(self.process.pid))
 
     peak_kib = 0
 
@@ -155,6 +149,18 @@ class Daemon:
         if run.returncode != 0:
             raise RuntimeError(f"daemon exited {run.returncode}; see {run.log_path}")
         return run
+
+
+def peak_rss_kib(pid: int) -> int:
+    """Process ``pid``'s peak RSS so far (VmHWM, KiB); 0 once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 def run_once(root: Path) -> DaemonRun:

@@ -39,7 +39,7 @@ from functools import partial
 from pathlib import Path
 
 from bench import fixtures
-from bench.daemon_runs import BIN, Daemon, count_rows, parse_ts, write_site
+from bench.daemon_runs import BIN, Daemon, count_rows, parse_ts, peak_rss_kib, write_site
 from bench.e2e import fused_rate
 
 DEFAULT_WORK = Path(__file__).resolve().parent / "results" / "study"
@@ -145,13 +145,7 @@ def audit_command(config: Path, *args: str) -> dict:
     )
     peak_kib = 0
     while process.poll() is None:
-        try:
-            status = Path(f"/proc/{process.pid}/status").read_text()
-        except OSError:
-            status = ""
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                peak_kib = max(peak_kib, int(line.split()[1]))
+        peak_kib = max(peak_kib, peak_rss_kib(process.pid))
         time.sleep(0.02)
     stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
     if process.returncode != 0:
