@@ -111,23 +111,34 @@ def write_folder(video: Path, folder: Path, frames: int) -> None:
 
 
 class Watcher:
-    """Beside ``Daemon.wait`` (which samples VmHWM and reaps): once ``reached()`` is true,
-    keeps the daemon's peak RSS then and runs ``at_checkpoint`` once."""
+    """Beside ``Daemon.wait`` (which samples VmHWM and reaps): polls ``frames_done()`` and,
+    as it reaches the early and then the late checkpoint, keeps the daemon's peak RSS then;
+    at the early one it also runs ``at_early`` once."""
 
     def __init__(
-        self, daemon: Daemon, reached: Callable[[], bool], at_checkpoint: Callable[[], dict]
+        self,
+        daemon: Daemon,
+        frames_done: Callable[[], int],
+        checkpoints: tuple[int, int],
+        at_early: Callable[[], dict] = dict,
     ) -> None:
-        self.rss_mib: float | None = None
+        self.early_rss_mib: float | None = None
+        self.late_rss_mib: float | None = None
         self.figures: dict = {}
-        self._daemon, self._reached, self._at_checkpoint = daemon, reached, at_checkpoint
+        self._daemon, self._frames_done = daemon, frames_done
+        self._checkpoints, self._at_early = checkpoints, at_early
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
     def _watch(self) -> None:
+        early, late = self._checkpoints
         while self._daemon.process.returncode is None:
-            if self._reached():
-                self.rss_mib = self._daemon.peak_kib / 1024
-                self.figures = self._at_checkpoint()
+            done = self._frames_done()
+            if self.early_rss_mib is None and done >= early:
+                self.early_rss_mib = self._daemon.peak_kib / 1024
+                self.figures = self._at_early()
+            if done >= late:
+                self.late_rss_mib = self._daemon.peak_kib / 1024
                 return
             time.sleep(0.5)
 
@@ -173,17 +184,13 @@ def run_video(site: Path, models_dir: Path, video: Path, checkpoint: int, frames
     shutil.copy(video, site / "inbox" / video.name)
     daemon = Daemon(site, once=True)
 
-    def reached(count: int) -> Callable[[], bool]:
-        return lambda: any(
-            e.get("event") == "video_progress" and e.get("frames_done", 0) >= count
-            for e in daemon.events()
-        )
+    def frames_done() -> int:
+        progress = [e for e in daemon.events() if e.get("event") == "video_progress"]
+        return max((e.get("frames_done", 0) for e in progress), default=0)
 
-    early = Watcher(daemon, reached(checkpoint), dict)
-    late = Watcher(daemon, reached(late_checkpoint(frames)), dict)
+    watcher = Watcher(daemon, frames_done, (checkpoint, late_checkpoint(frames)))
     run = daemon.wait(DAEMON_TIMEOUT_SECONDS)
-    early.join()
-    late.join()
+    watcher.join()
     started, done = run.first("video_started"), run.first("video_done")
     if started is None or done is None:
         raise RuntimeError(f"the daemon did not finish the video; see {run.log_path}")
@@ -192,8 +199,8 @@ def run_video(site: Path, models_dir: Path, video: Path, checkpoint: int, frames
         "frames_scored": done["frames_scored"],
         "daemon_fps": done["frames_scored"] / seconds,
         "study_seconds": seconds,
-        "peak_rss_mib_at_checkpoint": early.rss_mib,
-        "peak_rss_mib_late": late.rss_mib,
+        "peak_rss_mib_at_checkpoint": watcher.early_rss_mib,
+        "peak_rss_mib_late": watcher.late_rss_mib,
         "peak_rss_mib": run.peak_rss_mib,
         "report_seconds": report_seconds(config, STEM),
     }
@@ -209,16 +216,15 @@ def run_folder(site: Path, models_dir: Path, folder: Path, checkpoint: int, fram
     shutil.copytree(folder, site / "inbox" / FOLDER_STUDY, copy_function=_link)
     daemon = Daemon(site, once=True)
     audit_log = site / "audit_log.csv"
-    early = Watcher(
+    watcher = Watcher(
         daemon,
-        lambda: count_rows(audit_log) >= checkpoint,
+        lambda: count_rows(audit_log),
+        (checkpoint, late_checkpoint(frames)),
         lambda: {"rows": count_rows(audit_log), **audit_command(config, "summary")},
     )
-    late = Watcher(daemon, lambda: count_rows(audit_log) >= late_checkpoint(frames), dict)
     run = daemon.wait(DAEMON_TIMEOUT_SECONDS)
-    early.join()
-    late.join()
-    rows = count_rows(site / "audit_log.csv")
+    watcher.join()
+    rows = count_rows(audit_log)
     if rows != sum(1 for _ in folder.glob("*.jpg")):
         raise RuntimeError(f"{rows} audit rows for the folder's frames; see {run.log_path}")
     seconds = run.processing_seconds()
@@ -226,11 +232,11 @@ def run_folder(site: Path, models_dir: Path, folder: Path, checkpoint: int, fram
         "frames_scored": rows,
         "daemon_fps": rows / seconds,
         "study_seconds": seconds,
-        "peak_rss_mib_at_checkpoint": early.rss_mib,
-        "peak_rss_mib_late": late.rss_mib,
+        "peak_rss_mib_at_checkpoint": watcher.early_rss_mib,
+        "peak_rss_mib_late": watcher.late_rss_mib,
         "peak_rss_mib": run.peak_rss_mib,
         "report_seconds": report_seconds(config, FOLDER_STUDY),
-        "summary_at_checkpoint": early.figures,
+        "summary_at_checkpoint": watcher.figures,
         "summary_at_end": {"rows": rows, **audit_command(config, "summary")},
         "verify_at_end": {"rows": rows, **audit_command(config, "verify")},
     }
