@@ -11,6 +11,7 @@ frames); then ``gicls-train evaluate --leave-out SOURCE`` for each ``--loso`` so
     .venv/bin/python -m bench.cv2024             # the default recipe, LOSO SEE-AI + KVASIR
     .venv/bin/python -m bench.cv2024 --recipe fov_sources --loso SEE-AI
     .venv/bin/python -m bench.cv2024 --score-only --recipe default   # re-print a finished run
+    .venv/bin/python -m bench.cv2024 --resume --loso SEE-AI  # add a step to a finished run
 
 Validation here shares the four sources (devices, centres) with training: its figures are what
 every challenge team over-estimated. Leave-one-source-out is the stand-in for a new hospital.
@@ -46,19 +47,30 @@ def config_text(recipe: dict[str, dict[str, Any]], run_dir: Path, seed: int) -> 
     return run_config_text(recipe, run_dir, seed, data, DEFAULT_CLASSES)
 
 
-def run(name: str, recipe: dict, run_dir: Path, seed: int, loso: list[str]) -> dict[str, Any]:
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
+def run(
+    name: str, recipe: dict, run_dir: Path, seed: int, loso: list[str], resume: bool
+) -> dict[str, Any]:
     config_path = run_dir / "config.toml"
-    config_path.write_text(config_text(recipe, run_dir, seed), encoding="utf-8")
+    timings_path = run_dir / "timings.json"
+    config = config_text(recipe, run_dir, seed)
+    if resume:
+        _check_resumable(run_dir, config)
+        timings: dict[str, float] = json.loads(timings_path.read_text(encoding="utf-8"))
+    else:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        config_path.write_text(config, encoding="utf-8")
+        timings = {}
     cli = train_cli()
     print(f"== {name}: gicls-train all -c {config_path}", flush=True)
-    timings_path = run_dir / "timings.json"
-    timings: dict[str, float] = {}
 
     def timed(step: str, command: list[str], log_name: str) -> None:
-        # Saved after every step: an interrupted run still re-prints what it finished.
+        if step in timings:
+            print(f"   {step}: done before ({timings[step] / 60:.1f} min), kept", flush=True)
+            return
+        # Saved after every step: an interrupted run still re-prints what it finished, and
+        # --resume goes on from the first step it has no time for.
         timings[step] = run_logged(command, run_dir / log_name)
         timings_path.write_text(json.dumps(timings, indent=2), encoding="utf-8")
 
@@ -95,6 +107,18 @@ def run(name: str, recipe: dict, run_dir: Path, seed: int, loso: list[str]) -> d
             f"loso-{source}.log",
         )
     return collect(name, run_dir)
+
+
+def _check_resumable(run_dir: Path, config: str) -> None:
+    """A run goes on only in a folder this very recipe and seed started."""
+    config_path = run_dir / "config.toml"
+    if not (run_dir / "timings.json").is_file() or not config_path.is_file():
+        raise SystemExit(f"--resume: {run_dir} holds no started run (no timings.json/config.toml)")
+    if config_path.read_text(encoding="utf-8") != config:
+        raise SystemExit(
+            f"--resume: {config_path} differs from this recipe's configuration; "
+            "run without --resume to start again"
+        )
 
 
 def collect(name: str, run_dir: Path) -> dict[str, Any]:
@@ -219,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
         help=f"source to leave out (repeat; default {' and '.join(DEFAULT_LOSO)}; 'none' = skip)",
     )
     parser.add_argument("--score-only", action="store_true", help="re-print a finished run")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the run folder and run only the steps it has not finished",
+    )
     args = parser.parse_args(argv)
     if not (DATA_DIR / "training").is_dir():
         print(f"skipped: {DATA_DIR / 'training'} is absent (the benchmark needs ../shared/data)")
@@ -227,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = (args.work_dir / f"{name}-seed{args.seed}").resolve()
     loso = [] if args.loso == ["none"] else (args.loso or list(DEFAULT_LOSO))
     result = (
-        collect(name, run_dir) if args.score_only else run(name, recipe, run_dir, args.seed, loso)
+        collect(name, run_dir)
+        if args.score_only
+        else run(name, recipe, run_dir, args.seed, loso, args.resume)
     )
     (run_dir / "result.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     print_run(result)
