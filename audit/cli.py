@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -18,8 +19,16 @@ from gicls.audit.reader import AuditTable, read_audit_log
 from gicls.audit.segments import segment_paths
 from gicls.audit.study_model import read_bundle_summary
 from gicls.audit.study_outputs import publish_study, studies_in
-from gicls.audit.summary import by_study, by_study_dict, by_study_text, summarise, tail
-from gicls.audit.verify import verify_output
+from gicls.audit.summary import (
+    SUMMARY_COLUMNS,
+    TAIL_COLUMNS,
+    by_study,
+    by_study_dict,
+    by_study_text,
+    summarise,
+    tail,
+)
+from gicls.audit.verify import VERIFY_COLUMNS, verify_output
 from gicls.cli_support import ConfigOption, add_version_option, run_command
 from gicls.config import GiclsConfig
 
@@ -41,8 +50,11 @@ LogOption = Annotated[
 ]
 
 
-def _read(config: GiclsConfig, log: Path | None) -> AuditTable:
-    return read_audit_log(log or config.daemon.audit_log, config.classes)
+def _read(
+    config: GiclsConfig, log: Path | None, columns: Sequence[str] | None = None
+) -> AuditTable:
+    """The log, checked whole; ``columns`` (default all) the ones the command uses."""
+    return read_audit_log(log or config.daemon.audit_log, config.classes, columns)
 
 
 class SummaryBy(enum.StrEnum):
@@ -65,7 +77,7 @@ def summary(
     """Counts per class, status and day; confidence percentiles; rates; throughput; bundles."""
 
     def action(settings: GiclsConfig) -> None:
-        audit = _read(settings, log)
+        audit = _read(settings, log, SUMMARY_COLUMNS)
         if by is SummaryBy.STUDY:
             frame = by_study(audit)
             typer.echo(
@@ -83,7 +95,7 @@ def verify(config: ConfigOption = None, log: LogOption = None) -> None:
     """Check that output_dir and the log match exactly (exit 1 on any mismatch)."""
 
     def action(settings: GiclsConfig) -> None:
-        audit = _read(settings, log)
+        audit = _read(settings, log, VERIFY_COLUMNS)
         daemon = settings.daemon
         result = verify_output(
             audit,
@@ -116,7 +128,7 @@ def tail_command(
     """Show the latest rows: time, status, file, predicted class, confidence, destination."""
 
     def action(settings: GiclsConfig) -> None:
-        typer.echo(tail(_read(settings, log), lines))
+        typer.echo(tail(_read(settings, log, TAIL_COLUMNS), lines))
 
     run_command(config, action)
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import pandas as pd
 
@@ -71,15 +72,23 @@ def display(raw: bytes) -> str:
     return encode_name(raw)[0]
 
 
-def read_audit_log(path: Path, classes: Sequence[str]) -> AuditTable:
-    """Read and check the audit log configured as ``path``, written for ``classes``."""
+def read_audit_log(
+    path: Path, classes: Sequence[str], columns: Sequence[str] | None = None
+) -> AuditTable:
+    """Read and check the audit log configured as ``path``, written for ``classes``.
+
+    Every cell of every row is checked; ``columns`` (default: all) are the ones kept in the
+    table. A tool that needs a few columns names them, so that its memory grows by those
+    columns per row and not by the whole row's text.
+    """
     paths = segment_paths(path)
     if not paths:
         raise AuditError(
             f"audit log {path} does not exist (no file processed yet? --log PATH reads another)"
         )
+    kept = _kept_columns(classes, columns)
     # A segment the daemon has only just created may not hold its header yet.
-    parts = [_read_segment(file, classes, alone=len(paths) == 1) for file in paths]
+    parts = [_read_segment(file, classes, kept, alone=len(paths) == 1) for file in paths]
     found = [part for part in parts if part is not None]
     if not any(part.line_numbers for part in found):
         raise AuditError(f"audit log {path} has a header but no rows yet")
@@ -95,50 +104,141 @@ def read_audit_log(path: Path, classes: Sequence[str]) -> AuditTable:
     )
 
 
-def _read_segment(path: Path, classes: Sequence[str], alone: bool) -> _Part | None:
-    """One segment, checked; None for a segment with no header yet unless it is ``alone``."""
+def _kept_columns(classes: Sequence[str], columns: Sequence[str] | None) -> list[str]:
+    every = audit_columns(classes)
+    if columns is None:
+        return every
+    unknown = set(columns) - set(every)
+    if unknown:
+        raise ValueError(f"not audit-log columns: {', '.join(sorted(unknown))}")
+    return [column for column in every if column in columns]
+
+
+def _read_segment(path: Path, classes: Sequence[str], kept: list[str], alone: bool) -> _Part | None:
+    """One segment, checked; None for a segment with no header yet unless it is ``alone``.
+
+    The file is read twice as a stream (structure and UTF-8, then the cells, CHUNK_ROWS rows
+    at a time), never whole: a study's log holds a row per frame.
+    """
     try:
-        data = path.read_bytes()
+        with path.open("rb") as file:
+            end, incomplete_tail = _complete_end(file)
+            if end == 0:
+                if not alone:
+                    return None
+                raise AuditError(f"audit log {path} is empty (not even a header line)")
+            header, first, line_numbers = _check_structure(_lines(file, end, path), path)
+            declared = (
+                first[header.index(VERSION_COLUMN)] if first and VERSION_COLUMN in header else None
+            )
+            version = layout_version(header, classes, declared, path)
+            file.seek(0)
+            texts, tables = [], []
+            chunks = pd.read_csv(
+                io.BufferedReader(_Prefix(file, end)),
+                dtype=str,
+                keep_default_na=False,
+                encoding="utf-8",
+                chunksize=CHUNK_ROWS,
+            )
+            done = 0
+            with chunks:
+                for cells in chunks:
+                    refuse = _Refuser(path, line_numbers[done : done + len(cells)])
+                    done += len(cells)
+                    text, table = _checked_chunk(cells, version, classes, refuse)
+                    texts.append(text[kept])
+                    tables.append(table[kept])
     except OSError as exc:
         raise AuditError(f"cannot read audit log {path}: {exc.strerror}") from None
-    # A crash after the file grew but before the data landed leaves NUL bytes at the end.
-    data = data.rstrip(b"\0")
-    end = data.rfind(b"\n") + 1
-    if end == 0:
-        if not alone:
-            return None
-        raise AuditError(f"audit log {path} is empty (not even a header line)")
-    try:
-        text = data[:end].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise AuditError(f"audit log {path} is not UTF-8 text (line {line})") from None
+    if not texts:  # a header and no rows: the same columns and types, empty
+        refuse = _Refuser(path, [])
+        text, table = _checked_chunk(
+            pd.DataFrame(columns=header, dtype=str), version, classes, refuse
+        )
+        texts, tables = [text[kept]], [table[kept]]
+    return _Part(
+        segment=Segment(path, version),
+        text=pd.concat(texts, ignore_index=True),
+        table=pd.concat(tables, ignore_index=True),
+        line_numbers=line_numbers,
+        incomplete_tail=incomplete_tail,
+    )
 
-    header, first, line_numbers = _check_structure(text, path)
-    declared = first[header.index(VERSION_COLUMN)] if first and VERSION_COLUMN in header else None
-    version = layout_version(header, classes, declared, path)
-    cells = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-    refuse = _Refuser(path, line_numbers)
+
+# Rows parsed at a time: the parse's own memory stays a few MiB whatever the log's length.
+CHUNK_ROWS = 2000
+
+
+def _checked_chunk(
+    cells: pd.DataFrame, version: int, classes: Sequence[str], refuse: _Refuser
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One chunk's cells in the current columns, and typed; refusing cells that do not fit."""
     if version > 1:
         refuse(cells[VERSION_COLUMN] != str(version), f"schema_version is not {version}")
     cells = cells.reindex(columns=audit_columns(classes), fill_value="")
     cells[VERSION_COLUMN] = str(version)
-    return _Part(
-        segment=Segment(path, version),
-        text=cells,
-        table=_typed(cells, classes, refuse),
-        line_numbers=line_numbers,
-        incomplete_tail=end < len(data),
-    )
+    return cells, _typed(cells, classes, refuse)
 
 
-def _check_structure(text: str, path: Path) -> tuple[list[str], list[str], list[int]]:
+def _complete_end(file: BinaryIO) -> tuple[int, bool]:
+    """Where the last complete line ends (0: none), and whether anything but NUL bytes follows.
+
+    A crash after the file grew but before the data landed leaves NUL bytes at the end.
+    """
+    position = file.seek(0, io.SEEK_END)
+    tail = False
+    while position > 0:
+        start = max(0, position - _TAIL_BLOCK)
+        file.seek(start)
+        block = file.read(position - start)
+        newline = block.rfind(b"\n")
+        after = block[newline + 1 :]
+        tail = tail or after.strip(b"\0") != b""
+        if newline >= 0:
+            return start + newline + 1, tail
+        position = start
+    return 0, tail
+
+
+_TAIL_BLOCK = 64 * 1024
+
+
+class _Prefix(io.RawIOBase):
+    """The first ``end`` bytes of ``file`` from where it stands: the complete lines only."""
+
+    def __init__(self, file: BinaryIO, end: int) -> None:
+        self._file = file
+        self._left = end - file.tell()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")[: self._left]
+        count = self._file.readinto(view) or 0
+        self._left -= count
+        return count
+
+
+def _lines(file: BinaryIO, end: int, path: Path) -> Iterator[str]:
+    """The first ``end`` bytes of ``file`` as text lines, ends kept; a line that is not UTF-8
+    is an AuditError naming it (a character never spans a newline)."""
+    file.seek(0)
+    for number, raw in enumerate(io.BufferedReader(_Prefix(file, end)), start=1):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise AuditError(f"audit log {path} is not UTF-8 text (line {number})") from None
+
+
+def _check_structure(lines: Iterator[str], path: Path) -> tuple[list[str], list[str], list[int]]:
     """Header, first row ([] if none) and the line number of each row.
 
     Every row must have the header's field count: pandas pads a short row with empty cells
     without a word, so the count is checked here.
     """
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(lines, strict=True)
     first: list[str] = []
     try:
         header = next(reader)
@@ -174,7 +274,9 @@ class _Refuser:
 
 def _typed(cells: pd.DataFrame, classes: Sequence[str], refuse: _Refuser) -> pd.DataFrame:
     """``cells`` with times and numbers parsed, refusing cells that do not parse."""
-    table = cells.copy()
+    # Shallow: the text columns are shared with ``cells`` (pandas copies on write), only the
+    # parsed ones are new.
+    table = cells.copy(deep=False)
     times = pd.to_datetime(cells["processed_at"], utc=True, format="ISO8601", errors="coerce")
     refuse(times.isna(), "processed_at is not an ISO 8601 time")
     table["processed_at"] = times

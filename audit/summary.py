@@ -19,6 +19,26 @@ PERCENTILES = (5, 25, 50, 75, 95)
 SCORED_STATUSES = ("classified", "review")
 NO_VALUE = "(none)"
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# The columns ``summarise`` and ``by_study`` read, and those ``tail`` shows: what the reader keeps.
+SUMMARY_COLUMNS = (
+    "processed_at",
+    "status",
+    "predicted_class",
+    "confidence",
+    "reason",
+    "flags",
+    "model_bundle",
+    "latency_ms",
+    "study",
+)
+TAIL_COLUMNS = (
+    "processed_at",
+    "status",
+    "file_name",
+    "predicted_class",
+    "confidence",
+    "destination",
+)
 
 
 @dataclass(frozen=True)

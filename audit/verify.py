@@ -36,6 +36,18 @@ from gicls.audit.unread import never_read
 from gicls.errors import AuditError, listing
 from gicls.hashing import file_sha256
 
+# The columns verify reads: what the reader keeps.
+VERIFY_COLUMNS = (
+    "status",
+    "file_name",
+    "sha256",
+    "bytes",
+    "destination",
+    "destination_hex",
+    "reason",
+    "study",
+    "outputs",
+)
 # Rows with these statuses always moved a file; a duplicate row may or may not have.
 MOVING_STATUSES = ("classified", "review", "quarantined")
 

@@ -164,3 +164,44 @@ def test_quoted_newline_rows_keep_their_line_numbers(tmp_path: Path) -> None:
 
     with pytest.raises(AuditError, match=r"on line\(s\) 4$"):
         read_audit_log(log, CLASSES)
+
+
+def test_a_bad_cell_is_named_by_its_line_in_a_later_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two rows per chunk: the bad cell sits in the third chunk, after a row spanning two lines.
+    monkeypatch.setattr("gicls.audit.reader.CHUNK_ROWS", 2)
+    log = tmp_path / "audit_log.csv"
+    records = [row(file_name="two\nlines.jpg"), *(row() for _ in range(3)), row(confidence="x")]
+    log.write_text(csv_text(*records), encoding="utf-8")
+
+    with pytest.raises(AuditError, match=r"'confidence' is not a number on line\(s\) 7$"):
+        read_audit_log(log, CLASSES)
+
+
+def test_chunks_are_read_as_one_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gicls.audit.reader.CHUNK_ROWS", 2)
+    log = tmp_path / "audit_log.csv"
+    names = [f"{k}.jpg" for k in range(5)]
+    log.write_text(csv_text(*(row(file_name=name) for name in names)), encoding="utf-8")
+
+    audit = read_audit_log(log, CLASSES)
+
+    assert audit.text["file_name"].tolist() == names
+    assert audit.text.index.tolist() == list(range(5))
+    assert audit.line_numbers == (2, 3, 4, 5, 6)
+
+
+def test_the_columns_asked_for_are_kept_and_every_cell_is_still_checked(tmp_path: Path) -> None:
+    log = tmp_path / "audit_log.csv"
+    log.write_text(csv_text(row(), row(status="review")), encoding="utf-8")
+
+    audit = read_audit_log(log, CLASSES, ["status", "confidence"])
+
+    assert list(audit.text.columns) == list(audit.table.columns) == ["status", "confidence"]
+    assert audit.table["confidence"].tolist() == [0.9, 0.9]
+    log.write_text(csv_text(row(), row(Polyp="high")), encoding="utf-8")
+    with pytest.raises(AuditError, match=r"'Polyp' is not a number on line\(s\) 3$"):
+        read_audit_log(log, CLASSES, ["status"])
+    with pytest.raises(ValueError, match="not audit-log columns: colour"):
+        read_audit_log(log, CLASSES, ["status", "colour"])
