@@ -25,7 +25,7 @@ from PIL import Image
 
 from gicls.audit.schema import FLAG_SEPARATOR
 from gicls.daemon.frame_table import ScoredFrames
-from gicls.daemon.video_decode import iter_frames
+from gicls.daemon.video_decode import RgbConverter, iter_decoded
 from gicls.errors import UnreadableVideoError
 from gicls.fsutil import fsync_dir
 
@@ -129,11 +129,16 @@ def stage_key_frames(
     if not wanted:
         return staged
     found: set[int] = set()
+    to_rgb = RgbConverter()
     try:
-        for index, _, image in iter_frames(video):
-            for pick in wanted.get(index, ()):
+        # Only the picked frames are converted to RGB: converting is most of a frame's cost.
+        for index, _, frame in iter_decoded(video):
+            if index not in wanted:
+                continue
+            image = to_rgb(frame)
+            for pick in wanted[index]:
                 staged.append(_stage_jpeg(image, key_frame_path(study_dir, stem, pick)))
-                found.add(index)
+            found.add(index)
             if len(found) == len(wanted):
                 break
     except UnreadableVideoError:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image
 
 from gicls.errors import UnreadableImageError, UnreadableVideoError
@@ -66,6 +67,29 @@ def iter_frames(path: Path, frame_step: int = 1) -> Iterator[tuple[int, float, I
     """Yield (frame_index, frame_time_s, RGB image at the video's own size) of every
     ``frame_step``-th frame. Raises UnreadableVideoError when the file is damaged, after the
     frames before the damage."""
+    to_rgb = RgbConverter()
+    for index, time_s, frame in iter_decoded(path, frame_step):
+        yield index, time_s, to_rgb(frame)
+
+
+class RgbConverter:
+    """``frame.to_image()`` with one swscale context for a whole video.
+
+    PyAV's ``to_image`` sets up a new converter for every frame, and at 336 px that cost more
+    than decoding the frame (2.9 ms to decode, 3.5-4.9 ms more to convert, on a busy 2-core
+    machine); a reused one converts in about 1.5 ms, to the same pixels.
+    """
+
+    def __init__(self) -> None:
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame: av.VideoFrame) -> Image.Image:
+        return self._reformatter.reformat(frame, format="rgb24").to_image()
+
+
+def iter_decoded(path: Path, frame_step: int = 1) -> Iterator[tuple[int, float, av.VideoFrame]]:
+    """Like ``iter_frames``, but the decoded frames as they come, not yet converted to RGB:
+    for a reader that wants the pixels of a few of them only."""
     if frame_step < 1:
         raise ValueError(f"frame_step must be >= 1, got {frame_step}")
     decoded = 0
@@ -79,7 +103,7 @@ def iter_frames(path: Path, frame_step: int = 1) -> Iterator[tuple[int, float, I
                 index = decoded
                 decoded += 1
                 if index % frame_step == 0:
-                    yield index, _frame_time(frame, index, stream), frame.to_image()
+                    yield index, _frame_time(frame, index, stream), frame
             if decoded < declared:
                 # A cut after a packet boundary decodes cleanly and just stops: the index
                 # (mp4, mov, avi) still says how many frames there were.

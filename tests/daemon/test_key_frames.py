@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,6 +14,7 @@ from gicls.daemon.key_frames import (
     KeyFrame,
     KeyFramePicker,
     key_frame_name,
+    key_frame_path,
     parse_key_frame_name,
     publish,
     stage_key_frames,
@@ -99,6 +101,23 @@ def test_picked_frames_are_written_at_full_size_and_appear_only_when_published(v
     )
     with Image.open(final[2]) as image:
         assert image.size == (64, 64)
+
+
+def test_each_key_frame_holds_the_pixels_of_its_own_frame(video, tmp_path):
+    wanted = (5, 101)
+    with av.open(str(video)) as container:
+        decoded = {k: f.to_image() for k, f in enumerate(container.decode(video=0)) if k in wanted}
+    picks = [KeyFrame("Polyp", index, index / 4, 0.9) for index in wanted]
+    publish(stage_key_frames(video, picks, tmp_path, "study"))
+
+    for pick in picks:
+        with Image.open(key_frame_path(tmp_path, "study", pick)) as image:
+            written = np.asarray(image.convert("RGB"), np.float64)
+        own, other = (
+            np.abs(written - np.asarray(decoded[index], np.float64)).mean()
+            for index in (pick.frame_index, next(k for k in wanted if k != pick.frame_index))
+        )
+        assert own < 3 < other  # JPEG's loss only, and far from the other frame
 
 
 def test_a_pick_the_video_does_not_reach_is_an_error_and_nothing_is_left(video, tmp_path):
