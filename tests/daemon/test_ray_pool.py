@@ -57,7 +57,13 @@ def test_rows_as_local_across_a_kill_9_of_the_daemon_with_batches_in_flight(
     reference = DaemonProcess(local.config, "--once")
     killed = DaemonProcess(pooled.config)
     try:
-        wait_until(lambda: killed.logged("batch_done"), 150, "the first batch")
+        # Killed while files are claimed: right after a batch_done the next claim may not be
+        # made yet, and a kill there had nothing in flight (seen once on CI).
+        wait_until(
+            lambda: killed.logged("batch_done") and any(pooled.work.iterdir()),
+            150,
+            "the first batch, and a claim in flight",
+        )
         killed.process.kill()
         killed.process.wait()
     finally:
