@@ -36,7 +36,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.daemon_runs import BIN, write_site
+from bench.daemon_runs import BIN, peak_rss_kib, write_site
 from bench.fixtures import write_bundle
 from gicls.config import DEFAULT_CLASSES
 from gicls.daemon.audit_writer import AuditWriter
@@ -118,13 +118,6 @@ def without_watchdog(environ: os._Environ[str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if not k.startswith(("WATCHDOG_", "NOTIFY_"))}
 
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def time_to_ready(config: Path, timeout: float = 1800) -> tuple[float, float]:
     """Seconds from process start to READY=1, and peak RSS (MiB) at that moment."""
     address = f"\0gicls-bench-{uuid.uuid4().hex}"
@@ -148,7 +141,12 @@ def time_to_ready(config: Path, timeout: float = 1800) -> tuple[float, float]:
                     message = ""
                 if "READY=1" in message.splitlines():
                     seconds = time.perf_counter() - started
-                    return seconds, peak_rss_mib(process.pid)
+                    peak_kib = peak_rss_kib(process.pid)
+                    if peak_kib == 0:  # gone between READY and the reading: no figure
+                        raise RuntimeError(
+                            f"daemon exited at READY; see {config.parent / 'daemon.log'}"
+                        )
+                    return seconds, peak_kib / 1024
                 if process.poll() is not None or time.perf_counter() - started > timeout:
                     raise RuntimeError(f"no READY=1; see {config.parent / 'daemon.log'}")
         finally:
