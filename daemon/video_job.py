@@ -16,7 +16,6 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from gicls.daemon.frame_table import (
 )
 from gicls.daemon.journal import Entry
 from gicls.daemon.key_frames import KeyFramePicker, Staged, stage_key_frames
+from gicls.daemon.prefetch import Prefetcher
 from gicls.daemon.studies import has_video_extension
 from gicls.daemon.video_decode import (
     FrameBatch,
@@ -50,6 +50,9 @@ VIDEOS_FOLDER = "_videos"
 VIDEO_UNREADABLE = UnreadableVideoError.reason
 STAGING_SUFFIX = ".video"
 MANIFEST_SUFFIX = ".outputs.manifest.json"
+# Batches decoded ahead of the one being scored: one is enough to keep the decoder busy while
+# the ensemble scores; a second absorbs the variation of decode time between batches.
+DECODE_AHEAD_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -125,9 +128,14 @@ class VideoJob:
             settings.key_frame_min_gap_s,
             settings.key_frames_skip_classes,
         )
-        self._batches: Iterator[FrameBatch] = iter_frame_batches(
-            source, ensemble.image_size, settings.max_batch, settings.frame_step
-        )
+        # The next batches are decoded while this one is scored (prefetch.py); a video that
+        # cannot even be probed is never decoded.
+        self._batches: Prefetcher[FrameBatch] | None = None
+        if not self.finished:
+            frames = iter_frame_batches(
+                source, ensemble.image_size, settings.max_batch, settings.frame_step
+            )
+            self._batches = Prefetcher(frames, DECODE_AHEAD_BATCHES, name="video-decode")
 
     @property
     def frames_scored(self) -> int:
@@ -141,7 +149,7 @@ class VideoJob:
 
     def step(self) -> int:
         """Decode and score one batch; returns its size (0 once the video is finished)."""
-        if self.finished:
+        if self.finished or self._batches is None:
             return 0
         try:
             batch = next(self._batches)
@@ -196,7 +204,8 @@ class VideoJob:
 
     def abandon(self) -> None:
         """Stop without a result (a stop or a full disk): nothing staged is kept."""
-        self._batches.close()  # type: ignore[attr-defined]  # a generator
+        if self._batches is not None:
+            self._batches.close()
         self.table.discard()
         shutil.rmtree(self.staging, ignore_errors=True)
 
