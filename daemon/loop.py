@@ -52,9 +52,10 @@ class LoopSettings:
     tick: float  # idle sleep between polls
     once: bool  # exit when nothing is left to do (no observer, no rescans)
     stability: float = 0.0  # stability_seconds: the soonest an untracked file can be ready
-    # Batches started (claimed, decoded, sent to be scored) and not finished yet, at most: 1
-    # with the local ensemble (each batch finishes in the turn it starts); with an actor pool
-    # one more than its actors, so an actor that finishes finds the next batch queued.
+    # Batches started (claimed, decoded, sent to be scored) and not finished yet, at most: 2
+    # with the daemon's local scoring thread (the next batch is decoded while one is scored),
+    # 1 where the ensemble scores inside ``start``; with an actor pool one more than its
+    # actors, so an actor that finishes finds the next batch queued.
     in_flight: int = 1
 
 

@@ -33,7 +33,7 @@ from gicls.daemon.intake import Intake, read_claimed, unread
 from gicls.daemon.journal import Entry, Journal
 from gicls.daemon.reasons import UNREADABLE, Reason
 from gicls.daemon.route import Router, destination_folder
-from gicls.daemon.scoring import PendingScores, Scores, submit
+from gicls.daemon.scoring import PendingScores, Scores, ScoringThread, submit
 from gicls.daemon.serving import ServingModel
 from gicls.daemon.settle import Settled
 from gicls.daemon.studies import Source, StudyNames
@@ -104,8 +104,10 @@ class Pipeline:
         options: PipelineOptions,
         faults: Faults,
         studies: StudyNames,
+        scorer: ScoringThread | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        """``scorer``: where a local ensemble scores (None: in ``start``, before it returns)."""
         self.inbox = inbox
         self.work = work
         self.router = router
@@ -116,6 +118,7 @@ class Pipeline:
         self.options = options
         self.faults = faults
         self.studies = studies
+        self.scorer = scorer
         self._wall_clock = wall_clock
         # Claimed videos waiting to be scored, by entry id, in claim order.
         self.videos: dict[str, Entry] = {}
@@ -194,7 +197,7 @@ class Pipeline:
             reasons=reasons,
             skipped=skipped,
             scored=[wanted[position] for position in decodable],
-            scores=submit(ensemble, images[decodable]),
+            scores=submit(ensemble, images[decodable], self.scorer),
             started=started,
         )
 

@@ -28,6 +28,7 @@ from gicls.daemon.pipeline import Pipeline, PipelineOptions
 from gicls.daemon.pseudonyms import Pseudonyms
 from gicls.daemon.recovery import recover_at_start
 from gicls.daemon.route import Router
+from gicls.daemon.scoring import ScoringThread
 from gicls.daemon.seen_store import SNAPSHOT_NAME, SeenStore
 from gicls.daemon.serving import Loader, ServingModel, configure_threads, load_ensemble
 from gicls.daemon.settle import SettleTracker, empty_timeout
@@ -130,13 +131,19 @@ def build_daemon(
         notifier.status("loading model bundle")
         configure_threads()
         loader: Loader = functools.partial(load_ensemble, warm_batch=settings.max_batch)
-        in_flight = 1
+        # An actor pool keeps one more batch than it has actors in flight; the local ensemble
+        # scores on a thread of its own while the next batch is read and decoded.
+        scorer: ScoringThread | None = None
         if config.inference.backend == "ray":
             from gicls.daemon.ray_pool import ActorPool  # imports ray: only when asked for
 
             pool = ActorPool(config, warm_batch=settings.max_batch)
             cleanup.callback(pool.close)
             loader, in_flight = pool.load, config.inference.actors + 1
+        else:
+            scorer = ScoringThread()
+            cleanup.callback(scorer.close)
+            in_flight = 2
         model = ServingModel(
             config.paths.models_dir, config.classes, config.inference.precision, loader=loader
         )
@@ -168,6 +175,7 @@ def build_daemon(
             ),
             faults=faults,
             studies=studies,
+            scorer=scorer,
         )
         notifier.status(f"recovering {len(entries)} journal entries")
         recovered = recover_at_start(entries, pipeline, seen_store, notifier, stop)

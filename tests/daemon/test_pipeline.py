@@ -21,6 +21,7 @@ from gicls.daemon.faults import Faults
 from gicls.daemon.journal import Entry, Journal
 from gicls.daemon.pipeline import Pipeline, PipelineOptions
 from gicls.daemon.route import Router
+from gicls.daemon.scoring import ScoringThread
 from gicls.daemon.serving import ServingModel
 from gicls.daemon.studies import StudyNames
 from gicls.models.bundle import read_manifest
@@ -156,12 +157,15 @@ def test_nan_scores_go_to_review_as_non_finite_never_to_a_condition(site: harnes
     assert (site.output / "_review" / "scan.png").read_bytes() == data
 
 
+@pytest.mark.parametrize("scorer", [None, ScoringThread], ids=["scored_in_start", "thread"])
 def test_a_copy_in_a_later_batch_in_flight_is_a_duplicate(
-    site: harness.Site, serving: ServingModel
+    site: harness.Site, serving: ServingModel, scorer: type[ScoringThread] | None
 ) -> None:
-    """With an actor pool, batch 2 is started (read, decoded, sent) before batch 1 is planned:
-    the copy in batch 2 must still be found a duplicate of batch 1's file, not scored anew."""
+    """With an actor pool or the scoring thread, batch 2 is started (read, decoded, sent)
+    before batch 1 is planned: the copy in batch 2 must still be found a duplicate of batch
+    1's file, not scored anew."""
     bench = Bench(site, serving, on_duplicate="skip")
+    bench.pipeline.scorer = scorer() if scorer else None
     data = harness.png(7)
     first = [bench.claimed("first.png", data)]
     second = [bench.claimed("again.png", data)]
@@ -175,3 +179,35 @@ def test_a_copy_in_a_later_batch_in_flight_is_a_duplicate(
     assert rows["first.png"]["status"] == "classified"
     assert rows["again.png"]["status"] == "duplicate"
     assert rows["again.png"]["duplicate_of"] == rows["first.png"]["destination"]
+
+
+def test_the_scoring_thread_gives_the_rows_that_scoring_in_start_gives(
+    tmp_path: Path, make_bundle
+) -> None:
+    """Two batches in flight on the scoring thread, finished in order: the same scores,
+    classes and destinations as each batch scored before ``start`` returns."""
+    bundle = make_bundle()
+    rows_of: dict[str, dict[str, dict[str, str]]] = {}
+    for way in ("in_start", "thread"):
+        site = harness.write_config(tmp_path / way, bundle)
+        site.work.mkdir(parents=True)
+        bench = Bench(site, ServingModel(bundle, CLASSES, "float32"))
+        scorer = ScoringThread() if way == "thread" else None
+        bench.pipeline.scorer = scorer
+        batches = [
+            [bench.claimed(f"b{b}_{k}.png", harness.png(10 * b + k)) for k in range(3)]
+            for b in range(2)
+        ]
+        bench.journal.sync()
+        started = [bench.pipeline.start(batch) for batch in batches]
+        for batch in started:
+            bench.pipeline.finish(batch)
+        if scorer is not None:
+            scorer.close()
+        bench.journal.close()
+        bench.audit.close()
+        rows_of[way] = {row["file_name"]: row for row in harness.read_audit(site.audit_log)}
+    compared = ("status", "predicted_class", "destination", *CLASSES)
+    assert len(rows_of["thread"]) == 6
+    for name, row in rows_of["in_start"].items():
+        assert {k: rows_of["thread"][name][k] for k in compared} == {k: row[k] for k in compared}
