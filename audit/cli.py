@@ -27,7 +27,7 @@ from gicls.audit.summary import (
     summarise,
     tail,
 )
-from gicls.audit.verify import VERIFY_COLUMNS, verify_output
+from gicls.audit.verify import verify_output
 from gicls.cli_support import ConfigOption, add_version_option, run_command
 from gicls.config import GiclsConfig
 
@@ -99,7 +99,7 @@ def verify(config: ConfigOption = None, log: LogOption = None) -> None:
     """Check that output_dir and the log match exactly (exit 1 on any mismatch)."""
 
     def action(settings: GiclsConfig) -> None:
-        audit = _read(settings, log, VERIFY_COLUMNS)
+        audit = _open(settings, log)
         daemon = settings.daemon
         result = verify_output(
             audit,
