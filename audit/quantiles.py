@@ -14,7 +14,10 @@ import numpy as np
 
 # Confidences are probabilities, logged with 6 decimals: rounded here to 4 (10,001 points).
 CONFIDENCE_STEP = 1e-4
-CONFIDENCE_GRID = np.linspace(0.0, 1.0, round(1 / CONFIDENCE_STEP) + 1)
+_CONFIDENCE_POINTS = round(1 / CONFIDENCE_STEP)
+# k / points, not linspace's k * step: each point is then the nearest float to its decimal
+# (0.4749, not 0.47490000000000004), and so are the percentiles that fall on one.
+CONFIDENCE_GRID = np.arange(_CONFIDENCE_POINTS + 1) / _CONFIDENCE_POINTS
 # Latencies are whole milliseconds: exact below LATENCY_EXACT_BELOW, then 4 significant digits
 # (up to about 115 days), which keeps the grid at 145,000 points.
 LATENCY_EXACT_BELOW = 100_000
