@@ -15,12 +15,11 @@ from typing import Annotated
 import typer
 
 from gicls.audit.export import ExportFormat, export_log
-from gicls.audit.reader import AuditTable, read_audit_log
+from gicls.audit.reader import AuditSource, AuditTable, open_audit_log, read_audit_log
 from gicls.audit.segments import segment_paths
 from gicls.audit.study_model import read_bundle_summary
 from gicls.audit.study_outputs import publish_study, studies_in
 from gicls.audit.summary import (
-    SUMMARY_COLUMNS,
     TAIL_COLUMNS,
     by_study,
     by_study_dict,
@@ -28,7 +27,7 @@ from gicls.audit.summary import (
     summarise,
     tail,
 )
-from gicls.audit.verify import VERIFY_COLUMNS, verify_output
+from gicls.audit.verify import verify_output
 from gicls.cli_support import ConfigOption, add_version_option, run_command
 from gicls.config import GiclsConfig
 
@@ -57,6 +56,11 @@ def _read(
     return read_audit_log(log or config.daemon.audit_log, config.classes, columns)
 
 
+def _open(config: GiclsConfig, log: Path | None) -> AuditSource:
+    """The log, its structure checked, for a command that reads it a chunk at a time."""
+    return open_audit_log(log or config.daemon.audit_log, config.classes)
+
+
 class SummaryBy(enum.StrEnum):
     STUDY = "study"
 
@@ -77,7 +81,7 @@ def summary(
     """Counts per class, status and day; confidence percentiles; rates; throughput; bundles."""
 
     def action(settings: GiclsConfig) -> None:
-        audit = _read(settings, log, SUMMARY_COLUMNS)
+        audit = _open(settings, log)
         if by is SummaryBy.STUDY:
             frame = by_study(audit)
             typer.echo(
@@ -95,7 +99,7 @@ def verify(config: ConfigOption = None, log: LogOption = None) -> None:
     """Check that output_dir and the log match exactly (exit 1 on any mismatch)."""
 
     def action(settings: GiclsConfig) -> None:
-        audit = _read(settings, log, VERIFY_COLUMNS)
+        audit = _open(settings, log)
         daemon = settings.daemon
         result = verify_output(
             audit,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import pandas as pd
 
 from gicls.audit.schema import STATUSES, VERSION_COLUMN, audit_columns, encode_name, layout_version
@@ -50,21 +51,116 @@ class AuditTable:
 
     def where(self, row: int) -> str:
         """Where row ``row`` is: its line, and its file when the log has several segments."""
-        line = f"line {self.line_numbers[row]}"
-        if len(self.segments) == 1:
-            return line
-        return f"{self.segments[self.segment_of[row]].path.name} {line}"
+        return _where(self.segments, self.segment_of[row], self.line_numbers[row])
 
 
 @dataclass(frozen=True)
-class _Part:
-    """One segment's rows, already in the current columns."""
+class AuditChunk:
+    """Up to CHUNK_ROWS consecutive rows of one segment, as ``AuditTable`` holds them (index
+    0..n-1 within the chunk); row ``i`` is on line ``line_numbers[i]`` of ``segments[segment]``.
+    """
 
-    segment: Segment
+    segments: tuple[Segment, ...]
+    segment: int
     text: pd.DataFrame
     table: pd.DataFrame
     line_numbers: list[int]
+
+    def where(self, row: int) -> str:
+        """Where row ``row`` of the chunk is, as ``AuditTable.where`` says it."""
+        return _where(self.segments, self.segment, self.line_numbers[row])
+
+
+def _where(segments: Sequence[Segment], segment: int, line: int) -> str:
+    if len(segments) == 1:
+        return f"line {line}"
+    return f"{segments[segment].path.name} line {line}"
+
+
+class _LineNumbers:
+    """The physical line of each row of a segment, in memory that does not grow with the rows.
+
+    Row ``k`` is on line ``k + 2`` (after the header) plus the extra lines of the quoted
+    newlines in and before it. gicls writes none, so only a hand-edited log pays: one entry
+    per row where that extra changes.
+    """
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self._starts = [0]  # from row _starts[i] on, rows have _extra[i] extra lines
+        self._extra = [0]
+
+    def append(self, line: int) -> None:
+        """Record the line (the last, for a row spanning several) of the next row."""
+        extra = line - self.rows - 2
+        if extra != self._extra[-1]:
+            self._starts.append(self.rows)
+            self._extra.append(extra)
+        self.rows += 1
+
+    def between(self, start: int, stop: int) -> list[int]:
+        """Lines of rows ``start`` .. ``stop - 1``."""
+        rows = np.arange(start, stop)
+        run = np.searchsorted(self._starts, rows, side="right") - 1
+        return (rows + 2 + np.asarray(self._extra)[run]).tolist()
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """One segment checked as a stream (structure and UTF-8): what reading its cells needs."""
+
+    segment: Segment
+    header: list[str]
+    end: int  # where its complete lines end
+    lines: _LineNumbers
     incomplete_tail: bool
+
+
+@dataclass(frozen=True)
+class AuditSource:
+    """An audit log whose structure is checked, to be read a chunk at a time (``chunks``) or
+    whole (``read``). ``rows`` counts the complete rows of every segment; ``incomplete_tail``
+    as in ``AuditTable``."""
+
+    path: Path
+    classes: tuple[str, ...]
+    _scans: tuple[_Scan, ...]
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        return tuple(scan.segment for scan in self._scans)
+
+    @property
+    def rows(self) -> int:
+        return sum(scan.lines.rows for scan in self._scans)
+
+    @property
+    def incomplete_tail(self) -> bool:
+        return any(scan.incomplete_tail for scan in self._scans)
+
+    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[AuditChunk]:
+        """Every row, CHUNK_ROWS at a time, each cell checked; ``columns`` (default: all) the
+        ones kept. A segment with a header and no rows yields one empty chunk, so that every
+        segment is seen."""
+        kept = _kept_columns(self.classes, columns)
+        segments = self.segments
+        for index, scan in enumerate(self._scans):
+            for text, table, lines in _read_cells(scan, self.classes):
+                yield AuditChunk(segments, index, text[kept], table[kept], lines)
+
+    def read(self, columns: Sequence[str] | None = None) -> AuditTable:
+        """All rows at once (memory grows with the rows: ``chunks`` does not)."""
+        chunks = list(self.chunks(columns))
+        return AuditTable(
+            path=self.path,
+            classes=self.classes,
+            segments=self.segments,
+            text=pd.concat([chunk.text for chunk in chunks], ignore_index=True),
+            table=pd.concat([chunk.table for chunk in chunks], ignore_index=True),
+            segment_of=tuple(chunk.segment for chunk in chunks for _ in chunk.line_numbers),
+            line_numbers=tuple(line for chunk in chunks for line in chunk.line_numbers),
+            incomplete_tail=self.incomplete_tail,
+        )
 
 
 def display(raw: bytes) -> str:
@@ -81,27 +177,24 @@ def read_audit_log(
     table. A tool that needs a few columns names them, so that its memory grows by those
     columns per row and not by the whole row's text.
     """
+    return open_audit_log(path, classes).read(columns)
+
+
+def open_audit_log(path: Path, classes: Sequence[str]) -> AuditSource:
+    """The audit log configured as ``path``, written for ``classes``, its structure checked
+    (every segment: each line UTF-8, valid CSV, the header's field count, a known layout);
+    its cells are checked as its chunks are read."""
     paths = segment_paths(path)
     if not paths:
         raise AuditError(
             f"audit log {path} does not exist (no file processed yet? --log PATH reads another)"
         )
-    kept = _kept_columns(classes, columns)
     # A segment the daemon has only just created may not hold its header yet.
-    parts = [_read_segment(file, classes, kept, alone=len(paths) == 1) for file in paths]
-    found = [part for part in parts if part is not None]
-    if not any(part.line_numbers for part in found):
+    scans = [_scan_segment(file, classes, alone=len(paths) == 1) for file in paths]
+    found = tuple(scan for scan in scans if scan is not None)
+    if not any(scan.lines.rows for scan in found):
         raise AuditError(f"audit log {path} has a header but no rows yet")
-    return AuditTable(
-        path=path,
-        classes=tuple(classes),
-        segments=tuple(part.segment for part in found),
-        text=pd.concat([part.text for part in found], ignore_index=True),
-        table=pd.concat([part.table for part in found], ignore_index=True),
-        segment_of=tuple(k for k, part in enumerate(found) for _ in part.line_numbers),
-        line_numbers=tuple(line for part in found for line in part.line_numbers),
-        incomplete_tail=any(part.incomplete_tail for part in found),
-    )
+    return AuditSource(path, tuple(classes), found)
 
 
 def _kept_columns(classes: Sequence[str], columns: Sequence[str] | None) -> list[str]:
@@ -114,12 +207,9 @@ def _kept_columns(classes: Sequence[str], columns: Sequence[str] | None) -> list
     return [column for column in every if column in columns]
 
 
-def _read_segment(path: Path, classes: Sequence[str], kept: list[str], alone: bool) -> _Part | None:
-    """One segment, checked; None for a segment with no header yet unless it is ``alone``.
-
-    The file is read twice as a stream (structure and UTF-8, then the cells, CHUNK_ROWS rows
-    at a time), never whole: a study's log holds a row per frame.
-    """
+def _scan_segment(path: Path, classes: Sequence[str], alone: bool) -> _Scan | None:
+    """One segment's structure, checked as a stream, never read whole (a study's log holds a
+    row per frame); None for a segment with no header yet unless it is ``alone``."""
     try:
         with path.open("rb") as file:
             end, incomplete_tail = _complete_end(file)
@@ -127,15 +217,27 @@ def _read_segment(path: Path, classes: Sequence[str], kept: list[str], alone: bo
                 if not alone:
                     return None
                 raise AuditError(f"audit log {path} is empty (not even a header line)")
-            header, first, line_numbers = _check_structure(_lines(file, end, path), path)
-            declared = (
-                first[header.index(VERSION_COLUMN)] if first and VERSION_COLUMN in header else None
-            )
-            version = layout_version(header, classes, declared, path)
-            file.seek(0)
-            texts, tables = [], []
+            header, first, lines = _check_structure(_lines(file, end, path), path)
+    except OSError as exc:
+        raise AuditError(f"cannot read audit log {path}: {exc.strerror}") from None
+    declared = first[header.index(VERSION_COLUMN)] if first and VERSION_COLUMN in header else None
+    version = layout_version(header, classes, declared, path)
+    return _Scan(Segment(path, version), header, end, lines, incomplete_tail)
+
+
+def _read_cells(
+    scan: _Scan, classes: Sequence[str]
+) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, list[int]]]:
+    """A scanned segment's cells, CHUNK_ROWS rows at a time, checked: text, typed, lines."""
+    path, version = scan.segment.path, scan.segment.version
+    if scan.lines.rows == 0:  # a header and no rows: the same columns and types, empty
+        empty = pd.DataFrame(columns=scan.header, dtype=str)
+        yield *_checked_chunk(empty, version, classes, _Refuser(path, [])), []
+        return
+    try:
+        with path.open("rb") as file:
             chunks = pd.read_csv(
-                io.BufferedReader(_Prefix(file, end)),
+                io.BufferedReader(_Prefix(file, scan.end)),
                 dtype=str,
                 keep_default_na=False,
                 encoding="utf-8",
@@ -144,26 +246,11 @@ def _read_segment(path: Path, classes: Sequence[str], kept: list[str], alone: bo
             done = 0
             with chunks:
                 for cells in chunks:
-                    refuse = _Refuser(path, line_numbers[done : done + len(cells)])
+                    lines = scan.lines.between(done, done + len(cells))
                     done += len(cells)
-                    text, table = _checked_chunk(cells, version, classes, refuse)
-                    texts.append(text[kept])
-                    tables.append(table[kept])
+                    yield *_checked_chunk(cells, version, classes, _Refuser(path, lines)), lines
     except OSError as exc:
         raise AuditError(f"cannot read audit log {path}: {exc.strerror}") from None
-    if not texts:  # a header and no rows: the same columns and types, empty
-        refuse = _Refuser(path, [])
-        text, table = _checked_chunk(
-            pd.DataFrame(columns=header, dtype=str), version, classes, refuse
-        )
-        texts, tables = [text[kept]], [table[kept]]
-    return _Part(
-        segment=Segment(path, version),
-        text=pd.concat(texts, ignore_index=True),
-        table=pd.concat(tables, ignore_index=True),
-        line_numbers=line_numbers,
-        incomplete_tail=incomplete_tail,
-    )
 
 
 # Rows parsed at a time: the parse's own memory stays a few MiB whatever the log's length.
@@ -232,7 +319,7 @@ def _lines(file: BinaryIO, end: int, path: Path) -> Iterator[str]:
             raise AuditError(f"audit log {path} is not UTF-8 text (line {number})") from None
 
 
-def _check_structure(lines: Iterator[str], path: Path) -> tuple[list[str], list[str], list[int]]:
+def _check_structure(lines: Iterator[str], path: Path) -> tuple[list[str], list[str], _LineNumbers]:
     """Header, first row ([] if none) and the line number of each row.
 
     Every row must have the header's field count: pandas pads a short row with empty cells
@@ -242,7 +329,7 @@ def _check_structure(lines: Iterator[str], path: Path) -> tuple[list[str], list[
     first: list[str] = []
     try:
         header = next(reader)
-        line_numbers: list[int] = []
+        line_numbers = _LineNumbers()
         wrong: list[str] = []
         for record in reader:
             first = first or record

@@ -2,18 +2,34 @@
 
 Times are UTC (as logged). Confidence percentiles use classified and review rows only: a
 duplicate row repeats an image already counted, a quarantined row has no score.
+
+``summary`` and ``--by study`` read the log a chunk at a time and keep counts, never rows, so
+their memory does not grow with the log. Percentiles therefore come from counts on a fixed
+grid (``gicls.audit.quantiles``): confidences rounded to 4 decimals (each percentile within
+0.00005 of the exact one), latencies exact to the millisecond below 100 s and to 4 significant
+digits above.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from gicls.audit.reader import AuditTable, display
+from gicls.audit.quantiles import (
+    CONFIDENCE_GRID,
+    CONFIDENCE_STEP,
+    LATENCY_EXACT_BELOW,
+    LATENCY_GRID,
+    GridQuantiles,
+)
+from gicls.audit.reader import AuditSource, AuditTable, display
 from gicls.audit.schema import FLAG_SEPARATOR, STATUSES
+from gicls.audit.tally import Counts, Spans
 
 PERCENTILES = (5, 25, 50, 75, 95)
 SCORED_STATUSES = ("classified", "review")
@@ -29,8 +45,8 @@ SUMMARY_COLUMNS = (
     "flags",
     "model_bundle",
     "latency_ms",
-    "study",
 )
+STUDY_COLUMNS = ("processed_at", "status", "study")
 TAIL_COLUMNS = (
     "processed_at",
     "status",
@@ -49,7 +65,8 @@ class Summary:
     by_class: index predicted class (configured classes first, NO_VALUE for none), columns
         STATUSES + total.
     by_day: index UTC date "YYYY-MM-DD", columns STATUSES + total.
-    confidence: index "all" then each predicted class, columns rows + p5 .. p95.
+    confidence: index "all" then each predicted class, columns rows + p5 .. p95 (of the
+        confidences rounded to CONFIDENCE_STEP).
     reasons: columns status, reason, rows (review and quarantined rows).
     flags: index class (configured classes), column rows: rows flagged for it (``flags``).
     bundles: columns model_bundle, first_seen, last_seen (UTC timestamps), rows.
@@ -83,6 +100,7 @@ class Summary:
                 "classes": self.by_class.to_dict(orient="index"),
                 "days": self.by_day.to_dict(orient="index"),
                 "confidence_percentiles": self.confidence.to_dict(orient="index"),
+                "confidence_percentiles_rounded_to": CONFIDENCE_STEP,
                 "review_rate": self.review_rate,
                 "quarantine_rate": self.quarantine_rate,
                 "reasons": self.reasons.to_dict(orient="records"),
@@ -107,7 +125,7 @@ class Summary:
             if self.rows_per_hour is None
             else f"{self.rows_per_hour:.1f} rows/hour"
         )
-        latency = "n/a" if self.median_latency_ms is None else f"{self.median_latency_ms:.0f} ms"
+        latency = _latency(self.median_latency_ms)
         sections = [
             f"Audit log {self.log}: {self.rows} rows from "
             f"{self.first_at:{_TIME_FORMAT}} to {self.last_at:{_TIME_FORMAT}} UTC",
@@ -118,56 +136,147 @@ class Summary:
             _section("Flags (rows at or above a class's bundle threshold)", self.flags),
             _section("Predicted class x status", self.by_class),
             _section("Per day (UTC)", self.by_day),
-            _section("Confidence percentiles (classified and review rows)", self.confidence),
+            _section(
+                "Confidence percentiles (classified and review rows; of the confidences rounded "
+                f"to {np.format_float_positional(CONFIDENCE_STEP)}, so each within "
+                f"{np.format_float_positional(CONFIDENCE_STEP / 2)} of exact)",
+                self.confidence,
+            ),
             f"Throughput: {rate} from first to last row; median latency {latency}",
             _section("Model bundles", bundles),
         ]
         return "\n\n".join(sections)
 
 
-def summarise(log: AuditTable) -> Summary:
-    """Count and describe the rows of ``log``."""
-    table = log.table
-    rows = len(table)
-    status = table["status"]
-    predicted = table["predicted_class"].replace("", NO_VALUE)
-    extra = sorted(set(predicted) - set(log.classes) - {NO_VALUE})
-    class_order = [*log.classes, *extra, *([NO_VALUE] if (predicted == NO_VALUE).any() else [])]
-    by_status = status.value_counts().reindex(STATUSES, fill_value=0).rename("rows").to_frame()
-    by_status["share"] = by_status["rows"] / rows
-    by_status.index.name = "status"
-    first_at, last_at = table["processed_at"].min(), table["processed_at"].max()
-    span_hours = (last_at - first_at).total_seconds() / 3600
-    latency = table["latency_ms"].dropna()
-    return Summary(
-        log=" + ".join(str(segment.path) for segment in log.segments),
-        rows=rows,
-        first_at=first_at,
-        last_at=last_at,
-        by_status=by_status,
-        by_class=_counts(predicted.rename("predicted_class"), status, class_order),
-        by_day=_counts(table["processed_at"].dt.strftime("%Y-%m-%d").rename("day"), status),
-        confidence=_confidence(table, class_order),
-        reasons=_reasons(table),
-        flags=_flags(table, log.classes),
-        review_rate=float((status == "review").mean()),
-        quarantine_rate=float((status == "quarantined").mean()),
-        # Below a minute the rate says more about batching than about throughput.
-        rows_per_hour=rows / span_hours if span_hours * 60 >= 1 else None,
-        median_latency_ms=float(latency.median()) if len(latency) else None,
-        bundles=_bundles(table),
+def summarise(log: AuditSource) -> Summary:
+    """Count and describe the rows of ``log``, a chunk at a time."""
+    tallies = _Tallies()
+    for chunk in log.chunks(SUMMARY_COLUMNS):
+        tallies.add(chunk.table)
+    return tallies.summary(log)
+
+
+@dataclass
+class _Tallies:
+    """What ``summarise`` keeps of the rows read so far: counts and grids, no rows."""
+
+    rows: int = 0
+    first_at: pd.Timestamp | None = None
+    last_at: pd.Timestamp | None = None
+    classes: Counts = field(default_factory=Counts)  # (predicted_class, status)
+    days: Counts = field(default_factory=Counts)  # (day, status)
+    reasons: Counts = field(default_factory=Counts)  # (status, reason)
+    flags: Counts = field(default_factory=Counts)  # class
+    bundles: Spans = field(default_factory=Spans)
+    latency: GridQuantiles = field(default_factory=lambda: GridQuantiles(LATENCY_GRID))
+    scored: GridQuantiles = field(default_factory=lambda: GridQuantiles(CONFIDENCE_GRID))
+    scored_by_class: defaultdict[str, GridQuantiles] = field(
+        default_factory=lambda: defaultdict(lambda: GridQuantiles(CONFIDENCE_GRID))
     )
 
+    def add(self, table: pd.DataFrame) -> None:
+        """Fold in one chunk of the typed table (SUMMARY_COLUMNS)."""
+        status = table["status"]
+        times = table["processed_at"]
+        self.rows += len(table)
+        if len(table):
+            first, last = times.min(), times.max()
+            self.first_at = first if self.first_at is None else min(self.first_at, first)
+            self.last_at = last if self.last_at is None else max(self.last_at, last)
+        self.classes.add(table["predicted_class"].replace("", NO_VALUE), status)
+        self.days.add(times.dt.strftime("%Y-%m-%d").rename("day"), status)
+        flagged = table[status.isin(("review", "quarantined"))]
+        self.reasons.add(flagged["status"], flagged["reason"].replace("", NO_VALUE))
+        # One row can be flagged for several classes ("Bleeding;Ulcer"): count each.
+        named = table["flags"].str.split(FLAG_SEPARATOR).explode()
+        self.flags.add(named[named != ""].rename("class"))
+        seen = table[table["model_bundle"] != ""]
+        self.bundles.add(seen["processed_at"], seen["model_bundle"])
+        self.latency.add(table["latency_ms"].dropna().to_numpy())
+        scored = table[status.isin(SCORED_STATUSES) & table["confidence"].notna()]
+        self.scored.add(scored["confidence"].to_numpy())
+        for name, values in scored["confidence"].groupby(scored["predicted_class"]):
+            self.scored_by_class[str(name)].add(values.to_numpy())
 
-def by_study(log: AuditTable) -> pd.DataFrame:
+    def summary(self, log: AuditSource) -> Summary:
+        rows = self.rows
+        assert self.first_at is not None and self.last_at is not None, "a log has rows"
+        by_class = self.classes.series()
+        predicted = set(by_class.index.get_level_values("predicted_class"))
+        extra = sorted(predicted - set(log.classes) - {NO_VALUE})
+        class_order = [*log.classes, *extra, *([NO_VALUE] if NO_VALUE in predicted else [])]
+        by_status = (
+            by_class.groupby(level="status")
+            .sum()
+            .reindex(STATUSES, fill_value=0)
+            .rename("rows")
+            .to_frame()
+        )
+        by_status["share"] = by_status["rows"] / rows
+        by_status.index.name = "status"
+        span_hours = (self.last_at - self.first_at).total_seconds() / 3600
+        return Summary(
+            log=" + ".join(str(segment.path) for segment in log.segments),
+            rows=rows,
+            first_at=self.first_at,
+            last_at=self.last_at,
+            by_status=by_status,
+            by_class=_counts(by_class, class_order),
+            by_day=_counts(self.days.series()),
+            confidence=self._confidence(class_order),
+            reasons=self._reasons(),
+            flags=self._flags(log.classes),
+            review_rate=float(by_status.at["review", "rows"] / rows),
+            quarantine_rate=float(by_status.at["quarantined", "rows"] / rows),
+            # Below a minute the rate says more about batching than about throughput.
+            rows_per_hour=rows / span_hours if span_hours * 60 >= 1 else None,
+            median_latency_ms=self.latency.quantile(0.5) if self.latency.count else None,
+            bundles=self._bundles(),
+        )
+
+    def _confidence(self, class_order: list[str]) -> pd.DataFrame:
+        found = self.scored_by_class
+        named = [(name, found[name]) for name in class_order if name in found]
+        groups = [(key, grid) for key, grid in [("all", self.scored), *named] if grid.count]
+        columns = [f"p{p}" for p in PERCENTILES]
+        rows = [
+            [key, grid.count, *(grid.quantile(p / 100) for p in PERCENTILES)]
+            for key, grid in groups
+        ]
+        return pd.DataFrame(rows, columns=["class", "rows", *columns]).set_index("class")
+
+    def _reasons(self) -> pd.DataFrame:
+        return (
+            self.reasons.series()
+            .rename("rows")
+            .reset_index()
+            .sort_values(["status", "rows"], ascending=[True, False])
+        )
+
+    def _flags(self, classes: tuple[str, ...]) -> pd.DataFrame:
+        frame = self.flags.series().reindex(list(classes), fill_value=0).rename("rows").to_frame()
+        frame.index.name = "class"
+        return frame
+
+    def _bundles(self) -> pd.DataFrame:
+        spans = self.bundles.frame("model_bundle")
+        bundles = spans.rename(columns={"first": "first_seen", "last": "last_seen"})
+        return bundles.sort_values("first_seen").reset_index()
+
+
+def by_study(log: AuditSource) -> pd.DataFrame:
     """Rows per study (NO_VALUE for loose files): index study, columns STATUSES, total,
     first_at and last_at (UTC timestamps), studies in name order, loose files last."""
-    table = log.table
-    study = table["study"].replace("", NO_VALUE).rename("study")
-    counts = _counts(study, table["status"])
-    times = table["processed_at"].groupby(study)
-    frame = counts.assign(first_at=times.min(), last_at=times.max())
-    order = sorted(set(study) - {NO_VALUE}) + ([NO_VALUE] if (study == NO_VALUE).any() else [])
+    counts, spans = Counts(), Spans()
+    for chunk in log.chunks(STUDY_COLUMNS):
+        table = chunk.table
+        study = table["study"].replace("", NO_VALUE).rename("study")
+        counts.add(study, table["status"])
+        spans.add(table["processed_at"], study)
+    times = spans.frame("study")
+    frame = _counts(counts.series()).assign(first_at=times["first"], last_at=times["last"])
+    studies = set(frame.index)
+    order = sorted(studies - {NO_VALUE}) + ([NO_VALUE] if NO_VALUE in studies else [])
     return frame.reindex(order)
 
 
@@ -204,8 +313,9 @@ def _safe(cell: str) -> str:
     return display(cell.encode("utf-8"))
 
 
-def _counts(labels: pd.Series, status: pd.Series, order: list[str] | None = None) -> pd.DataFrame:
-    counts = pd.crosstab(labels, status).reindex(columns=list(STATUSES), fill_value=0)
+def _counts(sizes: pd.Series, order: list[str] | None = None) -> pd.DataFrame:
+    """Rows per (label, status) as a table: index label, columns STATUSES then total."""
+    counts = sizes.unstack("status", fill_value=0).reindex(columns=list(STATUSES), fill_value=0)
     if order is not None:
         counts = counts.reindex(order, fill_value=0)
     counts["total"] = counts.sum(axis=1)
@@ -213,46 +323,11 @@ def _counts(labels: pd.Series, status: pd.Series, order: list[str] | None = None
     return counts.astype("int64")
 
 
-def _confidence(table: pd.DataFrame, class_order: list[str]) -> pd.DataFrame:
-    scored = table[table["status"].isin(SCORED_STATUSES) & table["confidence"].notna()]
-    groups = [("all", scored["confidence"])] if len(scored) else []
-    for name in class_order:
-        values = scored.loc[scored["predicted_class"] == name, "confidence"]
-        if len(values):
-            groups.append((name, values))
-    columns = [f"p{p}" for p in PERCENTILES]
-    rows = [
-        [key, len(values), *(float(values.quantile(p / 100)) for p in PERCENTILES)]
-        for key, values in groups
-    ]
-    return pd.DataFrame(rows, columns=["class", "rows", *columns]).set_index("class")
-
-
-def _reasons(table: pd.DataFrame) -> pd.DataFrame:
-    flagged = table[table["status"].isin(("review", "quarantined"))]
-    reasons = flagged["reason"].replace("", NO_VALUE)
-    counts = flagged.groupby([flagged["status"], reasons]).size()
-    return (
-        counts.rename("rows").reset_index().sort_values(["status", "rows"], ascending=[True, False])
-    )
-
-
-def _flags(table: pd.DataFrame, classes: tuple[str, ...]) -> pd.DataFrame:
-    # One row can be flagged for several classes ("Bleeding;Ulcer"): count each.
-    named = table["flags"].str.split(FLAG_SEPARATOR).explode()
-    counts = named[named != ""].value_counts().reindex(list(classes), fill_value=0)
-    frame = counts.rename("rows").astype("int64").to_frame()
-    frame.index.name = "class"
-    return frame
-
-
-def _bundles(table: pd.DataFrame) -> pd.DataFrame:
-    seen = table[table["model_bundle"] != ""]
-    grouped = seen.groupby("model_bundle")["processed_at"]
-    bundles = pd.DataFrame(
-        {"first_seen": grouped.min(), "last_seen": grouped.max(), "rows": grouped.size()}
-    )
-    return bundles.sort_values("first_seen").reset_index()
+def _latency(median_ms: float | None) -> str:
+    if median_ms is None:
+        return "n/a"
+    rounded = " (to 4 significant digits)" if median_ms >= LATENCY_EXACT_BELOW else ""
+    return f"{median_ms:.0f} ms{rounded}"
 
 
 def _section(title: str, frame: pd.DataFrame) -> str:

@@ -8,6 +8,11 @@ daemon quarantined as ``not_regular``) counts as one entry and is only checked f
 A file quarantined without being read (``gicls.audit.unread``: unreadable, poison) has no
 sha256 either: it must be a regular file of the row's ``bytes``, checked by ``lstat``.
 
+The log is read a chunk at a time: what must outlive a chunk (every row's destination, the
+sha256 of each file hashed) goes to a temporary database on disk
+(``gicls.audit.destination_index``), so memory does not grow with the rows. The outputs cells
+that are not empty (a video's row, a few per study) and the study names are kept in memory.
+
 Outputs (schema version 4, ``gicls.audit.outputs``): the files a row's ``outputs`` cell names,
 the manifests it names and what they list, and the manifest of every study in the log (its
 report) and the root one (the index) are checked by their sha256 like destinations, and are
@@ -22,6 +27,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gicls.audit.destination_index import DestinationIndex, Expected
 from gicls.audit.outputs import (
     ROOT_MANIFEST,
     OutputEntry,
@@ -30,7 +36,7 @@ from gicls.audit.outputs import (
     parse_manifest,
     study_manifest_path,
 )
-from gicls.audit.reader import AuditTable, display
+from gicls.audit.reader import AuditChunk, AuditSource, display
 from gicls.audit.schema import decode_name
 from gicls.audit.unread import never_read
 from gicls.errors import AuditError, listing
@@ -103,50 +109,60 @@ class Verification:
         return lines
 
 
-def verify_output(log: AuditTable, output_dir: Path, own_paths: Iterable[Path]) -> Verification:
+def verify_output(log: AuditSource, output_dir: Path, own_paths: Iterable[Path]) -> Verification:
     """Compare ``log`` with the files under ``output_dir``.
 
     ``own_paths`` are the daemon's own files and folders (audit log, state, inbox); those that
     lie inside ``output_dir`` are left out of the walk.
     """
-    if not output_dir.is_dir():
-        raise AuditError(f"output folder {output_dir} does not exist or is not a folder")
-    result = Verification(rows=len(log.text), output_dir=output_dir)
+    result = Verification(rows=log.rows, output_dir=output_dir)
     root = os.fsencode(output_dir)
-    rows_by_destination = _destinations(log, result)
-    whole: set[bytes] = set()
-    digests: dict[bytes, str] = {}
-    for destination, rows in rows_by_destination.items():
-        name = display(destination)
-        if len(rows) > 1:
-            result.add(REPEATED, f"{name} ({len(rows)} rows)")
-        for expected in {_expected(log, row) for row in rows}:
-            if not expected.sha256:
-                whole.add(destination)
-            _check_file(root, destination, expected, digests, result)
-    outputs = _check_outputs(log, root, digests, result)
-    skipped = set(_inside(output_dir, own_paths))
-    for entry in _walk(root, skipped, whole, result):
-        result.files += 1
-        if entry in outputs and entry not in rows_by_destination:
-            result.outputs += 1
-        elif entry not in rows_by_destination:
-            result.add(NO_ROW, display(entry))
+    with DestinationIndex() as index:
+        cells: list[tuple[str, str]] = []
+        studies: set[str] = set()
+        for chunk in log.chunks(VERIFY_COLUMNS):
+            index.add(_destinations(chunk, result))
+            text = chunk.text
+            cells += [(cell, chunk.where(row)) for row, cell in enumerate(text["outputs"]) if cell]
+            studies.update(text["study"])
+        # Only now: a log that cannot be read is the first thing to report.
+        if not output_dir.is_dir():
+            raise AuditError(f"output folder {output_dir} does not exist or is not a folder")
+        for destination, rows, expectations in index.destinations():
+            if rows > 1:
+                result.add(REPEATED, f"{display(destination)} ({rows} rows)")
+            for expected in expectations:
+                _check_file(root, destination, expected, index, result)
+        outputs = _check_outputs(cells, studies - {""}, root, index, result)
+        skipped = set(_inside(output_dir, own_paths))
+        for entry in _walk(root, skipped, index, result):
+            result.files += 1
+            if entry in outputs and entry not in index:
+                result.outputs += 1
+            elif entry not in index:
+                result.add(NO_ROW, display(entry))
     return result
 
 
 def _check_outputs(
-    log: AuditTable, root: bytes, digests: dict[bytes, str], result: Verification
+    cells: list[tuple[str, str]],
+    studies: set[str],
+    root: bytes,
+    index: DestinationIndex,
+    result: Verification,
 ) -> set[bytes]:
-    """Check every recorded output by its sha256; the normalised paths of all of them."""
+    """Check every recorded output by its sha256; the normalised paths of all of them.
+
+    ``cells`` are the outputs cells that are not empty, each with where its row is.
+    """
     named: list[tuple[OutputEntry, str]] = []
-    for row, cell in enumerate(log.text["outputs"]):
+    for cell, where in cells:
         try:
-            named += [(entry, log.where(row)) for entry in decode_outputs(cell)]
+            named += [(entry, where) for entry in decode_outputs(cell)]
         except AuditError as exc:
-            result.add(BAD_OUTPUTS, f"{exc} ({log.where(row)})")
+            result.add(BAD_OUTPUTS, f"{exc} ({where})")
     # A study's own manifest (report) and the root one (index) are found by their place.
-    fixed = [study_manifest_path(study) for study in sorted(set(log.text["study"]) - {""})]
+    fixed = [study_manifest_path(study) for study in sorted(studies)]
     found: set[bytes] = set()
     for path in [*fixed, ROOT_MANIFEST]:
         relative = _normalise(os.fsencode(path))
@@ -163,8 +179,8 @@ def _check_outputs(
             continue
         found.add(relative)
         sha = entry.sha256.lower()
-        _check_file(root, relative, Expected(sha, None), digests, result)
-        if is_manifest(entry.path) and digests.get(relative) == sha:
+        _check_file(root, relative, Expected(sha, None), index, result)
+        if is_manifest(entry.path) and index.digest(relative) == sha:
             named += _manifest_entries(root, relative, result)
     return found
 
@@ -184,46 +200,38 @@ def _manifest_entries(
     return [(entry, display(relative)) for entry in entries]
 
 
-def _destinations(log: AuditTable, result: Verification) -> dict[bytes, list[int]]:
-    """Normalised destination -> row positions, recording rows that have no usable one."""
-    text = log.text
-    found: dict[bytes, list[int]] = {}
-    for row, (status, cell, hex_cell, file_cell) in enumerate(
+def _destinations(chunk: AuditChunk, result: Verification) -> list[tuple[bytes, Expected]]:
+    """The chunk's normalised destinations and what their rows expect, recording rows that
+    have no usable destination."""
+    text = chunk.text
+    found: list[tuple[bytes, Expected]] = []
+    for row, (status, cell, hex_cell, file_cell, sha, reason, size) in enumerate(
         zip(
             text["status"],
             text["destination"],
             text["destination_hex"],
             text["file_name"],
+            text["sha256"],
+            text["reason"],
+            text["bytes"],
             strict=True,
         )
     ):
         if not cell and not hex_cell:
             if status in MOVING_STATUSES:
-                result.add(NO_DESTINATION, f"{file_cell} ({log.where(row)})")
+                result.add(NO_DESTINATION, f"{file_cell} ({chunk.where(row)})")
             continue
         destination = _normalise(decode_name(cell, hex_cell))
         if destination is None:
-            result.add(OUTSIDE, f"{cell} ({log.where(row)})")
+            result.add(OUTSIDE, f"{cell} ({chunk.where(row)})")
             continue
-        found.setdefault(destination, []).append(row)
+        found.append((destination, _expected(status, sha.lower(), reason, size)))
     return found
 
 
-@dataclass(frozen=True)
-class Expected:
-    """What a row says of its file: its sha256, or (never read) its size, or neither."""
-
-    sha256: str
-    size: str | None  # the ``bytes`` cell when the file was never read, else None
-
-
-def _expected(log: AuditTable, row: int) -> Expected:
-    text = log.text
-    sha = text["sha256"].iat[row].lower()
-    unread = not sha and text["status"].iat[row] == "quarantined"
-    if unread and never_read(text["reason"].iat[row]):
-        return Expected(sha, text["bytes"].iat[row])
-    return Expected(sha, None)
+def _expected(status: str, sha: str, reason: str, size: str) -> Expected:
+    unread = not sha and status == "quarantined"
+    return Expected(sha, size if unread and never_read(reason) else None)
 
 
 def _normalise(relative: bytes) -> bytes | None:
@@ -238,7 +246,7 @@ def _check_file(
     root: bytes,
     destination: bytes,
     expected: Expected,
-    digests: dict[bytes, str],
+    index: DestinationIndex,
     result: Verification,
 ) -> None:
     name = display(destination)
@@ -253,9 +261,11 @@ def _check_file(
         if not sha:
             _check_size(name, st.st_size, expected.size, result)
             return
-        if destination not in digests:
+        digest = index.digest(destination)
+        if digest is None:
             # A file swapped for a link since it was listed must not be read through it.
-            digests[destination] = file_sha256(path, follow_symlinks=False)
+            digest = file_sha256(path, follow_symlinks=False)
+            index.record_digest(destination, digest)
             result.hashed += 1
     except FileNotFoundError:
         result.add(MISSING, name)
@@ -263,7 +273,7 @@ def _check_file(
     except OSError as exc:
         result.add(UNREADABLE, f"{name} ({exc.strerror})")
         return
-    if digests[destination] != sha:
+    if digest != sha:
         result.add(CHANGED, name)
 
 
@@ -287,23 +297,28 @@ def _inside(output_dir: Path, paths: Iterable[Path]) -> Iterator[bytes]:
 
 
 def _walk(
-    root: bytes, skipped: set[bytes], whole: set[bytes], result: Verification
+    root: bytes, skipped: set[bytes], index: DestinationIndex, result: Verification
 ) -> Iterator[bytes]:
-    """Relative paths of every non-folder entry under ``root``, and of folders in ``whole``."""
+    """Relative paths of every non-folder entry under ``root``, and of folders that a row
+    without sha256 names (``DestinationIndex.whole``)."""
     pending = [b""]
     while pending:
         folder = pending.pop()
-        try:
-            with os.scandir(os.path.join(root, folder) if folder else root) as entries:
-                listed = list(entries)
-        except OSError as exc:
-            result.add(UNREADABLE, f"{display(folder)}/ ({exc.strerror})")
-            continue
-        for entry in listed:
+        for entry in _entries(root, folder, result):
             relative = os.path.join(folder, entry.name) if folder else entry.name
             if relative in skipped:
                 continue
-            if entry.is_dir(follow_symlinks=False) and relative not in whole:
+            if entry.is_dir(follow_symlinks=False) and not index.whole(relative):
                 pending.append(relative)
             else:
                 yield relative
+
+
+def _entries(root: bytes, folder: bytes, result: Verification) -> Iterator[os.DirEntry[bytes]]:
+    """The entries of one folder, one at a time: a folder may hold a whole study's frames, too
+    many to list at once. A folder that cannot be read is a problem, not an error."""
+    try:
+        with os.scandir(os.path.join(root, folder) if folder else root) as entries:
+            yield from entries
+    except OSError as exc:
+        result.add(UNREADABLE, f"{display(folder)}/ ({exc.strerror})")

@@ -435,9 +435,24 @@ def test_summary_text_shows_the_tables(site: Site) -> None:
         "Predicted class x status",
         "Per day (UTC)",
         "Model bundles",
-        "Confidence percentiles (classified and review rows)",
+        # From a fixed grid (bounded memory), and the title says how exact.
+        "Confidence percentiles (classified and review rows; of the confidences rounded to "
+        "0.0001, so each within 0.00005 of exact)",
     ):
         assert f"\n{title}\n" in out
+
+
+@pytest.mark.parametrize(
+    "command", [("summary", "--json"), ("summary", "--by", "study", "--json"), ("verify",)]
+)
+def test_chunks_do_not_change_what_summary_and_verify_print(
+    site: Site, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    whole = site.run(*command)
+    # Three rows per chunk: every count, span and percentile is folded over four chunks.
+    monkeypatch.setattr("gicls.audit.reader.CHUNK_ROWS", 3)
+
+    assert site.run(*command) == whole
 
 
 # tail --------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from gicls.audit.outputs import (
     study_manifest_path,
     write_manifest,
 )
-from gicls.audit.reader import read_audit_log
+from gicls.audit.reader import open_audit_log
 from gicls.audit.schema import audit_columns
 from gicls.audit.verify import BAD_OUTPUTS, CHANGED, MISSING, NO_ROW, verify_output
 from gicls.errors import AuditError
@@ -98,7 +98,7 @@ def test_verify_checks_outputs_of_rows_manifests_and_study_reports(tmp_path: Pat
             }
         ],
     )
-    log = read_audit_log(tmp_path / "audit.csv", CLASSES)
+    log = open_audit_log(tmp_path / "audit.csv", CLASSES)
 
     result = verify_output(log, output, ())
     assert result.ok, result.report()
@@ -132,6 +132,6 @@ def test_a_manifest_that_is_not_one_is_reported(tmp_path: Path) -> None:
         ],
     )
 
-    result = verify_output(read_audit_log(tmp_path / "audit.csv", CLASSES), output, ())
+    result = verify_output(open_audit_log(tmp_path / "audit.csv", CLASSES), output, ())
 
     assert list(result.problems) == [BAD_OUTPUTS]
