@@ -4,8 +4,9 @@ through ``gicls-daemon run --once``.
 Figures, all from one run on one machine, for each kind of study (``--kind``):
 
 - frames per second of the daemon on the study (video: ``video_started`` to ``video_done`` in
-  its log: demux, decode, preprocessing, scoring, the Parquet table, the second decode for key
-  frames; folder: ``daemon_ready`` to the last ``batch_done``: claim, JPEG decode, scoring,
+  its log: demux, decode, preprocessing, scoring, the Parquet table, reading the key frames;
+  also the scoring alone, to ``video_scored``, and the seconds from there to ``video_done``;
+  folder: ``daemon_ready`` to the last ``batch_done``: claim, JPEG decode, scoring,
   routing, the audit row of every frame), and of the bare fused ensemble on the same frames
   already decoded (the first ``--bare-frames``, best of three passes at ``max_batch``); their
   ratio (goal >= 0.85);
@@ -192,13 +193,18 @@ def run_video(site: Path, models_dir: Path, video: Path, checkpoint: int, frames
     run = daemon.wait(DAEMON_TIMEOUT_SECONDS)
     watcher.join()
     started, done = run.first("video_started"), run.first("video_done")
-    if started is None or done is None:
+    scored = run.first("video_scored")
+    if started is None or scored is None or done is None:
         raise RuntimeError(f"the daemon did not finish the video; see {run.log_path}")
     seconds = parse_ts(done["timestamp"]) - parse_ts(started["timestamp"])
+    scoring_seconds = parse_ts(scored["timestamp"]) - parse_ts(started["timestamp"])
     return {
         "frames_scored": done["frames_scored"],
         "daemon_fps": done["frames_scored"] / seconds,
         "study_seconds": seconds,
+        "scoring_fps": done["frames_scored"] / scoring_seconds,
+        # After the last batch: the key frames, the Parquet file, the plan and its publishing.
+        "finish_seconds": parse_ts(done["timestamp"]) - parse_ts(scored["timestamp"]),
         "peak_rss_mib_at_checkpoint": watcher.early_rss_mib,
         "peak_rss_mib_late": watcher.late_rss_mib,
         "peak_rss_mib": run.peak_rss_mib,
@@ -247,11 +253,17 @@ def _link(source: str, destination: str) -> None:
 
 
 def print_figures(kind: str, figures: dict, checkpoint: int) -> None:
+    finish = (
+        f"scoring {figures['scoring_fps']:.1f} frames/s, then "
+        f"{figures['finish_seconds']:.1f} s from the last batch to video_done; "
+        if kind == "video"
+        else ""
+    )
     print(
         f"{kind}: {figures['frames']} frames at {figures['size']} px, {figures['model_size']} px "
         f"models: daemon {figures['daemon_fps']:.1f} frames/s, bare ensemble "
         f"({figures['bare_precision']}) {figures['bare_fps']:.1f} frames/s, "
-        f"ratio {figures['ratio']:.2f} (goal >= 0.85); "
+        f"ratio {figures['ratio']:.2f} (goal >= 0.85); {finish}"
         f"peak RSS {figures['peak_rss_mib_at_checkpoint'] or float('nan'):.0f} MiB at "
         f"{checkpoint} frames, {figures['peak_rss_mib_late'] or float('nan'):.0f} MiB at "
         f"{late_checkpoint(figures['frames'])}, {figures['peak_rss_mib']:.0f} MiB at the end "

@@ -5,8 +5,8 @@ score reached the bundle's threshold). Per condition the candidates are taken by
 highest first, skipping any within ``min_gap_s`` of one already taken, until ``per_class``
 are chosen: a long bleed gives one or two frames, not fifty neighbours. Candidates are kept
 as three numbers per frame while the video streams past (50,000 frames: a few MB); the pixels
-of the chosen frames are read by a second decode at the video's own resolution, which is what
-a reader wants to look at (the model sees a downscaled copy).
+of the chosen frames are read again afterwards at the video's own resolution, which is what a
+reader wants to look at (the model sees a downscaled copy): frame_reader.py.
 
 The JPEG names carry the frame index and time: ``<stem>_f<index:07d>_t<seconds:09.2f>s.jpg``.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +25,6 @@ from PIL import Image
 
 from gicls.audit.schema import FLAG_SEPARATOR
 from gicls.daemon.frame_table import ScoredFrames
-from gicls.daemon.video_decode import RgbConverter, iter_decoded
 from gicls.errors import UnreadableVideoError
 from gicls.fsutil import fsync_dir
 
@@ -118,36 +117,32 @@ def key_frame_path(study_dir: Path, stem: str, pick: KeyFrame) -> Path:
 
 
 def stage_key_frames(
-    video: Path, picks: Sequence[KeyFrame], study_dir: Path, stem: str
+    picks: Sequence[KeyFrame],
+    frames: Iterable[tuple[int, Image.Image]],
+    study_dir: Path,
+    stem: str,
 ) -> list[Staged]:
-    """Decode ``video`` once more and write each picked frame as a JPEG beside its final path
-    (hidden staging name). The frames of a damaged video before its damage are still found."""
+    """Write each picked frame as a JPEG beside its final path (hidden staging name).
+
+    ``frames``: (frame index, RGB image at the video's own size) of the picked frames, in any
+    order (frame_reader.read_frames). Staged in frame order, the order the audit row lists.
+    """
     wanted: dict[int, list[KeyFrame]] = {}
     for pick in picks:
         wanted.setdefault(pick.frame_index, []).append(pick)
-    staged: list[Staged] = []
     if not wanted:
-        return staged
-    found: set[int] = set()
-    to_rgb = RgbConverter()
-    try:
-        # Only the picked frames are converted to RGB: converting is most of a frame's cost.
-        for index, _, frame in iter_decoded(video):
-            if index not in wanted:
-                continue
-            image = to_rgb(frame)
-            for pick in wanted[index]:
-                staged.append(_stage_jpeg(image, key_frame_path(study_dir, stem, pick)))
-            found.add(index)
-            if len(found) == len(wanted):
-                break
-    except UnreadableVideoError:
-        pass  # the damage lies after every pick, or the check below says which are missing
-    missing = sorted(set(wanted) - found)
+        return []
+    staged: dict[int, list[Staged]] = {}
+    for index, image in frames:
+        if index in wanted and index not in staged:
+            paths = [key_frame_path(study_dir, stem, pick) for pick in wanted[index]]
+            staged[index] = [_stage_jpeg(image, path) for path in paths]
+    written = [item for index in sorted(staged) for item in staged[index]]
+    missing = sorted(set(wanted) - set(staged))
     if missing:
-        discard(staged)
-        raise UnreadableVideoError(f"frames {missing[:5]} not found on a second decode", 0)
-    return staged
+        discard(written)
+        raise UnreadableVideoError(f"frames {missing[:5]} not found when read again", 0)
+    return written
 
 
 def _stage_jpeg(image: Image.Image, final: Path) -> Staged:

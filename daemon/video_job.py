@@ -26,6 +26,7 @@ from gicls.audit.outputs import MAX_INLINE_OUTPUTS, OutputEntry, encode_outputs,
 from gicls.audit.schema import FLAG_SEPARATOR, neutralise
 from gicls.config import DaemonConfig
 from gicls.daemon.decide import ReviewPolicy, decide
+from gicls.daemon.frame_reader import FrameMarks, read_frames
 from gicls.daemon.frame_table import (
     FRAME_TABLE_SUFFIX,
     FRAMES_FOLDER,
@@ -122,6 +123,7 @@ class VideoJob:
             self.error = exc
             self.finished = True
         self.table = FrameTableWriter(staging / f"frames{FRAME_TABLE_SUFFIX}", classes)
+        self.marks = FrameMarks()  # to read the key frames again by seeking
         self.picker = KeyFramePicker(
             classes,
             settings.key_frames_per_class,
@@ -174,6 +176,7 @@ class VideoJob:
         )
         self.table.append(frames)
         self.picker.offer(frames)
+        self.marks.add(batch)
         self.last_time_s = float(batch.frame_time_s[-1])
 
     def duration_s(self) -> float:
@@ -197,7 +200,10 @@ class VideoJob:
             outputs.append((Staged(table, table), f"{folder}/{stem}{FRAME_TABLE_SUFFIX}"))
         if self.error is None:
             keys = self.staging / "key_frames"
-            for staged in stage_key_frames(self.source, self.picker.picks(), keys, stem):
+            picks = self.picker.picks()
+            marks = [self.marks[pick.frame_index] for pick in picks]
+            frames = read_frames(self.source, marks, self.ensemble.image_size)
+            for staged in stage_key_frames(picks, frames, keys, stem):
                 final = staged.final.relative_to(keys).as_posix()
                 outputs.append((staged, f"{study}/{final}"))
         return outputs

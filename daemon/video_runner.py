@@ -77,6 +77,13 @@ class VideoRunner:
                 self.pipeline.faults.reached("video_batch")
                 self._progress(entry, job)
                 return True
+            # Scoring is over; what follows (key frames, the table, the plan) is timed apart.
+            log.info(
+                "video_scored",
+                file_name=self.pipeline.studies.display(entry.name),
+                frames_scored=job.frames_scored,
+                seconds=round(self._clock() - job.started, 3),
+            )
             self._finish(entry, job)
         except OSError:
             # A full disk mid-video: give the video back to the queue, to start again later;

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gicls.daemon.frame_reader import FrameMarks, read_frames
 from gicls.daemon.frame_table import ScoredFrames
 from gicls.daemon.key_frames import (
     KeyFrame,
@@ -19,6 +20,7 @@ from gicls.daemon.key_frames import (
     publish,
     stage_key_frames,
 )
+from gicls.daemon.video_decode import iter_frame_batches
 from gicls.errors import UnreadableVideoError
 from gicls.training.demo_video import write_video
 
@@ -78,6 +80,9 @@ def test_names_carry_index_and_time_and_parse_back():
     assert parse_key_frame_name("capsule.jpg") is None
 
 
+MODEL_SIZE = 32
+
+
 @pytest.fixture(scope="module")
 def video(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("video") / "study.mp4"
@@ -85,10 +90,27 @@ def video(tmp_path_factory) -> Path:
     return path
 
 
-def test_picked_frames_are_written_at_full_size_and_appear_only_when_published(video, tmp_path):
-    picks = [KeyFrame("Bleeding", 5, 1.25, 0.9), KeyFrame("Polyp", 5, 1.25, 0.8)]
-    picks.append(KeyFrame("Polyp", 101, 25.25, 0.7))
-    staged = stage_key_frames(video, picks, tmp_path, "study")
+@pytest.fixture(scope="module")
+def marks(video) -> FrameMarks:
+    """What the first pass noted of every frame, as a video job notes it."""
+    noted = FrameMarks()
+    for batch in iter_frame_batches(video, MODEL_SIZE, max_batch=32):
+        noted.add(batch)
+    return noted
+
+
+def stage(video: Path, marks: FrameMarks, picks: list[KeyFrame], folder: Path):
+    """As VideoJob.stage_outputs stages them."""
+    frames = read_frames(video, [marks[pick.frame_index] for pick in picks], MODEL_SIZE)
+    return stage_key_frames(picks, frames, folder, "study")
+
+
+def test_picked_frames_are_written_at_full_size_and_appear_only_when_published(
+    video, marks, tmp_path
+):
+    picks = [KeyFrame("Polyp", 101, 25.25, 0.7), KeyFrame("Bleeding", 5, 1.25, 0.9)]
+    picks.append(KeyFrame("Polyp", 5, 1.25, 0.8))
+    staged = stage(video, marks, picks, tmp_path)
     final = [tmp_path / "Bleeding" / "study_f0000005_t000001.25s.jpg"]
     final += [tmp_path / "Polyp" / "study_f0000005_t000001.25s.jpg"]
     final += [tmp_path / "Polyp" / "study_f0000101_t000025.25s.jpg"]
@@ -103,12 +125,12 @@ def test_picked_frames_are_written_at_full_size_and_appear_only_when_published(v
         assert image.size == (64, 64)
 
 
-def test_each_key_frame_holds_the_pixels_of_its_own_frame(video, tmp_path):
+def test_each_key_frame_holds_the_pixels_of_its_own_frame(video, marks, tmp_path):
     wanted = (5, 101)
     with av.open(str(video)) as container:
         decoded = {k: f.to_image() for k, f in enumerate(container.decode(video=0)) if k in wanted}
     picks = [KeyFrame("Polyp", index, index / 4, 0.9) for index in wanted]
-    publish(stage_key_frames(video, picks, tmp_path, "study"))
+    publish(stage(video, marks, picks, tmp_path))
 
     for pick in picks:
         with Image.open(key_frame_path(tmp_path, "study", pick)) as image:
@@ -120,12 +142,9 @@ def test_each_key_frame_holds_the_pixels_of_its_own_frame(video, tmp_path):
         assert own < 3 < other  # JPEG's loss only, and far from the other frame
 
 
-def test_a_pick_the_video_does_not_reach_is_an_error_and_nothing_is_left(video, tmp_path):
+def test_a_pick_the_video_does_not_reach_is_an_error_and_nothing_is_left(video, marks, tmp_path):
+    picks = [KeyFrame("Polyp", 3, 0.75, 0.9), KeyFrame("Polyp", 500, 125.0, 0.8)]
+    frames = read_frames(video, [marks[3]], MODEL_SIZE)  # frame 500 was never scored
     with pytest.raises(UnreadableVideoError, match="500"):
-        stage_key_frames(
-            video,
-            [KeyFrame("Polyp", 3, 0.75, 0.9), KeyFrame("Polyp", 500, 125.0, 0.8)],
-            tmp_path,
-            "study",
-        )
+        stage_key_frames(picks, frames, tmp_path, "study")
     assert list(tmp_path.rglob("*.staging")) == []
