@@ -13,6 +13,10 @@ Figures, all from one run on one machine, for each kind of study (``--kind``):
 - the daemon's peak RSS (VmHWM) when ``--checkpoint`` frames are done, when 90 % are, and at
   the end (which adds the key frames, the Parquet file and the report): the first two equal
   when nothing grows with the length of the study;
+- what limits the ratio on this machine: CPU seconds (all threads, ``time.process_time``) per
+  frame of the decoding and preprocessing the bare ensemble is spared, and of scoring, and
+  from them the ratio the daemon could reach at best if it kept every core busy with nothing
+  else: ``cores x scoring wall time / (scoring CPU + decoding CPU)``, at most 1;
 - the time ``gicls-audit report`` takes to write that study's report;
 - folder only: ``gicls-audit summary`` at the checkpoint and at the end, and ``gicls-audit
   verify`` at the end (one audit row per frame): seconds and peak RSS, so the audit tools'
@@ -30,12 +34,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -49,6 +55,7 @@ FPS = 4.0
 STEM = "bench_study"
 FOLDER_STUDY = "bench_study_folder"
 JPEG_QUALITY = 90
+CORES = len(os.sched_getaffinity(0))  # the cores this bench (and the daemon it starts) may use
 # A 50,000-frame study on two cores takes a while; the daemon must finish within this.
 DAEMON_TIMEOUT_SECONDS = 4 * 3600
 
@@ -82,17 +89,49 @@ def folder_frames(folder: Path, image_size: int, frames: int):
     return pixels
 
 
-def bare_rate(models_dir: Path, load_frames: Callable[[int], object]) -> tuple[float, str]:
-    """Frames per second of the fused ensemble alone on frames already decoded, loaded as the
-    daemon loads it (``[inference] precision`` at its default, "auto": bfloat16 where the CPU
-    has it and the guard accepts it); and the precision it served."""
+@dataclass(frozen=True)
+class BareFigures:
+    """The fused ensemble alone, and what the daemon spends that it is spared."""
+
+    fps: float  # frames per second, best of three passes
+    precision: str  # what "auto" served
+    decode_cpu_ms: float  # CPU ms (all threads) per frame to decode and preprocess
+    score_cpu_ms: float  # CPU ms (all threads) per frame to score
+    score_wall_ms: float  # wall ms per frame to score (the same pass)
+
+    def ratio_ceiling(self, cores: int) -> float:
+        """The best daemon/bare ratio on ``cores`` busy cores doing nothing but decode and
+        score: the daemon needs both CPU costs per frame, the bare ensemble only scoring's."""
+        return min(1.0, cores * self.score_wall_ms / (self.score_cpu_ms + self.decode_cpu_ms))
+
+
+def bare_figures(models_dir: Path, load_frames: Callable[[int], object]) -> BareFigures:
+    """The fused ensemble alone on frames already decoded, loaded as the daemon loads it
+    (``[inference] precision`` at its default, "auto": bfloat16 where the CPU has it and the
+    guard accepts it), and the CPU cost of decoding those frames and of scoring them."""
     from gicls.config import DEFAULT_CLASSES, InferenceConfig
     from gicls.daemon.serving import configure_threads, load_ensemble
 
     configure_threads()
     ensemble = load_ensemble(models_dir, DEFAULT_CLASSES, InferenceConfig().precision, MAX_BATCH)
+    cpu_started = time.process_time()
     frames = load_frames(ensemble.image_size)
-    return fused_rate(ensemble, frames, MAX_BATCH), ensemble.precision
+    decode_cpu = time.process_time() - cpu_started
+    fps = fused_rate(ensemble, frames, MAX_BATCH)
+    # One more pass, warm, for its CPU time against its wall time.
+    cpu_started, wall_started = time.process_time(), time.perf_counter()
+    for start in range(0, len(frames), MAX_BATCH):
+        ensemble(frames[start : start + MAX_BATCH])
+    score_wall = time.perf_counter() - wall_started
+    score_cpu = time.process_time() - cpu_started
+    per_frame_ms = 1000 / len(frames)
+    return BareFigures(
+        fps=fps,
+        precision=ensemble.precision,
+        decode_cpu_ms=decode_cpu * per_frame_ms,
+        score_cpu_ms=score_cpu * per_frame_ms,
+        score_wall_ms=score_wall * per_frame_ms,
+    )
 
 
 def write_folder(video: Path, folder: Path, frames: int) -> None:
@@ -271,6 +310,15 @@ def print_figures(kind: str, figures: dict, checkpoint: int) -> None:
         f"report {figures['report_seconds']:.1f} s",
         flush=True,
     )
+    print(
+        f"  what limits it: decoding and preprocessing {figures['decode_cpu_ms_per_frame']:.2f} "
+        f"CPU ms a frame, scoring {figures['score_cpu_ms_per_frame']:.2f} CPU ms in "
+        f"{figures['score_wall_ms_per_frame']:.2f} ms of wall time "
+        f"({figures['score_cpu_ms_per_frame'] / figures['score_wall_ms_per_frame']:.2f} cores "
+        f"busy); with {figures['cores']} cores doing only both, the ratio is at most "
+        f"{figures['ratio_ceiling']:.2f}",
+        flush=True,
+    )
     for name in ("summary_at_checkpoint", "summary_at_end", "verify_at_end"):
         if figures.get(name):
             tool = figures[name]
@@ -323,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_folder(video, folder, args.frames)
             frames_of = partial(folder_frames, folder, frames=args.bare_frames)
         log(f"{kind}: bare fused ensemble on the study's frames")
-        bare, precision = bare_rate(models_dir, frames_of)
+        bare = bare_figures(models_dir, frames_of)
         log(f"{kind}: gicls-daemon run --once on the study")
         site = work / f"site-{kind}"
         shutil.rmtree(site, ignore_errors=True)
@@ -332,12 +380,17 @@ def main(argv: list[str] | None = None) -> int:
             "frames": args.frames,
             "size": args.size,
             "model_size": args.model_size,
-            "bare_fps": bare,
-            "bare_precision": precision,
+            "bare_fps": bare.fps,
+            "bare_precision": bare.precision,
+            "cores": CORES,
+            "decode_cpu_ms_per_frame": bare.decode_cpu_ms,
+            "score_cpu_ms_per_frame": bare.score_cpu_ms,
+            "score_wall_ms_per_frame": bare.score_wall_ms,
+            "ratio_ceiling": bare.ratio_ceiling(CORES),
         }
         study = video if kind == "video" else folder
         figures |= run(site, models_dir, study, args.checkpoint, args.frames)
-        figures["ratio"] = figures["daemon_fps"] / bare
+        figures["ratio"] = figures["daemon_fps"] / bare.fps
         results[kind] = figures
         (work / f"{kind}.json").write_text(json.dumps(figures, indent=1) + "\n")
         print_figures(kind, figures, args.checkpoint)
