@@ -88,13 +88,18 @@ def classic_loop(models_dir: Path, paths: list[Path], classes) -> float:
     return len(paths) / (time.perf_counter() - started)
 
 
+def score_pass(ensemble, images, batch: int) -> None:
+    """Score ``images`` once, ``batch`` at a time, as the daemon sends them."""
+    for start in range(0, len(images), batch):
+        ensemble(images[start : start + batch])
+
+
 def fused_rate(ensemble, images, batch: int, passes: int = 3) -> float:
     ensemble.warm_up(min(batch, len(images)))
     best = float("inf")
     for _ in range(passes):
         started = time.perf_counter()
-        for start in range(0, len(images), batch):
-            ensemble(images[start : start + batch])
+        score_pass(ensemble, images, batch)
         best = min(best, time.perf_counter() - started)
     return len(images) / best
 

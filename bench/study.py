@@ -47,7 +47,7 @@ from pathlib import Path
 
 from bench import fixtures
 from bench.daemon_runs import BIN, Daemon, count_rows, parse_ts, peak_rss_kib, write_site
-from bench.e2e import fused_rate
+from bench.e2e import fused_rate, score_pass
 
 DEFAULT_WORK = Path(__file__).resolve().parent / "results" / "study"
 MAX_BATCH = 32  # the daemon's default
@@ -120,8 +120,7 @@ def bare_figures(models_dir: Path, load_frames: Callable[[int], object]) -> Bare
     fps = fused_rate(ensemble, frames, MAX_BATCH)
     # One more pass, warm, for its CPU time against its wall time.
     cpu_started, wall_started = time.process_time(), time.perf_counter()
-    for start in range(0, len(frames), MAX_BATCH):
-        ensemble(frames[start : start + MAX_BATCH])
+    score_pass(ensemble, frames, MAX_BATCH)
     score_wall = time.perf_counter() - wall_started
     score_cpu = time.process_time() - cpu_started
     per_frame_ms = 1000 / len(frames)
