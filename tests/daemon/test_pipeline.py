@@ -173,6 +173,8 @@ def test_a_copy_in_a_later_batch_in_flight_is_a_duplicate(
     started = [bench.pipeline.start(batch) for batch in (first, second)]
     for batch in started:
         bench.pipeline.finish(batch)
+    if bench.pipeline.scorer is not None:
+        bench.pipeline.scorer.close()
     bench.journal.close()
     bench.audit.close()
     rows = {row["file_name"]: row for row in harness.read_audit(site.audit_log)}
