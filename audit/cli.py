@@ -20,7 +20,6 @@ from gicls.audit.segments import segment_paths
 from gicls.audit.study_model import read_bundle_summary
 from gicls.audit.study_outputs import publish_study, studies_in
 from gicls.audit.summary import (
-    TAIL_COLUMNS,
     by_study,
     by_study_dict,
     by_study_text,
@@ -132,7 +131,7 @@ def tail_command(
     """Show the latest rows: time, status, file, predicted class, confidence, destination."""
 
     def action(settings: GiclsConfig) -> None:
-        typer.echo(tail(_read(settings, log, TAIL_COLUMNS), lines))
+        typer.echo(tail(_open(settings, log), lines))
 
     run_command(config, action)
 

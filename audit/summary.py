@@ -27,7 +27,7 @@ from gicls.audit.quantiles import (
     LATENCY_GRID,
     GridQuantiles,
 )
-from gicls.audit.reader import AuditSource, AuditTable, display
+from gicls.audit.reader import AuditSource, display
 from gicls.audit.schema import FLAG_SEPARATOR, STATUSES
 from gicls.audit.tally import Counts, Spans
 
@@ -292,9 +292,14 @@ def by_study_dict(frame: pd.DataFrame) -> dict[str, Any]:
     return _plain(frame.to_dict(orient="index"))
 
 
-def tail(log: AuditTable, count: int) -> str:
-    """The last ``count`` rows as a readable table, oldest first."""
-    last = log.table.tail(count)
+def tail(audit: AuditSource, count: int) -> str:
+    """The last ``count`` rows as a readable table, oldest first. The log is read a chunk at
+    a time and only the last ``count`` rows are kept, so memory does not grow with the log."""
+    chunks = audit.chunks(TAIL_COLUMNS)
+    # There is a first chunk: open_audit_log refuses a log without rows.
+    last = next(chunks).table.tail(count)
+    for chunk in chunks:
+        last = pd.concat([last, chunk.table]).tail(count)
     shown = pd.DataFrame(
         {
             "time (UTC)": last["processed_at"].dt.strftime(_TIME_FORMAT),

@@ -1,4 +1,4 @@
-"""Peak memory of ``gicls-audit summary`` and ``verify`` as the audit log grows.
+"""Peak memory of ``gicls-audit summary``, ``verify`` and ``tail`` as the audit log grows.
 
 For each size, a site is built once and kept under ``--work``: an audit log of that many
 schema-valid rows (studies, every status, flags, two bundles, several days) and the output tree
@@ -33,6 +33,7 @@ COMMANDS = {
     "summary": ("summary",),
     "summary --by study": ("summary", "--by", "study"),
     "verify": ("verify",),
+    "tail": ("tail",),
 }
 STUDIES = [f"S{n:02d}" for n in range(10)] + [""]  # "" = loose files at the output root
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()

@@ -443,13 +443,20 @@ def test_summary_text_shows_the_tables(site: Site) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [("summary", "--json"), ("summary", "--by", "study", "--json"), ("verify",)]
+    "command",
+    [
+        ("summary", "--json"),
+        ("summary", "--by", "study", "--json"),
+        ("verify",),
+        ("tail", "-n", "5"),
+    ],
 )
-def test_chunks_do_not_change_what_summary_and_verify_print(
+def test_chunks_do_not_change_what_the_folding_commands_print(
     site: Site, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
 ) -> None:
     whole = site.run(*command)
-    # Three rows per chunk: every count, span and percentile is folded over four chunks.
+    # Three rows per chunk: every count, span and percentile is folded over several chunks,
+    # and tail's last rows come from two of them.
     monkeypatch.setattr("gicls.audit.reader.CHUNK_ROWS", 3)
 
     assert site.run(*command) == whole
