@@ -18,7 +18,7 @@ from gicls.audit.export import ExportFormat, export_log
 from gicls.audit.reader import AuditSource, AuditTable, open_audit_log, read_audit_log
 from gicls.audit.segments import segment_paths
 from gicls.audit.study_model import read_bundle_summary
-from gicls.audit.study_outputs import publish_study, studies_in
+from gicls.audit.study_outputs import publish_study, study_row_counts
 from gicls.audit.summary import (
     by_study,
     by_study_dict,
@@ -175,8 +175,8 @@ def report(
     """Write (or rewrite) output/<study>/report.html for studies, and output/index.html."""
 
     def action(settings: GiclsConfig) -> None:
-        audit = _read(settings, log)
-        wanted = list(studies or studies_in(audit))
+        audit = _open(settings, log)
+        wanted = list(studies or study_row_counts(audit))
         if not wanted:
             typer.echo(f"no studies in {audit.path}: nothing to report")
             return

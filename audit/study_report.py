@@ -245,22 +245,6 @@ def study_summary(
     )
 
 
-def study_summaries(
-    output_dir: Path,
-    table: pd.DataFrame,
-    classes: Sequence[str],
-    reference: DeviceReference | None = None,
-) -> list[StudySummary]:
-    """The index lines of every study in an audit log's rows (loose files, study "", left out),
-    in study order."""
-    rows = with_study_columns(table)
-    studies = rows["study"].map(cell)
-    return [
-        study_summary(output_dir, study, rows[studies == study], classes, reference)
-        for study in sorted(set(studies) - {""})
-    ]
-
-
 def write_index(output_dir: Path, studies: Sequence[StudySummary]) -> Path:
     """Write ``output_dir/index.html`` listing ``studies`` with their counts and report links."""
     path = output_dir / INDEX_NAME

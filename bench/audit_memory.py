@@ -1,9 +1,13 @@
-"""Peak memory of ``gicls-audit summary``, ``verify`` and ``tail`` as the audit log grows.
+"""Peak memory of ``gicls-audit summary``, ``verify``, ``tail`` and ``report`` as the audit log
+grows.
 
 For each size, a site is built once and kept under ``--work``: an audit log of that many
 schema-valid rows (studies, every status, flags, two bundles, several days) and the output tree
 the rows describe (one empty file per moved row, so ``verify`` finds a consistent tree and
-hashes real files). Each command then runs in a fresh process under ``/usr/bin/time -f %M``,
+hashes real files). ``report S00`` writes one study's report (and the index) twice: first with
+no study's index line kept (``<study>/_summary.json`` removed, as on a site written before those
+files existed: every line is rebuilt), then with the lines the first run kept. Each command
+then runs in a fresh process under ``/usr/bin/time -f %M``,
 whose own footprint is a few MiB (``ru_maxrss`` of a child forked from this process would
 carry this process's high-water mark). Prints peak RSS and seconds per command and size, and
 RSS(largest)/RSS(smallest) per command, all measured in one run.
@@ -24,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench import fixtures
 from gicls.audit.schema import audit_columns
 from gicls.config import DEFAULT_CLASSES
 
@@ -34,17 +39,26 @@ COMMANDS = {
     "summary --by study": ("summary", "--by", "study"),
     "verify": ("verify",),
     "tail": ("tail",),
+    "report S00, no lines kept": ("report", "S00"),
+    "report S00": ("report", "S00"),
 }
 STUDIES = [f"S{n:02d}" for n in range(10)] + [""]  # "" = loose files at the output root
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 
 
-def build_site(root: Path, rows: int, seed: int = 0) -> Path:
-    """Write the log and the output tree for ``rows`` rows under ``root``; the config's path.
+def build_site(root: Path, rows: int, models_dir: Path, seed: int = 0) -> Path:
+    """Write the log and the output tree for ``rows`` rows under ``root``; the config's path
+    (the reports take the bundle in ``models_dir``).
 
     Reused when a previous run finished it (the tree of 500,000 files takes a while).
     """
     config = root / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(
+        f"classes = {json.dumps(list(DEFAULT_CLASSES))}\n"
+        f"[paths]\nmodels_dir = {json.dumps(str(models_dir))}\n[daemon]\n"
+        'output_dir = "output"\naudit_log = "audit_log.csv"\n'
+    )
     if (root / "complete").exists():
         return config
     rng = np.random.default_rng(seed)
@@ -77,10 +91,6 @@ def build_site(root: Path, rows: int, seed: int = 0) -> Path:
                     output,
                 )
             )
-    config.write_text(
-        f"classes = {json.dumps(classes)}\n[daemon]\n"
-        'output_dir = "output"\naudit_log = "audit_log.csv"\n'
-    )
     (root / "complete").touch()
     return config
 
@@ -161,11 +171,17 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "bench/results/audit_memory")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    configs = {size: build_site(args.work / f"rows_{size}", size) for size in sizes}
+    models_dir = args.work / "bundle"
+    if not (models_dir / "manifest.json").exists():
+        fixtures.write_bundle(models_dir)
+    configs = {size: build_site(args.work / f"rows_{size}", size, models_dir) for size in sizes}
     print(f"load average before: {os.getloadavg()}")
     peaks: dict[str, list[float]] = {}
     for label, arguments in COMMANDS.items():
         for size in sizes:
+            if label.endswith("no lines kept"):
+                for kept in (configs[size].parent / "output").glob("*/_summary.json"):
+                    kept.unlink()
             mib, seconds = measure(configs[size], arguments)
             peaks.setdefault(label, []).append(mib)
             print(f"{label:20} {size:>9,} rows: peak RSS {mib:7.1f} MiB, {seconds:6.1f} s")

@@ -1,9 +1,10 @@
 """What the daemon does when a study completes: publish its report from the audit log.
 
-The log is read whole, as ``gicls-audit`` reads it, so the report holds every row of the study
-whichever daemon sharing the log wrote it. A report that cannot be written (the log unreadable,
-a renderer error) is logged and never stops the daemon: the study's folders then stay in the
-inbox, and the report is tried again when the study is next found complete.
+The log is read as ``gicls-audit report`` reads it, a chunk at a time keeping the study's rows,
+so the report holds every row of the study whichever daemon sharing the log wrote it, and the
+daemon's memory does not grow with the log's history. A report that cannot be written (the log
+unreadable, a renderer error) is logged and never stops the daemon: the study's folders then
+stay in the inbox, and the report is tried again when the study is next found complete.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from gicls.audit.reader import read_audit_log
+from gicls.audit.reader import open_audit_log
 from gicls.audit.study_model import BundleSummary
-from gicls.audit.study_outputs import publish_study, studies_in
+from gicls.audit.study_outputs import UnknownStudyError, publish_study
 from gicls.daemon.serving import ServingModel
 from gicls.daemon.studies import StudyNames
 from gicls.logs import get_logger
@@ -43,11 +44,11 @@ class StudyReporter:
             return False
         study = self._names.study_id(folder)
         try:
-            audit = read_audit_log(self._audit_log, self._classes)
-            if study not in studies_in(audit):
-                return False
+            audit = open_audit_log(self._audit_log, self._classes)
             bundle = BundleSummary.from_manifest(self._model.ensemble.manifest)
             reports = publish_study(self._output_dir, audit, [study], bundle)
+        except UnknownStudyError:
+            return False
         except Exception as exc:  # a report must never take the daemon down
             log.error("study_report_failed", study=study, error=f"{type(exc).__name__}: {exc}")
             return False
