@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from gicls.audit.export import ExportFormat, export_log
-from gicls.audit.reader import AuditSource, AuditTable, open_audit_log, read_audit_log
+from gicls.audit.reader import AuditSource, open_audit_log
 from gicls.audit.segments import segment_paths
 from gicls.audit.study_model import read_bundle_summary
 from gicls.audit.study_outputs import publish_study, study_row_counts
@@ -46,13 +45,6 @@ LogOption = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _read(
-    config: GiclsConfig, log: Path | None, columns: Sequence[str] | None = None
-) -> AuditTable:
-    """The log, checked whole; ``columns`` (default all) the ones the command uses."""
-    return read_audit_log(log or config.daemon.audit_log, config.classes, columns)
 
 
 def _open(config: GiclsConfig, log: Path | None) -> AuditSource:
@@ -154,7 +146,7 @@ def export(
     """Write the log as CSV or Excel, or as a Capsule Vision 2024 submission."""
 
     def action(settings: GiclsConfig) -> None:
-        rows = export_log(_read(settings, log), export_format, out)
+        rows = export_log(_open(settings, log), export_format, out)
         typer.echo(f"wrote {rows} rows to {out}")
 
     run_command(config, action)

@@ -1,5 +1,5 @@
-"""Peak memory of ``gicls-audit summary``, ``verify``, ``tail`` and ``report`` as the audit log
-grows.
+"""Peak memory of ``gicls-audit summary``, ``verify``, ``tail``, ``report`` and ``export`` as
+the audit log grows.
 
 For each size, a site is built once and kept under ``--work``: an audit log of that many
 schema-valid rows (studies, every status, flags, two bundles, several days) and the output tree
@@ -12,7 +12,7 @@ whose own footprint is a few MiB (``ru_maxrss`` of a child forked from this proc
 carry this process's high-water mark). Prints peak RSS and seconds per command and size, and
 RSS(largest)/RSS(smallest) per command, all measured in one run.
 
-    .venv/bin/python -m bench.audit_memory [--sizes 5000,50000,500000] [--work DIR]
+    .venv/bin/python -m bench.audit_memory [--sizes 5000,50000,500000] [--work DIR] [--only LABEL]
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ COMMANDS = {
     "tail": ("tail",),
     "report S00, no lines kept": ("report", "S00"),
     "report S00": ("report", "S00"),
+    # The site's folder replaces {site}: the export is written beside the log.
+    "export csv": ("export", "{site}/export.csv"),
+    "export xlsx": ("export", "--format", "xlsx", "{site}/export.xlsx"),
 }
 STUDIES = [f"S{n:02d}" for n in range(10)] + [""]  # "" = loose files at the output root
 EMPTY_SHA = hashlib.sha256(b"").hexdigest()
@@ -169,7 +172,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="5000,50000,500000")
     parser.add_argument("--work", type=Path, default=REPO_ROOT / "bench/results/audit_memory")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="LABEL",
+        help="measure only the commands whose label starts with LABEL (repeatable)",
+    )
     args = parser.parse_args()
+    commands = {
+        label: arguments
+        for label, arguments in COMMANDS.items()
+        if not args.only or any(label.startswith(prefix) for prefix in args.only)
+    }
     sizes = [int(size) for size in args.sizes.split(",")]
     models_dir = args.work / "bundle"
     if not (models_dir / "manifest.json").exists():
@@ -177,12 +191,14 @@ def main() -> None:
     configs = {size: build_site(args.work / f"rows_{size}", size, models_dir) for size in sizes}
     print(f"load average before: {os.getloadavg()}")
     peaks: dict[str, list[float]] = {}
-    for label, arguments in COMMANDS.items():
+    for label, arguments in commands.items():
         for size in sizes:
+            site = configs[size].parent
             if label.endswith("no lines kept"):
-                for kept in (configs[size].parent / "output").glob("*/_summary.json"):
+                for kept in (site / "output").glob("*/_summary.json"):
                     kept.unlink()
-            mib, seconds = measure(configs[size], arguments)
+            filled = tuple(argument.replace("{site}", str(site)) for argument in arguments)
+            mib, seconds = measure(configs[size], filled)
             peaks.setdefault(label, []).append(mib)
             print(f"{label:20} {size:>9,} rows: peak RSS {mib:7.1f} MiB, {seconds:6.1f} s")
     print(f"load average after: {os.getloadavg()}")

@@ -562,6 +562,38 @@ def test_export_xlsx_keeps_formula_like_text_as_text(site: Site, tmp_path: Path)
     assert sheet.max_row == 11
 
 
+@pytest.mark.parametrize(
+    ("arguments", "name"),
+    [((), "log.csv"), (("-f", "xlsx"), "log.xlsx"), (("-f", "capsule-vision"), "s.xlsx")],
+)
+def test_exports_written_a_chunk_at_a_time_are_the_whole_log_s(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arguments: tuple, name: str
+) -> None:
+    whole, chunked = tmp_path / "whole", tmp_path / "chunked"
+    whole.mkdir(), chunked.mkdir()
+    assert site.run("export", *arguments, str(whole / name))[0] == 0
+    # Three rows per chunk: the header is written once and every chunk's rows follow in order.
+    monkeypatch.setattr("gicls.audit.reader.CHUNK_ROWS", 3)
+
+    code, stdout, _ = site.run("export", *arguments, str(chunked / name))
+
+    assert code == 0 and stdout == f"wrote {_rows_in(whole / name)} rows to {chunked / name}\n"
+    assert _rows_in(chunked / name) > 3
+    if name.endswith(".csv"):
+        assert (chunked / name).read_bytes() == (whole / name).read_bytes()
+    else:
+        assert _cells(chunked / name) == _cells(whole / name)
+
+
+def _rows_in(path: Path) -> int:
+    return len(_cells(path)) - 1 if path.suffix == ".xlsx" else len(pd.read_csv(path))
+
+
+def _cells(path: Path) -> list[tuple]:
+    sheet = openpyxl.load_workbook(path).active
+    return [tuple((cell.value, cell.data_type) for cell in row) for row in sheet.iter_rows()]
+
+
 def test_export_refuses_a_missing_folder_and_leaves_nothing(site: Site, tmp_path: Path) -> None:
     out = tmp_path / "no such folder" / "x.csv"
 
