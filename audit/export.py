@@ -53,7 +53,7 @@ def export_log(source: AuditSource, export_format: ExportFormat, out: Path) -> i
         if submission
         else None
     )
-    return _write_atomically(frames, out, as_xlsx, empty if submission else None)
+    return _write_atomically(frames, out, as_xlsx, empty)
 
 
 def _frame(chunk: AuditChunk, export_format: ExportFormat, classes: Sequence[str]) -> pd.DataFrame:

@@ -77,13 +77,15 @@ def video_chunks(video: Path, image_size: int, chunk: int) -> Iterator[np.ndarra
     from gicls.daemon.video_decode import iter_frame_batches
 
     batches: list[np.ndarray] = []
+    held = 0  # frames in batches
     for batch in iter_frame_batches(video, image_size, MAX_BATCH):
         batches.append(batch.pixels)
-        if sum(len(b) for b in batches) >= chunk:
+        held += len(batch.pixels)
+        if held >= chunk:
             pixels = np.concatenate(batches)
             yield pixels[:chunk]
-            batches = [pixels[chunk:]]
-    if sum(len(b) for b in batches):
+            batches, held = [pixels[chunk:]], held - chunk
+    if held:
         yield np.concatenate(batches)
 
 
