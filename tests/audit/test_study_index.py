@@ -1,6 +1,6 @@
-"""Publishing reports one study at a time: each study's index line is kept beside its report,
-and the index is assembled from those lines, rebuilt only where a line is missing or behind
-the log."""
+"""Publishing study reports from one pass over the log: each study's index line is kept beside
+its report, and the index is assembled from those lines, rebuilt only where a line is missing or
+behind the log."""
 
 from __future__ import annotations
 
