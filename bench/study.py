@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import fixtures
+from bench import cpu_use, fixtures
 from bench.daemon_runs import BIN, Daemon, count_rows, parse_ts, peak_rss_kib, write_site
 from bench.e2e import fused_rate, score_pass
 
@@ -151,18 +151,24 @@ def bare_figures(ensemble, chunks: Iterator[np.ndarray]) -> BareFigures:
     )
 
 
-def whole_study_fps(ensemble, chunks: Iterable[np.ndarray], label: str) -> float:
+def whole_study_fps(ensemble, chunks: Iterable[np.ndarray], label: str) -> tuple[float, dict]:
     """Frames per second of the fused ensemble over every frame of the study, as the daemon
-    must score them: each chunk is decoded first, and only its scoring is timed."""
+    must score them: each chunk is decoded first, and only its scoring is timed. Also where
+    the CPU went while it scored (this process by thread, the rest of the machine)."""
     frames, seconds = 0, 0.0
+    scoring = None
     for number, pixels in enumerate(chunks, start=1):
+        before = cpu_use.snapshot(os.getpid())
         started = time.perf_counter()
         score_pass(ensemble, pixels, MAX_BATCH)
         seconds += time.perf_counter() - started
+        use = cpu_use.between(before, cpu_use.snapshot(os.getpid()))
+        scoring = use if scoring is None else scoring + use
         frames += len(pixels)
         if number % 10 == 0:
             log(f"{label}: {frames} frames, {frames / seconds:.1f} frames/s so far")
-    return frames / seconds
+    log(f"{label}, scoring only: {scoring.describe(frames)}")
+    return frames / seconds, scoring.as_dict(frames)
 
 
 def write_folder(video: Path, folder: Path, frames: int) -> None:
@@ -183,8 +189,9 @@ def write_folder(video: Path, folder: Path, frames: int) -> None:
 
 class Watcher:
     """Beside ``Daemon.wait`` (which samples VmHWM and reaps): polls ``frames_done()`` and,
-    as it reaches the early and then the late checkpoint, keeps the daemon's peak RSS then;
-    at the early one it also runs ``at_early`` once."""
+    as it reaches the early and then the late checkpoint, keeps the daemon's peak RSS and CPU
+    times then (``steady_cpu``: between the two, the study in full flow); at the early one it
+    also runs ``at_early`` once."""
 
     def __init__(
         self,
@@ -195,6 +202,7 @@ class Watcher:
     ) -> None:
         self.early_rss_mib: float | None = None
         self.late_rss_mib: float | None = None
+        self.steady_cpu: dict | None = None
         self.figures: dict = {}
         self._daemon, self._frames_done = daemon, frames_done
         self._checkpoints, self._at_early = checkpoints, at_early
@@ -203,13 +211,20 @@ class Watcher:
 
     def _watch(self) -> None:
         early, late = self._checkpoints
+        pid = self._daemon.process.pid
+        early_frames, early_cpu = 0, None
         while self._daemon.process.returncode is None:
             done = self._frames_done()
             if self.early_rss_mib is None and done >= early:
+                early_frames, early_cpu = done, cpu_use.snapshot(pid)
                 self.early_rss_mib = self._daemon.peak_kib / 1024
                 self.figures = self._at_early()
             if done >= late:
                 self.late_rss_mib = self._daemon.peak_kib / 1024
+                if early_cpu is not None:
+                    steady = cpu_use.between(early_cpu, cpu_use.snapshot(pid))
+                    self.steady_cpu = steady.as_dict(done - early_frames)
+                    log(f"daemon, study in full flow: {steady.describe(done - early_frames)}")
                 return
             time.sleep(0.5)
 
@@ -277,6 +292,7 @@ def run_video(site: Path, models_dir: Path, video: Path, checkpoint: int, frames
         "finish_seconds": parse_ts(done["timestamp"]) - parse_ts(scored["timestamp"]),
         "peak_rss_mib_at_checkpoint": watcher.early_rss_mib,
         "peak_rss_mib_late": watcher.late_rss_mib,
+        "daemon_cpu_in_full_flow": watcher.steady_cpu,
         "peak_rss_mib": run.peak_rss_mib,
         "report_seconds": report_seconds(config, STEM),
     }
@@ -310,6 +326,7 @@ def run_folder(site: Path, models_dir: Path, folder: Path, checkpoint: int, fram
         "study_seconds": seconds,
         "peak_rss_mib_at_checkpoint": watcher.early_rss_mib,
         "peak_rss_mib_late": watcher.late_rss_mib,
+        "daemon_cpu_in_full_flow": watcher.steady_cpu,
         "peak_rss_mib": run.peak_rss_mib,
         "report_seconds": report_seconds(config, FOLDER_STUDY),
         "summary_at_checkpoint": watcher.figures,
@@ -353,6 +370,21 @@ def print_figures(kind: str, figures: dict, checkpoint: int) -> None:
         f"{figures['ratio_ceiling']:.2f}",
         flush=True,
     )
+    steady, bare_cpu = figures["daemon_cpu_in_full_flow"], figures["bare_whole_study_cpu"]
+    if steady:
+        print(
+            f"  CPU, daemon in full flow (frames {checkpoint} to "
+            f"{late_checkpoint(figures['frames'])}): "
+            f"{steady['process_cpu_ms_per_frame']:.2f} ms a frame; bare ensemble over every "
+            f"frame, before / after: {bare_cpu['before']['process_cpu_ms_per_frame']:.2f} / "
+            f"{bare_cpu['after']['process_cpu_ms_per_frame']:.2f} ms a frame (scoring only). "
+            "Cores busy elsewhere / stolen by the host, daemon: "
+            f"{steady['cores_others']:.2f} / {steady['cores_steal']:.2f}; bare before: "
+            f"{bare_cpu['before']['cores_others']:.2f} / {bare_cpu['before']['cores_steal']:.2f}"
+            f"; after: {bare_cpu['after']['cores_others']:.2f} / "
+            f"{bare_cpu['after']['cores_steal']:.2f}",
+            flush=True,
+        )
     for name in ("summary_at_checkpoint", "summary_at_end", "verify_at_end"):
         if figures.get(name):
             tool = figures[name]
@@ -411,7 +443,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{kind}: bare fused ensemble on the study's first {args.bare_frames} frames")
         bare = bare_figures(ensemble, chunks_of(args.bare_frames))
         log(f"{kind}: bare fused ensemble on every frame of the study, before the daemon")
-        whole_before = whole_study_fps(ensemble, chunks_of(WHOLE_STUDY_CHUNK), f"{kind} bare")
+        whole_before, cpu_before = whole_study_fps(
+            ensemble, chunks_of(WHOLE_STUDY_CHUNK), f"{kind} bare"
+        )
         log(f"{kind}: gicls-daemon run --once on the study")
         site = work / f"site-{kind}"
         shutil.rmtree(site, ignore_errors=True)
@@ -431,8 +465,11 @@ def main(argv: list[str] | None = None) -> int:
         study = video if kind == "video" else folder
         figures |= run(site, models_dir, study, args.checkpoint, args.frames)
         log(f"{kind}: bare fused ensemble on every frame of the study, after the daemon")
-        whole_after = whole_study_fps(ensemble, chunks_of(WHOLE_STUDY_CHUNK), f"{kind} bare")
+        whole_after, cpu_after = whole_study_fps(
+            ensemble, chunks_of(WHOLE_STUDY_CHUNK), f"{kind} bare"
+        )
         figures["bare_whole_study_fps"] = {"before": whole_before, "after": whole_after}
+        figures["bare_whole_study_cpu"] = {"before": cpu_before, "after": cpu_after}
         figures["ratio"] = figures["daemon_fps"] / bare.fps
         # Against the faster of the two whole-study passes: the machine's speed drifts over a
         # long study, and bracketing the daemon's run keeps the drift from flattering it.
