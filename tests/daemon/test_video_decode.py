@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gicls.daemon.studies import has_video_extension
-from gicls.daemon.video_decode import iter_frame_batches, probe_video
+from gicls.daemon.video_decode import RgbConverter, iter_frame_batches, probe_video
 from gicls.errors import UnreadableVideoError
 from gicls.models.preprocessing import decode_image
 from gicls.training.demo_video import write_video
@@ -62,6 +62,20 @@ def test_a_frame_gets_the_pixels_the_image_path_gives_the_same_frame_saved_as_pn
         image.save(png, format="PNG")
         png.seek(0)
         np.testing.assert_array_equal(batch.pixels[k], decode_image(png, 48))
+
+
+def test_the_rgb_converter_gives_pyavs_to_image_pixels_when_rows_are_padded(tmp_path):
+    """At 70 px a row of RGB is 210 bytes, which FFmpeg pads to its alignment: the converter
+    must skip the padding exactly as ``to_image`` does."""
+    path = tmp_path / "odd.mp4"
+    write_video(path, ("Bleeding", "Normal"), 6, 70, FPS)
+    to_rgb = RgbConverter()
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            assert frame.reformat(format="rgb24").planes[0].line_size > 70 * 3
+            converted = to_rgb(frame)
+            assert converted.mode == "RGB" and converted.size == (70, 70)
+            np.testing.assert_array_equal(np.asarray(converted), np.asarray(frame.to_image()))
 
 
 def test_a_truncated_video_yields_the_frames_before_the_cut_then_ffmpegs_message(video, tmp_path):
