@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,6 +25,8 @@ from gicls.errors import AuditError, listing
 
 # Columns holding numbers (besides one score column per class); blank cells become NaN.
 NUMBER_COLUMNS = ("bytes", "confidence", "margin", "latency_ms", "frames_scored", "duration_s")
+# Given a chunk's cells as text, which rows to keep (a boolean per row).
+RowFilter = Callable[[pd.DataFrame], np.ndarray | pd.Series]
 
 
 @dataclass(frozen=True)
@@ -138,14 +140,22 @@ class AuditSource:
     def incomplete_tail(self) -> bool:
         return any(scan.incomplete_tail for scan in self._scans)
 
-    def chunks(self, columns: Sequence[str] | None = None) -> Iterator[AuditChunk]:
+    def chunks(
+        self, columns: Sequence[str] | None = None, rows: RowFilter | None = None
+    ) -> Iterator[AuditChunk]:
         """Every row, CHUNK_ROWS at a time, each cell checked; ``columns`` (default: all) the
         ones kept. A segment with a header and no rows yields one empty chunk, so that every
-        segment is seen."""
+        segment is seen.
+
+        ``rows``, when given, sees each chunk's cells as text (every row, the current columns)
+        and returns which rows to keep; only those are typed and checked and yielded (a chunk
+        may then be empty). Parsing numbers and times is most of a read, so a caller after a
+        few rows of a long log (one study's) should say so here.
+        """
         kept = _kept_columns(self.classes, columns)
         segments = self.segments
         for index, scan in enumerate(self._scans):
-            for text, table, lines in _read_cells(scan, self.classes):
+            for text, table, lines in _read_cells(scan, self.classes, rows):
                 yield AuditChunk(segments, index, text[kept], table[kept], lines)
 
     def read(self, columns: Sequence[str] | None = None) -> AuditTable:
@@ -226,13 +236,14 @@ def _scan_segment(path: Path, classes: Sequence[str], alone: bool) -> _Scan | No
 
 
 def _read_cells(
-    scan: _Scan, classes: Sequence[str]
+    scan: _Scan, classes: Sequence[str], rows: RowFilter | None
 ) -> Iterator[tuple[pd.DataFrame, pd.DataFrame, list[int]]]:
-    """A scanned segment's cells, CHUNK_ROWS rows at a time, checked: text, typed, lines."""
+    """A scanned segment's cells, CHUNK_ROWS rows at a time, the rows ``rows`` keeps (default:
+    all), checked: text, typed, lines."""
     path, version = scan.segment.path, scan.segment.version
     if scan.lines.rows == 0:  # a header and no rows: the same columns and types, empty
-        empty = pd.DataFrame(columns=scan.header, dtype=str)
-        yield *_checked_chunk(empty, version, classes, _Refuser(path, [])), []
+        empty = _current_columns(pd.DataFrame(columns=scan.header, dtype=str), version, classes)
+        yield empty, _typed(empty, classes, _Refuser(path, [])), []
         return
     try:
         with path.open("rb") as file:
@@ -248,7 +259,15 @@ def _read_cells(
                 for cells in chunks:
                     lines = scan.lines.between(done, done + len(cells))
                     done += len(cells)
-                    yield *_checked_chunk(cells, version, classes, _Refuser(path, lines)), lines
+                    if version > 1:
+                        bad = cells[VERSION_COLUMN] != str(version)
+                        _Refuser(path, lines)(bad, f"schema_version is not {version}")
+                    text = _current_columns(cells, version, classes)
+                    if rows is not None:
+                        keep = np.asarray(rows(text), dtype=bool)
+                        text = text[keep].reset_index(drop=True)
+                        lines = [line for line, kept in zip(lines, keep, strict=True) if kept]
+                    yield text, _typed(text, classes, _Refuser(path, lines)), lines
     except OSError as exc:
         raise AuditError(f"cannot read audit log {path}: {exc.strerror}") from None
 
@@ -257,15 +276,11 @@ def _read_cells(
 CHUNK_ROWS = 2000
 
 
-def _checked_chunk(
-    cells: pd.DataFrame, version: int, classes: Sequence[str], refuse: _Refuser
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One chunk's cells in the current columns, and typed; refusing cells that do not fit."""
-    if version > 1:
-        refuse(cells[VERSION_COLUMN] != str(version), f"schema_version is not {version}")
+def _current_columns(cells: pd.DataFrame, version: int, classes: Sequence[str]) -> pd.DataFrame:
+    """One chunk's cells (as written in schema ``version``) in the current schema's columns."""
     cells = cells.reindex(columns=audit_columns(classes), fill_value="")
     cells[VERSION_COLUMN] = str(version)
-    return cells, _typed(cells, classes, refuse)
+    return cells
 
 
 def _complete_end(file: BinaryIO) -> tuple[int, bool]:

@@ -41,12 +41,9 @@ class UnknownStudyError(AuditError):
 
 def study_row_counts(source: AuditSource) -> dict[str, int]:
     """Rows per study id of the log, in study order (loose files, study "", left out); read
-    a chunk at a time, one column."""
-    counts: Counter[str] = Counter()
-    for chunk in source.chunks(["study"]):
-        counts.update(chunk.text["study"])
-    counts.pop("", None)
-    return dict(sorted(counts.items()))
+    a chunk at a time, no row kept."""
+    counts, _rows = read_studies(source, ())
+    return counts
 
 
 def read_studies(
@@ -56,13 +53,17 @@ def read_studies(
     ``study_row_counts``) and the typed rows of each of ``studies`` (those the log has).
     Memory grows with the rows of ``studies``, not with the log."""
     counts: Counter[str] = Counter()
+
+    def count_and_keep(text: pd.DataFrame) -> pd.Series:
+        # Every row is counted; only the studies' rows are typed and checked (the log's
+        # other rows are what `gicls-audit verify` is for), which keeps this pass short.
+        counts.update(text["study"])
+        return text["study"].isin(studies)
+
     kept: list[pd.DataFrame] = []
-    for chunk in source.chunks():
-        ids = chunk.text["study"]
-        counts.update(ids)
-        mask = ids.isin(studies).to_numpy()
-        if mask.any() or not kept:  # the first chunk, even empty, gives the columns
-            kept.append(chunk.table[mask])
+    for chunk in source.chunks(rows=count_and_keep):
+        if len(chunk.table) or not kept:  # the first chunk, even empty, gives the columns
+            kept.append(chunk.table)
     counts.pop("", None)
     table = pd.concat(kept, ignore_index=True)
     rows = {

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gicls.audit.cli import app
-from gicls.audit.reader import read_audit_log
+from gicls.audit.reader import open_audit_log, read_audit_log
 from gicls.audit.schema import audit_columns
 from gicls.errors import AuditError
 
@@ -205,3 +205,36 @@ def test_the_columns_asked_for_are_kept_and_every_cell_is_still_checked(tmp_path
         read_audit_log(log, CLASSES, ["status"])
     with pytest.raises(ValueError, match="not audit-log columns: colour"):
         read_audit_log(log, CLASSES, ["status", "colour"])
+
+
+def test_a_row_filter_types_and_checks_only_the_rows_it_keeps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report reads one study's rows of a long log: the filter sees every row as text, the
+    rows it drops are neither typed nor checked, and a kept row's bad cell is still refused
+    with its own line."""
+    monkeypatch.setattr("gicls.audit.reader.CHUNK_ROWS", 2)
+    log = tmp_path / "audit_log.csv"
+    records = [
+        row(study="A", file_name="two\nlines.jpg"),
+        row(study="B", confidence="not checked"),
+        row(study="A", confidence="0.5"),
+        row(study="B"),
+        row(study="A", confidence="0.7"),
+    ]
+    log.write_text(csv_text(*records), encoding="utf-8")
+    seen: list[str] = []
+
+    def study_a(text):
+        seen.extend(text["study"])
+        return text["study"] == "A"
+
+    chunks = list(open_audit_log(log, CLASSES).chunks(["file_name", "confidence"], study_a))
+
+    assert seen == ["A", "B", "A", "B", "A"]
+    assert [len(chunk.table) for chunk in chunks] == [1, 1, 1]
+    assert [line for chunk in chunks for line in chunk.line_numbers] == [3, 5, 7]
+    assert [c for chunk in chunks for c in chunk.table["confidence"]] == [0.9, 0.5, 0.7]
+    log.write_text(csv_text(*records, row(study="A", confidence="bad")), encoding="utf-8")
+    with pytest.raises(AuditError, match=r"'confidence' is not a number on line\(s\) 8$"):
+        list(open_audit_log(log, CLASSES).chunks(rows=study_a))
