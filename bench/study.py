@@ -20,6 +20,10 @@ Figures, all from one run on one machine, for each kind of study (``--kind``):
   frame of the decoding and preprocessing the bare ensemble is spared, and of scoring, and
   from them the ratio the daemon could reach at best if it kept every core busy with nothing
   else: ``cores x scoring wall time / (scoring CPU + decoding CPU)``, at most 1;
+- where the CPU went (``bench.cpu_use``): during each whole-study bare pass (its scoring)
+  and during the daemon's run between the first two RSS readings above, CPU ms a frame of the
+  process and of its busiest threads, and the cores the rest of the machine kept busy, left
+  idle, or lost to the host (steal): whether a slow run was short of CPU or spent more of it;
 - the time ``gicls-audit report`` takes to write that study's report;
 - folder only: ``gicls-audit summary`` at the checkpoint and at the end, and ``gicls-audit
   verify`` at the end (one audit row per frame): seconds and peak RSS, so the audit tools'
