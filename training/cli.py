@@ -220,6 +220,7 @@ def _leave_out(
     pattern: re.Pattern[str] | None,
     out: Path | None,
     data: Path | None,
+    resume: bool,
 ) -> None:
     from gicls.training.leave_out import leave_one_source_out
 
@@ -228,7 +229,7 @@ def _leave_out(
             "option '--leave-out' needs '--out DIR' (its own models and evaluation) and "
             "takes no '--data' (it trains on training_dir without the source)"
         )
-    run = leave_one_source_out(cfg, source, out, pattern)
+    run = leave_one_source_out(cfg, source, out, pattern, resume)
     for name in run.dropped:
         console.print(
             f"{name}: no training frames without source {source!r}, dropped from this run."
@@ -273,6 +274,14 @@ def evaluate(
             "models_dir."
         ),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="With --leave-out: go on with the run stopped in --out, keeping the "
+            "conditions it finished.",
+        ),
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """Run the bundle's fused ensemble on labelled images; write metrics, predictions, plots."""
@@ -283,8 +292,10 @@ def evaluate(
 
         pattern = _source_pattern(source_pattern)
         if leave_out is not None:
-            _leave_out(cfg, leave_out, pattern, out, data)
+            _leave_out(cfg, leave_out, pattern, out, data, resume)
             return
+        if resume:
+            raise ConfigError("option '--resume' goes with '--leave-out' (it resumes that run)")
         evaluation = evaluate_bundle(cfg, data, pattern)
         target = out or evaluation_folder(
             cfg.paths.models_dir, evaluation.bundle_id, data.name if data else "held-out"

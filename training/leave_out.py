@@ -4,11 +4,13 @@ A held-out split, even a grouped one, shares centres, devices and preparation ha
 training data. Training without one source (a hospital, a data set) and evaluating on it is the
 honest stand-in for "a new hospital". The run is an ordinary ``train_bundle`` on a filtered
 copy of the training tree (hard links, copies across file systems) with the configuration
-unchanged except its paths, all under ``out``; ``models_dir`` is never touched.
+unchanged except its paths, all under ``out``; ``models_dir`` is never touched. Its conditions
+are fitted and published one at a time, so a run stopped after hours goes on with ``resume``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -21,10 +23,13 @@ from gicls.errors import DatasetError, listing
 from gicls.logs import get_logger
 from gicls.training.evaluate import Evaluation, write_evaluation
 from gicls.training.grouping import NO_SOURCE, record_sources, relative_to_class_folder
-from gicls.training.pipeline import evaluate_bundle, train_bundle
+from gicls.training.pipeline import evaluate_bundle, train_condition_by_condition
 from gicls.training.scan import ImageRecord, scan_labelled_tree
 
 log = get_logger(__name__)
+
+# What a run in ``out`` left out, checked before --resume goes on with it.
+RUN_FILE = "leave_out.json"
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class LeaveOutRun:
     written: list[Path]
 
 
-def _check_out(out: Path, config: GiclsConfig) -> None:
+def _check_out(out: Path, config: GiclsConfig, run: dict[str, str | None], resume: bool) -> None:
     models_dir = config.paths.models_dir.resolve()
     target = out.resolve()
     if target == models_dir or models_dir in target.parents or target / "models" == models_dir:
@@ -47,8 +52,19 @@ def _check_out(out: Path, config: GiclsConfig) -> None:
             f"--out {out} would write into or over models_dir {config.paths.models_dir}: "
             "a leave-one-source-out run keeps its own models"
         )
-    if out.exists() and any(out.iterdir()):
-        raise DatasetError(f"--out {out} is not empty: give a new folder for this run")
+    if resume:
+        if not (out / RUN_FILE).is_file():
+            raise DatasetError(f"--resume: {out} holds no leave-one-source-out run ({RUN_FILE})")
+        started = json.loads((out / RUN_FILE).read_text(encoding="utf-8"))
+        if started != run:
+            raise DatasetError(
+                f"--resume: the run in {out} left out {started}, not {run}: give its own options"
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise DatasetError(
+            f"--out {out} is not empty: give a new folder for this run, or --resume to go on "
+            "with the run in it"
+        )
 
 
 def _link_tree(records: Sequence[ImageRecord], root: Path, classes: Sequence[str], target: Path):
@@ -68,15 +84,21 @@ def _link_tree(records: Sequence[ImageRecord], root: Path, classes: Sequence[str
 
 
 def leave_one_source_out(
-    config: GiclsConfig, source: str, out: Path, source_pattern: re.Pattern[str] | None = None
+    config: GiclsConfig,
+    source: str,
+    out: Path,
+    source_pattern: re.Pattern[str] | None = None,
+    resume: bool = False,
 ) -> LeaveOutRun:
     """Train on ``training_dir`` without ``source`` into ``out/models``, evaluate on it.
 
     Sources are those of ``gicls-train evaluate`` (first sub-folder, or ``source_pattern``).
     ``paths.validation_dir`` is not used: the run's held-out split comes from its own
-    training frames.
+    training frames. ``resume`` goes on with the run started in ``out``: the conditions it
+    published are kept, the others fitted.
     """
-    _check_out(out, config)
+    started = {"source": source, "source_pattern": source_pattern and source_pattern.pattern}
+    _check_out(out, config, started, resume)
     root = config.paths.training_dir
     records = scan_labelled_tree(root, config.classes).records
     sources = record_sources(records, [root], config.classes, source_pattern)
@@ -106,6 +128,13 @@ def leave_one_source_out(
         ]
 
     data = out / "data"
+    # Links to training_dir's frames, made again: a resumed run sees the tree as it is now (a
+    # changed split is refused by the partial fit).
+    if resume:
+        shutil.rmtree(data, ignore_errors=True)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RUN_FILE).write_text(json.dumps(started), encoding="utf-8")
     _link_tree(reindexed(kept_records), root, classes, data / "training")
     _link_tree(reindexed(evaluated), root, classes, data / "left-out")
     run = config.model_copy(
@@ -128,7 +157,7 @@ def leave_one_source_out(
         left_out_images=len(evaluated),
         classes=classes,
     )
-    train_bundle(run, write_balanced=False)
+    train_condition_by_condition(run, write_balanced=False)
     evaluation = evaluate_bundle(run, data / "left-out", source_pattern)
     evaluation.report["leave_out"] = {
         "source": source,

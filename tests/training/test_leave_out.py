@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gicls.hashing import file_sha256
-from gicls.models.bundle import read_manifest
+from gicls.models.bundle import condition_files, read_manifest
+from gicls.training import pipeline
 from gicls.training.cli import app
 
 from .conftest import make_tree, sort_into_sources
@@ -96,4 +97,60 @@ def test_bad_leave_out_requests_are_refused_and_write_nothing(tmp_path, args, co
     done = runner.invoke(app, ["evaluate", *absolute, "-c", str(config)])
     assert done.exit_code == code, done.output
     assert message in done.output
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.slow
+def test_a_stopped_leave_out_run_resumes_keeping_the_conditions_it_finished(tmp_path, monkeypatch):
+    two_centre_tree(tmp_path / "data")
+    config = config_file(tmp_path)
+    out = tmp_path / "loso-A"
+    fitted: list[str] = []
+    power_cut = [True]
+    real_fit = pipeline.fit_into
+
+    def stops_at_normal(*args, **kwargs):
+        condition = args[2].class_name
+        if condition == "Normal" and power_cut[0]:
+            raise RuntimeError("power cut")  # the run dies in its second condition
+        fitted.append(condition)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fit_into", stops_at_normal)
+    command = ["evaluate", "--leave-out", "A", "--out", str(out), "-c", str(config)]
+    stopped = runner.invoke(app, command)
+    assert stopped.exit_code != 0
+    assert read_manifest(out / "models").models.keys() == {"Bleeding"}
+    assert not (out / "evaluation").exists()
+
+    again = runner.invoke(app, command)
+    assert again.exit_code == 1 and "or --resume to go on with the run in it" in again.output
+    finished = snapshot(out / "models")
+    fitted.clear()
+    power_cut[0] = False
+    resumed = runner.invoke(app, [*command, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert fitted == ["Normal"]
+    bleeding = condition_files("Bleeding")
+    assert {f: snapshot(out / "models")[f] for f in bleeding} == {f: finished[f] for f in bleeding}
+    assert read_manifest(out / "models").is_complete()
+    report = json.loads((out / "evaluation" / "report.json").read_text())
+    assert report["images"] == 8 and report["leave_out"]["source"] == "A"
+
+
+def test_resume_goes_only_with_the_leave_out_run_it_was_started_as(tmp_path):
+    two_centre_tree(tmp_path / "data")
+    config = config_file(tmp_path)
+    out = tmp_path / "loso-B"
+    out.mkdir()
+    (out / "leave_out.json").write_text(json.dumps({"source": "B", "source_pattern": None}))
+    before = snapshot(tmp_path)
+    cases = [
+        (["--leave-out", "A", "--out", str(out), "--resume"], 1, "left out {'source': 'B'"),
+        (["--leave-out", "A", "--out", str(tmp_path / "new"), "--resume"], 1, "holds no leave"),
+        (["--resume"], 2, "option '--resume' goes with '--leave-out'"),
+    ]
+    for args, code, message in cases:
+        done = runner.invoke(app, ["evaluate", *args, "-c", str(config)])
+        assert done.exit_code == code and message in done.output, done.output
     assert snapshot(tmp_path) == before
