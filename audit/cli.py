@@ -17,7 +17,11 @@ from gicls.audit.export import ExportFormat, export_log
 from gicls.audit.reader import AuditSource, open_audit_log
 from gicls.audit.segments import segment_paths
 from gicls.audit.study_model import read_bundle_summary
-from gicls.audit.study_outputs import publish_study, study_row_counts
+from gicls.audit.study_outputs import (
+    publish_every_study,
+    publish_study,
+    study_row_counts,
+)
 from gicls.audit.summary import (
     by_study,
     by_study_dict,
@@ -168,12 +172,20 @@ def report(
 
     def action(settings: GiclsConfig) -> None:
         audit = _open(settings, log)
-        wanted = list(studies or study_row_counts(audit))
-        if not wanted:
+        # Studies named: one pass holding their rows. Every study: a pass to count them, then
+        # passes of bounded size.
+        counts = None if studies else study_row_counts(audit)
+        if counts == {}:
             typer.echo(f"no studies in {audit.path}: nothing to report")
             return
         bundle = read_bundle_summary(settings.paths.models_dir)
-        for path in publish_study(settings.daemon.output_dir, audit, wanted, bundle):
+        output_dir = settings.daemon.output_dir
+        written = (
+            publish_study(output_dir, audit, studies or [], bundle)
+            if counts is None
+            else publish_every_study(output_dir, audit, bundle, counts)
+        )
+        for path in written:
             typer.echo(f"wrote {path}")
 
     run_command(config, action)

@@ -5,10 +5,11 @@ on demand; both pass the audit log as it is then, so a report is always built fr
 the study, whichever daemon wrote them (daemons sharing an inbox share its log). The log is
 read in one pass, a chunk at a time, keeping only the rows of the studies being published:
 memory grows with those studies, not with the log. The index is assembled from each study's
-kept line (``gicls.audit.study_index``); only lines missing or behind the log cost a second
-pass. What was written (report, the study's line, index) is recorded
-with its sha256 in the manifests at fixed places (``gicls.audit.outputs``), so
-``gicls-audit verify`` checks them.
+kept line (``gicls.audit.study_index``); only lines missing or behind the log cost more
+passes. Where many studies are read (every report rewritten, every line rebuilt after an
+upgrade), they are read in passes of at most ``ROWS_PER_PASS`` rows. What was written
+(report, the study's line, index) is recorded with its sha256 in the manifests at fixed
+places (``gicls.audit.outputs``), so ``gicls-audit verify`` checks them.
 
 Two daemons may finish the same study at once: the report, the index and the manifests are
 written under an exclusive ``flock`` on the output folder itself, so a manifest always
@@ -20,7 +21,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections import Counter
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,6 +34,11 @@ from gicls.audit.study_model import BundleSummary, StudySummary
 from gicls.audit.study_report import study_summary, write_index, write_study_report
 from gicls.errors import AuditError
 from gicls.models.bundle import DeviceReference
+
+# Rows one pass over the log keeps at most when it reads several studies (a larger study is
+# read alone). Rewriting every report, or the first report after an upgrade (every study's
+# index line rebuilt), would otherwise hold every study's rows at once.
+ROWS_PER_PASS = 100_000
 
 
 class UnknownStudyError(AuditError):
@@ -88,7 +94,7 @@ def publish_study(
     output_dir: Path, source: AuditSource, studies: Sequence[str], bundle: BundleSummary
 ) -> list[Path]:
     """Write the report of each of ``studies`` from its rows in ``source``, then the index; the
-    reports.
+    reports. One pass reads the rows of all of them at once: for a study that completes.
 
     Raises AuditError naming a study the log has no row of.
     """
@@ -99,28 +105,84 @@ def publish_study(
             f"no audit rows for study {', '.join(map(repr, unknown))} in {source.path}"
             + (f" (studies: {', '.join(counts)})" if counts else " (it has no studies)")
         )
-    reports = []
-    reference = bundle.device_reference
-    classes = source.classes
     with _output_lock(output_dir):
-        lines = {}
-        for study in studies:
-            rows = rows_of[study]
-            written = write_study_report(output_dir, study, rows, bundle, classes)
-            lines[study] = study_summary(output_dir, study, rows, classes, reference)
-            entries = [
-                OutputEntry.of(output_dir, path)
-                for path in (*written, write_summary(output_dir, lines[study]))
-            ]
-            write_manifest(output_dir, study_manifest_path(study), entries)
-            reports += written
-        lines |= _kept_lines(output_dir, counts, exclude=lines)
-        stale = [study for study in counts if study not in lines]
-        if stale:
-            lines |= _rebuilt_lines(output_dir, source, stale, reference)
-        index = write_index(output_dir, [lines[study] for study in counts])
-        write_manifest(output_dir, ROOT_MANIFEST, [OutputEntry.of(output_dir, index)])
+        reports, lines = _write_reports(output_dir, rows_of, bundle, source.classes)
+        _write_index(output_dir, source, counts, lines, bundle.device_reference)
     return reports
+
+
+def publish_every_study(
+    output_dir: Path, source: AuditSource, bundle: BundleSummary, counts: Mapping[str, int]
+) -> list[Path]:
+    """As ``publish_study`` for every study of ``counts`` (the log's ``study_row_counts``, from
+    a pass the caller made), their rows read in passes of at most ``ROWS_PER_PASS``: one pass
+    would hold the whole log at once."""
+    reports: list[Path] = []
+    lines: dict[str, StudySummary] = {}
+    for group in in_passes(counts, list(counts)):
+        _counts, rows_of = read_studies(source, group)
+        with _output_lock(output_dir):
+            written, group_lines = _write_reports(output_dir, rows_of, bundle, source.classes)
+        reports += written
+        lines |= group_lines
+    with _output_lock(output_dir):
+        _write_index(output_dir, source, counts, lines, bundle.device_reference)
+    return reports
+
+
+def in_passes(counts: Mapping[str, int], studies: Sequence[str]) -> list[list[str]]:
+    """``studies`` in order, in groups whose rows (by ``counts``) stay within
+    ``ROWS_PER_PASS``; a study with more rows than that is a group alone."""
+    groups: list[list[str]] = []
+    rows = 0
+    for study in studies:
+        count = counts.get(study, 0)
+        if groups and rows + count <= ROWS_PER_PASS:
+            groups[-1].append(study)
+            rows += count
+        else:
+            groups.append([study])
+            rows = count
+    return groups
+
+
+def _write_reports(
+    output_dir: Path,
+    rows_of: Mapping[str, pd.DataFrame],
+    bundle: BundleSummary,
+    classes: Sequence[str],
+) -> tuple[list[Path], dict[str, StudySummary]]:
+    """Each study's report, index line and manifest (under the output lock); the reports
+    written and the lines, by study."""
+    reports = []
+    lines = {}
+    for study, rows in rows_of.items():
+        written = write_study_report(output_dir, study, rows, bundle, classes)
+        lines[study] = study_summary(output_dir, study, rows, classes, bundle.device_reference)
+        entries = [
+            OutputEntry.of(output_dir, path)
+            for path in (*written, write_summary(output_dir, lines[study]))
+        ]
+        write_manifest(output_dir, study_manifest_path(study), entries)
+        reports += written
+    return reports, lines
+
+
+def _write_index(
+    output_dir: Path,
+    source: AuditSource,
+    counts: Mapping[str, int],
+    fresh: Mapping[str, StudySummary],
+    reference: DeviceReference | None,
+) -> None:
+    """The index of every study in ``counts`` (under the output lock): the lines just written,
+    the kept ones, and those missing or behind the log rebuilt from their rows."""
+    lines = dict(fresh) | _kept_lines(output_dir, counts, exclude=fresh)
+    stale = [study for study in counts if study not in lines]
+    if stale:
+        lines |= _rebuilt_lines(output_dir, source, stale, counts, reference)
+    index = write_index(output_dir, [lines[study] for study in counts])
+    write_manifest(output_dir, ROOT_MANIFEST, [OutputEntry.of(output_dir, index)])
 
 
 def _kept_lines(
@@ -140,13 +202,16 @@ def _rebuilt_lines(
     output_dir: Path,
     source: AuditSource,
     studies: list[str],
+    counts: Mapping[str, int],
     reference: DeviceReference | None,
 ) -> dict[str, StudySummary]:
-    """Lines missing or behind the log, rebuilt from their studies' rows (one more pass),
-    written and added to each study's manifest beside its report."""
-    _counts, rows_of = read_studies(source, studies)
+    """Lines missing or behind the log, rebuilt from their studies' rows (more passes, each
+    within ``ROWS_PER_PASS``: after an upgrade every line is missing), written and added to
+    each study's manifest beside its report."""
     lines = {}
-    for study, rows in rows_of.items():
-        lines[study] = study_summary(output_dir, study, rows, source.classes, reference)
-        add_to_manifest(output_dir, study, write_summary(output_dir, lines[study]))
+    for group in in_passes(counts, studies):
+        _counts, rows_of = read_studies(source, group)
+        for study, rows in rows_of.items():
+            lines[study] = study_summary(output_dir, study, rows, source.classes, reference)
+            add_to_manifest(output_dir, study, write_summary(output_dir, lines[study]))
     return lines

@@ -7,10 +7,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
+from gicls.audit import study_outputs
 from gicls.audit.outputs import parse_manifest, study_manifest_path
 from gicls.audit.reader import open_audit_log
 from gicls.audit.study_index import SUMMARY_NAME, read_summary
-from gicls.audit.study_outputs import publish_study, read_studies, study_row_counts
+from gicls.audit.study_outputs import (
+    in_passes,
+    publish_every_study,
+    publish_study,
+    read_studies,
+    study_row_counts,
+)
 from gicls.audit.verify import verify_output
 from tests.audit.study_data import CLASSES, Frame, bundle_summary, write_study
 
@@ -107,4 +116,54 @@ def test_a_kept_line_that_is_not_one_is_rebuilt(tmp_path: Path) -> None:
 
     kept = read_summary(tmp_path, "B")
     assert kept is not None and kept.files == 3
+    _verified(tmp_path, log)
+
+
+C_FRAMES = [Frame("c1.jpg", (0.7, 0.2, 0.1)), Frame("c2.jpg", (0.3, 0.3, 0.4))]
+
+
+def test_studies_are_grouped_into_passes_of_bounded_rows(monkeypatch) -> None:
+    monkeypatch.setattr(study_outputs, "ROWS_PER_PASS", 4)
+    counts = {"A": 2, "B": 3, "C": 2, "D": 9, "E": 1}
+    # A+B would be 5 rows: B starts a pass; D is larger than a pass and is read alone.
+    assert in_passes(counts, list(counts)) == [["A"], ["B"], ["C"], ["D"], ["E"]]
+    assert in_passes(counts, ["A", "C", "E", "D"]) == [["A", "C"], ["E"], ["D"]]
+
+
+def _passes_kept(monkeypatch) -> list[int]:
+    """Rows each pass over the log keeps, recorded around the real ``read_studies``."""
+    kept: list[int] = []
+    real = study_outputs.read_studies
+
+    def recording(source, studies):
+        counts, rows_of = real(source, studies)
+        kept.append(sum(len(rows) for rows in rows_of.values()))
+        return counts, rows_of
+
+    monkeypatch.setattr(study_outputs, "read_studies", recording)
+    monkeypatch.setattr(study_outputs, "ROWS_PER_PASS", 4)
+    return kept
+
+
+@pytest.mark.parametrize("how", ["every report rewritten", "every line rebuilt"])
+def test_many_studies_are_read_in_passes_within_the_bound(tmp_path, monkeypatch, how) -> None:
+    log = _site(tmp_path)
+    write_study(tmp_path, "C", C_FRAMES)
+    source = open_audit_log(log, CLASSES)
+    _publish(tmp_path, log, ["A", "B", "C"])
+    for study in "ABC":
+        (tmp_path / study / SUMMARY_NAME).unlink()  # as on a site from before kept lines
+    kept = _passes_kept(monkeypatch)
+
+    if how == "every report rewritten":
+        written = publish_every_study(tmp_path, source, bundle_summary(), study_row_counts(source))
+        assert [p.parent.name for p in written] == ["A", "B", "C"]
+    else:
+        publish_study(tmp_path, source, ["A"], bundle_summary())
+
+    assert max(kept) <= 4 and sum(kept) >= 7  # every study's rows read, never more than 4 at once
+    for study, files in (("A", 2), ("B", 3), ("C", 2)):
+        line = read_summary(tmp_path, study)
+        assert line is not None and line.files == files
+        assert f"{study}/report.html" in _index_text(tmp_path)
     _verified(tmp_path, log)

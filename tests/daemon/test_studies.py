@@ -230,6 +230,15 @@ def test_gicls_audit_report_and_summary_by_study(tmp_path: Path, make_bundle) ->
     assert "B2/report.html" in (site.output / "index.html").read_text()
     _verify(site.config)
 
+    (site.output / "B2" / "report.html").unlink()
+    result = runner.invoke(audit_app, ["report", "-c", str(site.config)])  # every study
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "".join(
+        f"wrote {site.output / study / 'report.html'}\n" for study in ("A1", "B2")
+    )
+    assert _report_counts(site, "B2") == (3, 3)
+    _verify(site.config)
+
     result = runner.invoke(audit_app, ["report", "nope", "-c", str(site.config)])
     assert result.exit_code == 1
     assert "no audit rows for study 'nope'" in result.stderr and "A1, B2" in result.stderr
