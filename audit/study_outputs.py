@@ -31,7 +31,13 @@ from gicls.audit.outputs import ROOT_MANIFEST, OutputEntry, study_manifest_path,
 from gicls.audit.reader import AuditSource
 from gicls.audit.study_index import add_to_manifest, read_summary, write_summary
 from gicls.audit.study_model import BundleSummary, StudySummary
-from gicls.audit.study_report import study_summary, write_index, write_study_report
+from gicls.audit.study_report import (
+    build_study_report,
+    render_study_report,
+    report_summary,
+    study_summary,
+    write_index,
+)
 from gicls.errors import AuditError
 from gicls.models.bundle import DeviceReference
 
@@ -157,8 +163,9 @@ def _write_reports(
     reports = []
     lines = {}
     for study, rows in rows_of.items():
-        written = write_study_report(output_dir, study, rows, bundle, classes)
-        lines[study] = study_summary(output_dir, study, rows, classes, bundle.device_reference)
+        report = build_study_report(output_dir, study, rows, bundle, classes)
+        written = render_study_report(output_dir, report)
+        lines[study] = report_summary(report)
         entries = [
             OutputEntry.of(output_dir, path)
             for path in (*written, write_summary(output_dir, lines[study]))

@@ -17,6 +17,7 @@ from PIL import Image
 from gicls.audit.reader import AuditTable, read_audit_log
 from gicls.audit.schema import encode_name
 from gicls.audit.study_model import STUDY_COLUMNS, BundleSummary
+from gicls.audit.study_report import KEY_FRAMES_PER_CLASS, build_study_report, render_study_report
 from gicls.daemon.audit_writer import AuditWriter
 from gicls.models.bundle import DeviceReference, Manifest
 from gicls.training.demo_data import seeded_synthetic_image
@@ -217,3 +218,16 @@ def demo_study(output: Path, study: str, frames: int = 40) -> AuditTable:
     video[295:320, 0] = rng.uniform(0.8, 0.99, 25)
     write_video(output, study, "capsule", video, fps, key_frames=[300, 305, 310])
     return audit
+
+
+def write_report(
+    output: Path,
+    study: str,
+    table: pd.DataFrame,
+    bundle: BundleSummary,
+    classes: Sequence[str],
+    key_frames_per_class: int = KEY_FRAMES_PER_CLASS,
+) -> list[Path]:
+    """Build and write a study's report, as publishing does; the files written."""
+    report = build_study_report(output, study, table, bundle, classes, key_frames_per_class)
+    return render_study_report(output, report)

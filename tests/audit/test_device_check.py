@@ -10,7 +10,6 @@ import pandas as pd
 
 from gicls.audit.device_check import DeviceStatus, device_check
 from gicls.audit.study_model import read_bundle_summary
-from gicls.audit.study_report import write_study_report
 from tests.audit.study_data import (
     CLASSES,
     HELD_OUT_IMAGES,
@@ -18,6 +17,7 @@ from tests.audit.study_data import (
     Frame,
     bundle_summary,
     manifest,
+    write_report,
     write_study,
 )
 
@@ -73,7 +73,7 @@ def test_a_flagged_study_s_report_opens_with_the_warning(tmp_path: Path) -> None
         for n in range(60)
     ]
     audit = write_study(tmp_path, "s1", frames)
-    page = write_study_report(tmp_path, "s1", audit.table, bundle_summary(REFERENCE), CLASSES)[0]
+    page = write_report(tmp_path, "s1", audit.table, bundle_summary(REFERENCE), CLASSES)[0]
     body = page.read_text(encoding="utf-8").split("<body>", 1)[1]
     first = re.search(r"<(section|h1)[^>]*>", body)
     assert first is not None and first[0] == '<section class="warning" id="device-warning">'
@@ -89,5 +89,5 @@ def test_a_bundle_without_a_device_reference_still_loads_and_says_so(tmp_path: P
     summary = read_bundle_summary(models)
     assert summary.device_reference is None
     audit = write_study(tmp_path, "s1", [Frame("f.jpg", (0.9, 0.05, 0.05))])
-    page = write_study_report(tmp_path, "s1", audit.table, summary, CLASSES)[0]
+    page = write_report(tmp_path, "s1", audit.table, summary, CLASSES)[0]
     assert "Device check: no device reference in this bundle" in page.read_text()

@@ -17,9 +17,9 @@ from PIL import Image
 from gicls.audit.study_model import BundleSummary, natural_key
 from gicls.audit.study_report import (
     build_study_report,
+    report_summary,
     study_summary,
     write_index,
-    write_study_report,
 )
 from gicls.audit.timeline import peak_bins
 from tests.audit.study_data import (
@@ -27,10 +27,13 @@ from tests.audit.study_data import (
     BUNDLE_ID,
     CLASSES,
     HELD_OUT_IMAGES,
+    REFERENCE,
     Frame,
     bundle_summary,
+    demo_study,
     manifest,
     without_study_columns,
+    write_report,
     write_study,
     write_video,
 )
@@ -60,7 +63,7 @@ def _text(page: str) -> str:
 def test_report_of_a_log_without_study_columns(tmp_path: Path) -> None:
     rows = without_study_columns(write_study(tmp_path, STUDY, FRAMES).table)
 
-    written = write_study_report(tmp_path, STUDY, rows, bundle_summary(), CLASSES)
+    written = write_report(tmp_path, STUDY, rows, bundle_summary(), CLASSES)
 
     assert written == [tmp_path / STUDY / "report.html"]
     text = _text(written[0].read_text(encoding="utf-8"))
@@ -87,7 +90,7 @@ def test_the_disclaimer_is_the_readme_s(tmp_path: Path) -> None:
     assert quoted is not None
     wording = "Research use only. " + " ".join(quoted[1].replace("\n>", " ").split())
     audit = write_study(tmp_path, STUDY, FRAMES[:1])
-    page = write_study_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)[0]
+    page = write_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)[0]
     assert wording in _text(page.read_text(encoding="utf-8"))
 
 
@@ -96,7 +99,7 @@ def test_hostile_file_names_are_escaped(tmp_path: Path) -> None:
     hostile = '<script>alert("x")<img src=x onerror=alert(1)>.jpg'
     frames = [Frame(hostile, (0.9, 0.05, 0.05), status="review", reason="low_confidence")]
     audit = write_study(tmp_path, STUDY, frames)
-    page = write_study_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)[0]
+    page = write_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)[0]
     source = page.read_text(encoding="utf-8")
     assert "<script" not in source
     assert "<img src=x" not in source
@@ -139,7 +142,7 @@ def test_frames_are_ordered_and_named_by_their_path_in_the_study(tmp_path: Path)
 def test_a_key_frame_whose_file_is_gone_shows_no_broken_image(tmp_path: Path) -> None:
     audit = write_study(tmp_path, STUDY, FRAMES[:2])
     (tmp_path / STUDY / "Bleeding" / "f1.jpg").unlink()
-    page = write_study_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)[0]
+    page = write_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)[0]
     source = page.read_text(encoding="utf-8")
     assert "(file not found)" in source
     assert len(_images(source, "jpeg")) == 1  # f10.jpg only
@@ -153,7 +156,7 @@ def test_the_time_line_is_an_embedded_plot_per_series(tmp_path: Path) -> None:
     scores[120:130, 0] = 0.97  # a bleed 12 s into the video
     write_video(tmp_path, STUDY, "capsule", scores, fps=10.0, key_frames=[125])
 
-    page = write_study_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)[0]
+    page = write_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)[0]
     source = page.read_text(encoding="utf-8")
     text = _text(source)
     assert "Image files in name order (5 frames)" in text
@@ -254,7 +257,7 @@ def test_a_bundle_without_an_evaluation_says_so(tmp_path: Path) -> None:
     summary = BundleSummary.from_manifest(unevaluated)
     assert summary.metrics == ()
     audit = write_study(tmp_path, STUDY, FRAMES[:1])
-    page = write_study_report(tmp_path, STUDY, audit.table, summary, CLASSES)[0]
+    page = write_report(tmp_path, STUDY, audit.table, summary, CLASSES)[0]
     text = _text(page.read_text(encoding="utf-8"))
     assert "This bundle records no held-out evaluation." in text
     assert "Figures measured on" not in text
@@ -265,7 +268,7 @@ def test_a_damaged_frame_table_is_named_and_the_rest_still_reported(tmp_path: Pa
     damaged = tmp_path / STUDY / "_frames" / "capsule.parquet"
     damaged.parent.mkdir()
     damaged.write_bytes(b"PAR1 not really")
-    page = write_study_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)[0]
+    page = write_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)[0]
     text = _text(page.read_text(encoding="utf-8"))
     assert "Left out: frame tables that could not be read. capsule.parquet:" in text
     assert "Bleeding 4 80.0 % 1" in text
@@ -274,8 +277,19 @@ def test_a_damaged_frame_table_is_named_and_the_rest_still_reported(tmp_path: Pa
 def test_a_study_of_quarantined_files_only_still_renders(tmp_path: Path) -> None:
     frames = [Frame(f"bad{n}.jpg", (0.0, 0.0, 0.0), "quarantined", "truncated") for n in (1, 2)]
     audit = write_study(tmp_path, STUDY, frames)
-    page = write_study_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)[0]
+    page = write_report(tmp_path, STUDY, audit.table, bundle_summary(), CLASSES)[0]
     text = _text(page.read_text(encoding="utf-8"))
     assert "0 scored frames from 2 files (2 quarantined)" in text
     assert "No scored frames to plot." in text and "No key frames." in text
     assert "Quarantine list (2)" in text
+
+
+@pytest.mark.parametrize("reference", [None, REFERENCE])
+def test_a_built_report_gives_the_index_line_its_study_s_rows_give(tmp_path, reference) -> None:
+    rows = demo_study(tmp_path, STUDY).table  # images, review, quarantine and a video
+
+    built = build_study_report(tmp_path, STUDY, rows, bundle_summary(reference), CLASSES)
+
+    line = study_summary(tmp_path, STUDY, rows, CLASSES, reference)
+    assert report_summary(built) == line
+    assert line.frames > line.files  # the video's frames are counted, not only its row

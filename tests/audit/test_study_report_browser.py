@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from gicls.audit.study_report import study_summary, write_index, write_study_report
-from tests.audit.study_data import CLASSES, REFERENCE, bundle_summary, demo_study
+from gicls.audit.study_report import study_summary, write_index
+from tests.audit.study_data import CLASSES, REFERENCE, bundle_summary, demo_study, write_report
 
 STUDY = "patient 07"
 WINDOW = (1200, 1500)
@@ -107,7 +107,7 @@ def test_report_and_index_open_in_chromium_with_every_image(browser: Any, tmp_pa
 
     audit = demo_study(tmp_path, STUDY)
     rows = audit.table.assign(study=STUDY)
-    report = write_study_report(tmp_path, STUDY, rows, bundle_summary(REFERENCE), CLASSES)[0]
+    report = write_report(tmp_path, STUDY, rows, bundle_summary(REFERENCE), CLASSES)[0]
     index = write_index(tmp_path, [study_summary(tmp_path, STUDY, rows, CLASSES, REFERENCE)])
 
     _open(browser, report)
