@@ -35,6 +35,7 @@ from gicls.daemon.settle import Settled, SettleTracker
 from gicls.daemon.startup import InboxGuard
 from gicls.daemon.storage import StorageBackoff, is_storage_full
 from gicls.daemon.study_watch import StudyWatch
+from gicls.daemon.thread_names import name_threads
 from gicls.daemon.video_runner import VideoRunner
 from gicls.daemon.watch import InboxWatcher, scan
 from gicls.logs import get_logger
@@ -111,6 +112,7 @@ class Loop:
 
     def run(self) -> None:
         while not self.stop.is_set():
+            name_threads()
             self._refresh_model()
             self._gather()
             self._retry_storage()
