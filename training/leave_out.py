@@ -157,7 +157,7 @@ def leave_one_source_out(
         left_out_images=len(evaluated),
         classes=classes,
     )
-    train_condition_by_condition(run, write_balanced=False)
+    train_condition_by_condition(run)
     evaluation = evaluate_bundle(run, data / "left-out", source_pattern)
     evaluation.report["leave_out"] = {
         "source": source,

@@ -392,27 +392,24 @@ def train_bundle(
     return TrainingReport(manifest, results, models_dir)
 
 
-def train_condition_by_condition(
-    config: GiclsConfig, write_balanced: bool = True
-) -> TrainingReport | None:
-    """Fit, one at a time, each condition the bundle in ``models_dir`` lacks, publishing it.
+def train_condition_by_condition(config: GiclsConfig) -> None:
+    """Fit, one at a time, each condition the bundle in ``models_dir`` lacks, publishing it
+    (balanced sets not written).
 
     A run of hours that is stopped or crashes keeps every condition it finished: called again
     with the same configuration and data, it goes on at the first condition missing (a bundle
     trained otherwise is refused by the partial fit, naming why). Each fit is seeded by its
     condition, as in one ``train_bundle`` call; the last one completes the bundle and runs the
-    held-out evaluation. None when there was nothing left to fit.
+    held-out evaluation.
     """
     models_dir = config.paths.models_dir
     done = read_manifest(models_dir).models if (models_dir / MANIFEST_NAME).exists() else {}
-    report = None
     for position, name in enumerate(config.classes, start=1):
         if name in done:
             continue
         # Each fit's own progress counts that fit alone ([1/1]): this line places it in the run.
         log.info("condition_started", condition=progress_label(name, position, len(config.classes)))
-        report = train_bundle(config, [name], write_balanced)
-    return report
+        train_bundle(config, [name], write_balanced=False)
 
 
 def progress_label(name: str, position: int, total: int) -> str:
