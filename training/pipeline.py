@@ -49,6 +49,7 @@ from gicls.training.balance import (
     validation_condition,
 )
 from gicls.training.calibration import apply_calibration, fit_calibration
+from gicls.training.checkpoint import Checkpoint, training_fingerprint
 from gicls.training.dataset import pixel_dataset
 from gicls.training.evaluate import (
     Evaluation,
@@ -353,13 +354,23 @@ def train_bundle(
     balanced = balance_all(config, data, selected, write=write_balanced)
     kept = [name for name in (previous.models if previous else {}) if name not in selected]
     staging = stage_bundle(models_dir, keep=[f for name in kept for f in condition_files(name)])
+    checkpoint = _checkpoint(config, data)
     try:
         entries = (
             {name: entry.model_dump() for name, entry in previous.models.items()}
             if previous
             else {}
         )
-        fits = _fit_conditions(config, data, balanced, selected, staging, fit)
+        fits = checkpoint.take_up(selected, staging) if checkpoint else {}
+        to_fit = [name for name in selected if name not in fits]
+        fits |= _fit_conditions(
+            config,
+            data,
+            balanced,
+            to_fit,
+            staging,
+            _kept_by(checkpoint, fit) if checkpoint else fit,
+        )
         results = [fits[name][0] for name in selected]
         entries.update({name: fits[name][1] for name in selected})
         fields = {
@@ -383,6 +394,8 @@ def train_bundle(
     except BaseException:
         discard_stage(staging)
         raise
+    if checkpoint is not None:
+        checkpoint.discard()
     log.info(
         "bundle_published",
         folder=str(models_dir),
@@ -390,6 +403,35 @@ def train_bundle(
         complete=manifest.is_complete(),
     )
     return TrainingReport(manifest, results, models_dir)
+
+
+def _checkpoint(config: GiclsConfig, data: PreparedData) -> Checkpoint | None:
+    """Where this training keeps its finished fits until it publishes (``None`` on Ray, whose
+    fits run as tasks elsewhere and come back together: nothing to keep one by one)."""
+    if config.cluster.backend == "ray":
+        return None
+    train_rows = [(r.sha256, data.classes[r.class_index]) for r in data.split.train]
+    return Checkpoint(
+        config.paths.models_dir, training_fingerprint(config, data.summary, train_rows)
+    )
+
+
+def _kept_by(checkpoint: Checkpoint, fit: ConditionFit) -> ConditionFit:
+    """``fit``, each finished fit kept in ``checkpoint`` as soon as its files are written."""
+
+    def fit_and_keep(
+        config: GiclsConfig,
+        data: PreparedData,
+        condition: BalancedSet,
+        folder: Path,
+        label: str,
+        report: EpochReport,
+    ) -> tuple[FitResult, dict[str, Any]]:
+        result, entry = fit(config, data, condition, folder, label, report)
+        checkpoint.keep(condition.class_name, folder, result, entry)
+        return result, entry
+
+    return fit_and_keep
 
 
 def train_condition_by_condition(config: GiclsConfig) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from gicls.training import pipeline
 from gicls.training.demo_data import synthetic_image
 
 
@@ -38,3 +40,42 @@ def sort_into_sources(root: Path, source_of: Callable[[str, int], str | None]) -
                 (folder / source).mkdir(exist_ok=True)
                 image.rename(folder / source / f"{source}_{folder.name}_{image.name}")
     return root
+
+
+def record_fits(monkeypatch, stop_at: str) -> tuple[list[str], list[bool]]:
+    """The conditions fitted, recorded around gicls' real fit; while the switch (the second
+    value) is on, the fit of ``stop_at`` dies as a power cut would end it."""
+    fitted: list[str] = []
+    power_cut = [True]
+    real_fit = pipeline.fit_into
+
+    def recording(*args, **kwargs):
+        condition = args[2].class_name
+        if condition == stop_at and power_cut[0]:
+            raise RuntimeError("power cut")
+        fitted.append(condition)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fit_into", recording)
+    return fitted, power_cut
+
+
+def tiny_config(folder: Path, classes: Sequence[str], epochs: int = 1) -> Path:
+    """``folder/config.toml``: ``classes`` from ``folder/data`` into ``folder/Models`` at 32 px,
+    10 images a side, a quarter held out."""
+    path = folder / "config.toml"
+    path.write_text(
+        f"classes = {json.dumps(list(classes))}\n"
+        '[paths]\ntraining_dir = "data"\nmodels_dir = "Models"\n'
+        "[balance]\ntarget_count = 10\nvalidation_fraction = 0.25\n"
+        f"[train]\nimage_size = 32\nepochs = {epochs}\nbatch_size = 8\n"
+    )
+    return path
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every path below ``folder`` with its size and modification time."""
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+    }

@@ -10,10 +10,9 @@ from typer.testing import CliRunner
 
 from gicls.hashing import file_sha256
 from gicls.models.bundle import condition_files, read_manifest
-from gicls.training import pipeline
 from gicls.training.cli import app
 
-from .conftest import make_tree, sort_into_sources
+from .conftest import make_tree, record_fits, snapshot, sort_into_sources, tiny_config
 
 runner = CliRunner()
 CLASSES = ("Bleeding", "Normal", "Polyp")
@@ -25,24 +24,6 @@ def two_centre_tree(root: Path) -> Path:
     return sort_into_sources(root, lambda name, n: "A" if name == "Polyp" or n % 2 else "B")
 
 
-def config_file(folder: Path) -> Path:
-    path = folder / "config.toml"
-    path.write_text(
-        f"classes = {json.dumps(list(CLASSES))}\n"
-        '[paths]\ntraining_dir = "data"\nmodels_dir = "Models"\n'
-        "[balance]\ntarget_count = 10\nvalidation_fraction = 0.25\n"
-        "[train]\nimage_size = 32\nepochs = 1\nbatch_size = 8\n"
-    )
-    return path
-
-
-def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {
-        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in sorted(folder.rglob("*"))
-    }
-
-
 @pytest.mark.slow
 def test_leave_one_source_out_trains_without_it_drops_emptied_classes_and_scores_it(tmp_path):
     data = two_centre_tree(tmp_path / "data")
@@ -50,7 +31,16 @@ def test_leave_one_source_out_trains_without_it_drops_emptied_classes_and_scores
     centre_a = {file_sha256(p) for p in data.glob("*/A/*.png")}
     out = tmp_path / "loso-A"
     done = runner.invoke(
-        app, ["evaluate", "--leave-out", "A", "--out", str(out), "-c", str(config_file(tmp_path))]
+        app,
+        [
+            "evaluate",
+            "--leave-out",
+            "A",
+            "--out",
+            str(out),
+            "-c",
+            str(tiny_config(tmp_path, CLASSES)),
+        ],
     )
     assert done.exit_code == 0, done.output
     assert "Polyp: no training frames without source 'A', dropped from this run." in done.output
@@ -91,7 +81,7 @@ def test_bad_leave_out_requests_are_refused_and_write_nothing(tmp_path, args, co
     for name in ("Bleeding", "Normal"):
         for image in (tmp_path / "data" / name / "A").glob("*.png"):
             image.rename(tmp_path / "data" / name / "B" / image.name)
-    config = config_file(tmp_path)
+    config = tiny_config(tmp_path, CLASSES)
     before = snapshot(tmp_path)
     absolute = [str(tmp_path / a) if a in ("Models", "loso") else a for a in args]
     done = runner.invoke(app, ["evaluate", *absolute, "-c", str(config)])
@@ -103,20 +93,9 @@ def test_bad_leave_out_requests_are_refused_and_write_nothing(tmp_path, args, co
 @pytest.mark.slow
 def test_a_stopped_leave_out_run_resumes_keeping_the_conditions_it_finished(tmp_path, monkeypatch):
     two_centre_tree(tmp_path / "data")
-    config = config_file(tmp_path)
+    config = tiny_config(tmp_path, CLASSES)
     out = tmp_path / "loso-A"
-    fitted: list[str] = []
-    power_cut = [True]
-    real_fit = pipeline.fit_into
-
-    def stops_at_normal(*args, **kwargs):
-        condition = args[2].class_name
-        if condition == "Normal" and power_cut[0]:
-            raise RuntimeError("power cut")  # the run dies in its second condition
-        fitted.append(condition)
-        return real_fit(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "fit_into", stops_at_normal)
+    fitted, power_cut = record_fits(monkeypatch, stop_at="Normal")  # its second condition
     command = ["evaluate", "--leave-out", "A", "--out", str(out), "-c", str(config)]
     stopped = runner.invoke(app, command)
     assert stopped.exit_code != 0
@@ -140,7 +119,7 @@ def test_a_stopped_leave_out_run_resumes_keeping_the_conditions_it_finished(tmp_
 
 def test_resume_goes_only_with_the_leave_out_run_it_was_started_as(tmp_path):
     two_centre_tree(tmp_path / "data")
-    config = config_file(tmp_path)
+    config = tiny_config(tmp_path, CLASSES)
     out = tmp_path / "loso-B"
     out.mkdir()
     (out / "leave_out.json").write_text(json.dumps({"source": "B", "source_pattern": None}))
