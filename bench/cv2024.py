@@ -108,8 +108,8 @@ def run(
     for source in loso:
         out = run_dir / f"loso-{source}"
         # A run stopped in its leave-one-source-out training goes on with the conditions it
-        # has not published; its time then counts only this last part (each epoch's time is
-        # in both logs).
+        # had not finished; its time then counts only this last part (each epoch's time is in
+        # both logs).
         stopped = f"loso {source}" not in timings and out.is_dir()
         print(f"   leave-one-source-out: {source}{', resumed' if stopped else ''}", flush=True)
         timed(

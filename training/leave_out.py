@@ -4,8 +4,9 @@ A held-out split, even a grouped one, shares centres, devices and preparation ha
 training data. Training without one source (a hospital, a data set) and evaluating on it is the
 honest stand-in for "a new hospital". The run is an ordinary ``train_bundle`` on a filtered
 copy of the training tree (hard links, copies across file systems) with the configuration
-unchanged except its paths, all under ``out``; ``models_dir`` is never touched. Its conditions
-are fitted and published one at a time, so a run stopped after hours goes on with ``resume``.
+unchanged except its paths, all under ``out``; ``models_dir`` is never touched. A run stopped
+after hours goes on with ``resume``: the fits it finished were kept beside ``out/models`` (see
+``gicls.training.checkpoint``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from gicls.errors import DatasetError, listing
 from gicls.logs import get_logger
 from gicls.training.evaluate import Evaluation, write_evaluation
 from gicls.training.grouping import NO_SOURCE, record_sources, relative_to_class_folder
-from gicls.training.pipeline import evaluate_bundle, train_condition_by_condition
+from gicls.training.pipeline import evaluate_bundle, train_bundle
 from gicls.training.scan import ImageRecord, scan_labelled_tree
 
 log = get_logger(__name__)
@@ -95,7 +96,7 @@ def leave_one_source_out(
     Sources are those of ``gicls-train evaluate`` (first sub-folder, or ``source_pattern``).
     ``paths.validation_dir`` is not used: the run's held-out split comes from its own
     training frames. ``resume`` goes on with the run started in ``out``: the conditions it
-    published are kept, the others fitted.
+    finished are taken up, the others fitted.
     """
     started = {"source": source, "source_pattern": source_pattern and source_pattern.pattern}
     _check_out(out, config, started, resume)
@@ -157,7 +158,7 @@ def leave_one_source_out(
         left_out_images=len(evaluated),
         classes=classes,
     )
-    train_condition_by_condition(run)
+    train_bundle(run, write_balanced=False)
     evaluation = evaluate_bundle(run, data / "left-out", source_pattern)
     evaluation.report["leave_out"] = {
         "source": source,

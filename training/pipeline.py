@@ -434,26 +434,6 @@ def _kept_by(checkpoint: Checkpoint, fit: ConditionFit) -> ConditionFit:
     return fit_and_keep
 
 
-def train_condition_by_condition(config: GiclsConfig) -> None:
-    """Fit, one at a time, each condition the bundle in ``models_dir`` lacks, publishing it
-    (balanced sets not written).
-
-    A run of hours that is stopped or crashes keeps every condition it finished: called again
-    with the same configuration and data, it goes on at the first condition missing (a bundle
-    trained otherwise is refused by the partial fit, naming why). Each fit is seeded by its
-    condition, as in one ``train_bundle`` call; the last one completes the bundle and runs the
-    held-out evaluation.
-    """
-    models_dir = config.paths.models_dir
-    done = read_manifest(models_dir).models if (models_dir / MANIFEST_NAME).exists() else {}
-    for position, name in enumerate(config.classes, start=1):
-        if name in done:
-            continue
-        # Each fit's own progress counts that fit alone ([1/1]): this line places it in the run.
-        log.info("condition_started", condition=progress_label(name, position, len(config.classes)))
-        train_bundle(config, [name], write_balanced=False)
-
-
 def progress_label(name: str, position: int, total: int) -> str:
     """How a condition's fit names itself in progress lines: ``Polyp [3/10]``."""
     return f"{name} [{position}/{total}]"
