@@ -6,7 +6,8 @@ eighth fit used to throw away seven. While ``train_bundle`` runs, each finished 
 with its manifest entry and results. The next ``train_bundle`` whose fingerprint (the
 settings that shape a model, the data, the code version) is the same takes them up instead of
 fitting them again; each fit is seeded by its condition, so it would make the same model.
-Another fingerprint discards them, saying so. The folder goes once the bundle is published.
+Another fingerprint discards them, saying so. Published fits leave it, and so does the folder
+with the last one.
 The live bundle is never touched: the daemon serves it until the whole new one replaces it.
 """
 
@@ -93,8 +94,16 @@ class Checkpoint:
         record = {"result": dataclasses.asdict(result), "entry": entry}
         replace_file(self._record_path(name), [json.dumps(record).encode()])
 
-    def discard(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+    def discard(self, names: Sequence[str]) -> None:
+        """Drop the kept fits of ``names`` (just published); the folder goes with the last
+        one. Others stay: ``gicls-train fit Polyp`` after a stopped ``all`` keeps the rest of
+        that training for its next run."""
+        for name in names:
+            self._record_path(name).unlink(missing_ok=True)
+            for file in condition_files(name):
+                (self.folder / file).unlink(missing_ok=True)
+        if not any(self.folder.glob("*.fit.json")):
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def _record_path(self, name: str) -> Path:
         return self.folder / f"{name}.fit.json"

@@ -395,7 +395,7 @@ def train_bundle(
         discard_stage(staging)
         raise
     if checkpoint is not None:
-        checkpoint.discard()
+        checkpoint.discard(selected)
     log.info(
         "bundle_published",
         folder=str(models_dir),

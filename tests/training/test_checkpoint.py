@@ -54,3 +54,19 @@ def test_kept_fits_of_other_settings_are_fitted_again(tmp_path, monkeypatch):
     assert fitted == list(CLASSES)
     assert "unfinished_training_discarded" in changed.output
     assert not (tmp_path / ".Models.unfinished").exists()
+
+
+@pytest.mark.slow
+def test_a_partial_fit_leaves_the_other_kept_fits_for_the_next_run(tmp_path, monkeypatch):
+    make_tree(tmp_path / "data", {c: 8 for c in CLASSES}, size=32)
+    config = str(tiny_config(tmp_path, CLASSES))
+    fitted, power_cut = record_fits(monkeypatch, stop_at="Normal")
+    assert runner.invoke(app, ["all", "-c", config]).exit_code != 0  # Bleeding kept
+
+    fitted.clear()
+    assert runner.invoke(app, ["fit", "Polyp", "-c", config]).exit_code == 0
+    assert fitted == ["Polyp"]
+    power_cut[0] = False
+    assert runner.invoke(app, ["all", "-c", config]).exit_code == 0
+    assert fitted == ["Polyp", "Normal", "Polyp"]  # Bleeding was still kept
+    assert not (tmp_path / ".Models.unfinished").exists()
