@@ -125,8 +125,7 @@ def publish_every_study(
     would hold the whole log at once."""
     reports: list[Path] = []
     lines: dict[str, StudySummary] = {}
-    for group in in_passes(counts, list(counts)):
-        _counts, rows_of = read_studies(source, group)
+    for rows_of in _rows_in_passes(source, counts, list(counts)):
         with _output_lock(output_dir):
             written, group_lines = _write_reports(output_dir, rows_of, bundle, source.classes)
         reports += written
@@ -150,6 +149,15 @@ def in_passes(counts: Mapping[str, int], studies: Sequence[str]) -> list[list[st
             groups.append([study])
             rows = count
     return groups
+
+
+def _rows_in_passes(
+    source: AuditSource, counts: Mapping[str, int], studies: Sequence[str]
+) -> Iterator[dict[str, pd.DataFrame]]:
+    """The rows of ``studies``, by study, one pass over the log per group of ``in_passes``."""
+    for group in in_passes(counts, studies):
+        _counts, rows_of = read_studies(source, group)
+        yield rows_of
 
 
 def _write_reports(
@@ -216,8 +224,7 @@ def _rebuilt_lines(
     within ``ROWS_PER_PASS``: after an upgrade every line is missing), written and added to
     each study's manifest beside its report."""
     lines = {}
-    for group in in_passes(counts, studies):
-        _counts, rows_of = read_studies(source, group)
+    for rows_of in _rows_in_passes(source, counts, studies):
         for study, rows in rows_of.items():
             lines[study] = study_summary(output_dir, study, rows, source.classes, reference)
             add_to_manifest(output_dir, study, write_summary(output_dir, lines[study]))
