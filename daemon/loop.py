@@ -9,9 +9,9 @@ batches the loop swaps in a bundle that finished loading in the background (and 
 when the manifest changed or SIGHUP asked), rescans the inbox on schedule, supervises the
 observer, and pings the systemd watchdog, but only while it is going round and the observer is
 alive: a stuck loop or a dead observer must look dead to systemd. WATCHDOG=1 means "the loop
-is alive", so nothing long runs inside a turn: bundle loads run on their own thread, and every
-wait (idle, or a back-off) goes through ``_pause``, which keeps pinging. ``stop`` is only
-looked at between batches, so the batch in flight always finishes. When storage is full
+is alive", so nothing long runs inside a turn: bundle loads and study reports run on their
+own threads, and every wait (idle, a back-off, the reports at a stop) keeps pinging. ``stop``
+is only looked at between batches, so the batch in flight always finishes. When storage is full
 (storage.py) the loop stops claiming but keeps going round, and retries recovery when the
 back-off is due.
 """
@@ -43,6 +43,7 @@ from gicls.logs import get_logger
 log = get_logger(__name__)
 
 OBSERVER_RESTART_SECONDS = 1.0
+REPORT_WAIT_SECONDS = 1.0  # at a stop, the watchdog is pinged between waits this long
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,13 @@ class Loop:
             self._finish_scored()  # the batches in flight always finish
         if self.videos is not None:
             self.videos.interrupt()  # stopped mid-video: it is done again at the next start
+        self._settle_reports()
+
+    def _settle_reports(self) -> None:
+        """Wait for the study reports asked for, and finish their studies: a stop drops none
+        (a study's folders would stay in the inbox until it is found complete again)."""
+        while self.studies is not None and not self.studies.settle(REPORT_WAIT_SECONDS):
+            self._heartbeat()
 
     def _pause(self, seconds: float, scores: PendingScores | None = None) -> None:
         """Wait up to ``seconds`` (less if stopped), still pinging the watchdog when due.

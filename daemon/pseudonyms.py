@@ -22,6 +22,7 @@ import hmac
 import io
 import os
 import secrets
+import threading
 from pathlib import Path
 
 from gicls.audit.schema import encode_name
@@ -81,14 +82,17 @@ class Pseudonyms:
         self._mapping = state_dir / MAPPING_NAME
         self._known: dict[str, str] = {}
         self._recorded = _recorded(self._mapping)
+        # The loop and the report thread both ask: a new name is recorded once.
+        self._recording = threading.Lock()
 
     def __call__(self, name: str) -> str:
         found = self._known.get(name)
         if found is None:
             raw = os.fsencode(name)
             found = PREFIX + hmac.new(self._key, raw, hashlib.sha256).hexdigest()[:HEX_DIGITS]
-            if found not in self._recorded:
-                self._record(found, raw)
+            with self._recording:
+                if found not in self._recorded:
+                    self._record(found, raw)
             self._known[name] = found
         return found
 

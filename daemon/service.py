@@ -17,6 +17,7 @@ from typing import TypedDict, Unpack
 
 from gicls.config import GiclsConfig
 from gicls.daemon.audit_writer import AuditWriter
+from gicls.daemon.background_reports import BackgroundReports
 from gicls.daemon.decide import ReviewPolicy
 from gicls.daemon.faults import Faults
 from gicls.daemon.journal import Journal, replay
@@ -192,13 +193,14 @@ def build_daemon(
             display=studies.display,
         )
         tracker.observe(scan(layout.inbox))
-        reporter = StudyReporter(
-            layout.output_dir, layout.audit_log, config.classes, model, studies
+        reports = BackgroundReports(
+            StudyReporter(layout.output_dir, layout.audit_log, config.classes, model, studies)
         )
+        cleanup.callback(reports.close)
         study_watch = StudyWatch(
             layout.inbox,
             settings.study_quiet_seconds,
-            reporter,
+            reports,
             display=studies.display_folder,
             folder_of=studies.folder_of,
         )
@@ -223,7 +225,7 @@ def build_daemon(
             stop=stop,
             reload=reload,
             studies=study_watch,
-            videos=VideoRunner(pipeline, VideoSettings.of(settings), notifier, reporter),
+            videos=VideoRunner(pipeline, VideoSettings.of(settings), notifier, reports.ask),
             metrics=metrics,
         )
         daemon = Daemon(

@@ -9,6 +9,7 @@ stay in the inbox, and the report is tried again when the study is next found co
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,6 +44,7 @@ class StudyReporter:
         if self._names.refusal(folder) is not None:
             return False
         study = self._names.study_id(folder)
+        started = time.perf_counter()
         try:
             audit = open_audit_log(self._audit_log, self._classes)
             bundle = BundleSummary.from_manifest(self._model.ensemble.manifest)
@@ -50,7 +52,12 @@ class StudyReporter:
         except UnknownStudyError:
             return False
         except Exception as exc:  # a report must never take the daemon down
-            log.error("study_report_failed", study=study, error=f"{type(exc).__name__}: {exc}")
+            log.error("study_publish_failed", study=study, error=f"{type(exc).__name__}: {exc}")
             return False
-        log.info("study_report_written", study=study, reports=[str(path) for path in reports])
+        log.info(
+            "study_published",
+            study=study,
+            reports=[str(path) for path in reports],
+            seconds=round(time.perf_counter() - started, 3),
+        )
         return True

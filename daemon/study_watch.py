@@ -5,11 +5,11 @@ processed) and the folders' own mtimes: a file created in, or claimed out of, a 
 changes its folder's mtime, so a claim by another daemon sharing the inbox counts too. A study
 is complete when, for ``quiet_seconds``, nothing happened, no file is left anywhere in its
 folder (whatever the reason: settling, ignored, refused to us) and this daemon holds none of
-its files (``busy``, from the loop). Then ``complete`` is called (the report; it says whether
-the study has rows, i.e. is really a study) and the emptied folders are removed, deepest
-first, each only when empty: a file arriving meanwhile keeps its folder and re-opens the
-study, and a file arriving later re-creates it; either way the report is written again when
-it is quiet again.
+its files (``busy``, from the loop). Then its report is asked of the report thread
+(background_reports.py), and once it is written (it says whether the study has rows, i.e. is
+really a study) the emptied folders are removed, deepest first, each only when empty: a file
+arriving meanwhile keeps its folder and re-opens the study, and a file arriving later
+re-creates it; either way the report is written again when it is quiet again.
 
 An empty folder nobody put files in (someone about to copy into it) is left alone: folders are
 only removed for a study this daemon saw files of, or one with rows in the audit log.
@@ -18,12 +18,14 @@ only removed for a study this daemon saw files of, or one with rows in the audit
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gicls.daemon.background_reports import BackgroundReports
 from gicls.daemon.studies import study_folder
 from gicls.daemon.watch import scan
 from gicls.fsutil import fsync_dir
@@ -45,22 +47,24 @@ class StudyWatch:
         self,
         inbox: Path,
         quiet_seconds: float,
-        complete: Callable[[str], bool],
+        reports: BackgroundReports,
         display: Callable[[str], str] = str,
         folder_of: Callable[[str], str] = study_folder,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``complete(folder)``: publish the study of inbox folder ``folder``, True if it has
-        rows; ``folder_of(name)``: the study folder of an inbox-relative name ("" for none)."""
+        """``reports``: where a complete study's report is asked for; ``folder_of(name)``: the
+        study folder of an inbox-relative name ("" for none)."""
         self._inbox = inbox
         self._quiet = quiet_seconds
-        self._complete = complete
+        self._reports = reports
         self._display = display
         self._folder_of = folder_of
         self._clock = clock
         self._open: dict[str, _Open] = {}
         # Empty folders found complete without rows, by their mtime: not looked at again.
         self._left: dict[str, int] = {}
+        # Complete studies whose report is being written: not taken up again by ``discover``.
+        self._reporting: set[str] = set()
         self._checked_at = 0.0
 
     @property
@@ -87,7 +91,7 @@ class StudyWatch:
         except OSError:
             return
         for entry in folders:
-            if entry.name in self._open:
+            if entry.name in self._open or entry.name in self._reporting:
                 continue
             left = self._left.get(entry.name)
             try:
@@ -100,6 +104,7 @@ class StudyWatch:
     def check(self, busy: Callable[[str], bool]) -> None:
         """Complete the studies that are due (at most every CHECK_SECONDS); ``busy(folder)``:
         this daemon still holds files of that study."""
+        self._reports.deliver()
         now = self._clock()
         if now - self._checked_at < CHECK_SECONDS:
             return
@@ -118,18 +123,31 @@ class StudyWatch:
 
     def finish_all(self, busy: Callable[[str], bool]) -> None:
         """Complete every study with no file left and none held, quiet or not (``--once``:
-        nothing more will come)."""
+        nothing more will come); ``settle`` waits for their reports."""
         for folder, study in list(self._open.items()):
             if not busy(folder) and not scan(self._inbox, folder):
                 self._finish(folder, study)
 
+    def settle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the reports asked, and finish the studies whose
+        report is written; whether none is left to write."""
+        written = self._reports.wait(timeout)
+        self._reports.deliver()
+        return written
+
     def _finish(self, folder: str, study: _Open) -> None:
         del self._open[folder]
-        has_rows = self._complete(folder)
+        self._reporting.add(folder)
+        self._reports.ask(folder, then=functools.partial(self._reported, folder, study))
+
+    def _reported(self, folder: str, study: _Open, has_rows: bool) -> None:
+        self._reporting.discard(folder)
         if has_rows or study.saw_files:
             removed = remove_empty_folders(self._inbox, folder)
             log.info("study_complete", study=self._display(folder), folders_removed=removed)
             return
+        if folder in self._open:
+            return  # re-opened while its report was written: it will be looked at again
         with contextlib.suppress(FileNotFoundError):
             self._left[folder] = os.lstat(self._inbox / folder).st_mtime_ns
 

@@ -45,10 +45,10 @@ class VideoRunner:
         pipeline: Pipeline,
         settings: VideoSettings,
         notifier: Notifier,
-        report: Callable[[str], bool] | None = None,
+        report: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``report(study folder)``: publish a study's report (study_reports.py)."""
+        """``report(study folder)``: ask for a study's report (background_reports.py)."""
         self.pipeline = pipeline
         self.report = report
         self.settings = settings
