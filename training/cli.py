@@ -53,7 +53,8 @@ ConditionsArgument = Annotated[
 
 def _results_table(report: TrainingReport) -> Table:
     table = Table(title=f"Bundle {report.manifest.bundle_id} in {report.models_dir}")
-    for column in ("condition", "epochs", "best epoch", "val accuracy", "val loss", "seconds"):
+    columns = ("condition", "epochs", "best epoch", "val accuracy", "val loss", "restarts")
+    for column in (*columns, "seconds"):
         table.add_column(column, justify="left" if column == "condition" else "right")
     for result in report.results:
         table.add_row(
@@ -62,6 +63,7 @@ def _results_table(report: TrainingReport) -> Table:
             str(result.best_epoch),
             f"{result.best_val_accuracy:.3f}",
             f"{result.best_val_loss:.3f}",
+            str(result.restarts),
             f"{result.seconds:.0f}",
         )
     return table
@@ -69,6 +71,13 @@ def _results_table(report: TrainingReport) -> Table:
 
 def _print_report(report: TrainingReport) -> None:
     console.print(_results_table(report))
+    for result in report.results:
+        if result.never_learned:
+            console.print(
+                f"[bold red]{result.class_name} never learned[/] (after {result.restarts} "
+                "restarts from new weights): its model scores every image 0.5. Look at its "
+                "training images and settings before using this bundle."
+            )
     validation = report.manifest.metrics.get("validation")
     if validation:
         _print_evaluation_summary(validation, "held-out images")

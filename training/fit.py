@@ -25,9 +25,18 @@ MIN_LEARNING_RATE = 1e-6
 # lr_schedule = "cosine": decay from learning_rate to this fraction of it over the run.
 COSINE_FINAL_FRACTION = 0.01
 # A binary model whose training loss sits at ln 2 scores 0.5 for everything: it has collapsed
-# to a constant output (seen on real frames under mixed_bfloat16, in 2 of 4 seed_cnn fits).
+# to a constant output (seen on real frames under mixed_bfloat16, in 2 of 4 seed_cnn fits, and
+# in float32: seed_cnn at 160 px on the Capsule Vision Lymphangiectasia frames, from epoch 2).
 COLLAPSED_LOSS = math.log(2)
 COLLAPSE_TOLERANCE = 1e-3
+# A fit collapsed for this many epochs in a row that never reached a validation loss below
+# ln 2 has learned nothing and will not (its units are dead): it is stopped, to be started
+# again from new weights. One that learned before it collapsed keeps its best epoch instead.
+NEVER_LEARNED_EPOCHS = 2
+# How often such a fit is started again from new weights (fit_into), and the seed offset of a
+# restart: conditions' first fits take seeds seed + 0..classes-1, so restarts never reuse one.
+MAX_RESTARTS = 2
+RESTART_SEED_STRIDE = 1000
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,36 @@ class FitResult:
     best_epoch: int
     best_val_loss: float
     best_val_accuracy: float
-    seconds: float
+    seconds: float  # every attempt's, restarts included
+    never_learned: bool = False  # stopped by NeverLearned: the model scores everything 0.5
+    restarts: int = 0  # fits started again from new weights because one never learned
+
+
+def collapsed(loss: float) -> bool:
+    """Whether a training loss says the model scores every image 0.5."""
+    return abs(loss - COLLAPSED_LOSS) < COLLAPSE_TOLERANCE
+
+
+class NeverLearned(keras.callbacks.Callback):
+    """Stops the fit once it has been collapsed for ``NEVER_LEARNED_EPOCHS`` epochs in a row
+    and no epoch's validation loss went below ln 2: going on would only spend the epochs that
+    early stopping's patience allows on a model that scores everything 0.5."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped = False
+        self._collapsed_epochs = 0
+        self._learned = False
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        val_loss = float(logs.get("val_loss", math.nan))
+        self._learned |= val_loss < COLLAPSED_LOSS - COLLAPSE_TOLERANCE
+        is_collapsed = collapsed(float(logs.get("loss", math.nan)))
+        self._collapsed_epochs = self._collapsed_epochs + 1 if is_collapsed else 0
+        if self._collapsed_epochs >= NEVER_LEARNED_EPOCHS and not self._learned:
+            self.stopped = True
+            self.model.stop_training = True
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -102,13 +140,14 @@ class EpochProgress(EpochTimer):
             validation_seconds=round(self.validation_seconds[-1], 2),
         )
         self.report(fields)
-        if abs(float(logs.get("loss", math.nan)) - COLLAPSED_LOSS) < COLLAPSE_TOLERANCE:
+        if collapsed(float(logs.get("loss", math.nan))):
             log.warning(
                 "constant_output",
                 condition=self.label,
                 epoch=f"{epoch + 1}/{self.epochs}",
-                hint="the model scores every image 0.5; with lr_schedule plateau the best "
-                "earlier epoch is restored at the end; mixed_bfloat16 makes this more likely",
+                hint="the model scores every image 0.5; a fit that never learned is started "
+                "again from new weights, one that did keeps its best epoch (with lr_schedule "
+                "plateau); mixed_bfloat16 makes this more likely",
             )
 
 
@@ -141,6 +180,7 @@ def fit_condition(
     """Fit with early stopping (best weights restored) and learning-rate reduction on val_loss.
 
     With ``lr_schedule = "cosine"``: a fixed number of epochs under cosine decay instead.
+    Either way a fit that never learned is stopped early (``never_learned``, see NeverLearned).
     """
     plateau = train.lr_schedule == "plateau"
     learning_rate = train.learning_rate
@@ -175,10 +215,12 @@ def fit_condition(
         if plateau
         else []
     )
+    never_learned = NeverLearned()
     callbacks = [
         *selection,
         keras.callbacks.CSVLogger(str(history_csv)),
         EpochProgress(progress_label, train.epochs, report_epoch),
+        never_learned,
     ]
     started = time.perf_counter()
     history = model.fit(
@@ -203,4 +245,5 @@ def fit_condition(
         best_val_loss=float(val_losses[best]),
         best_val_accuracy=float(history["val_accuracy"][best]),
         seconds=time.perf_counter() - started,
+        never_learned=never_learned.stopped,
     )

@@ -6,6 +6,7 @@ never reads configuration beyond what it is handed.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -58,7 +59,15 @@ from gicls.training.evaluate import (
     raw_scores,
     write_evaluation,
 )
-from gicls.training.fit import EpochReport, FitResult, fit_condition, log_epoch, new_model
+from gicls.training.fit import (
+    MAX_RESTARTS,
+    RESTART_SEED_STRIDE,
+    EpochReport,
+    FitResult,
+    fit_condition,
+    log_epoch,
+    new_model,
+)
 from gicls.training.grouping import merge_units, record_labels, record_sources
 from gicls.training.image_cache import ImageCache, build_image_cache
 from gicls.training.near_duplicates import difference_hashes, near_duplicate_groups
@@ -584,7 +593,8 @@ def fit_into(
 ) -> tuple[FitResult, dict[str, Any]]:
     """Fit one condition; its model, history and plot go into ``folder`` (a stage, or a Ray
     task's scratch folder) under their bundle names. Only reads ``data.cache.pixels``: in a
-    Ray task they are a read-only view of the object store."""
+    Ray task they are a read-only view of the object store. A fit that never learned (see
+    ``NeverLearned``) is started again from new weights, at most ``MAX_RESTARTS`` times."""
     name = balanced.class_name
     index = data.classes.index(name)
     validation = validation_condition(
@@ -594,34 +604,51 @@ def fit_into(
     val_records, val_labels = validation.records_and_labels()
     if not val_records:
         raise GiclsError(f"no validation images for {name}")
-    # Same seed, same weights and batch order: a rerun reproduces the model.
-    keras.utils.set_random_seed(config.balance.seed + index)
     batch = config.train.batch_size
-    model = new_model(
-        config.train.architecture,
-        config.train.image_size,
-        config.augment,
-        config.train.precision,
-        config.preprocess,
-    )
-    result = fit_condition(
-        model,
-        pixel_dataset(
-            data.cache,
-            data.cache.rows(train_records),
-            train_labels,
-            batch,
-            config.balance.seed + index,
-            quarter_turns=config.augment.rot90,
-            weights=balanced.sample_weights(),
-        ),
-        pixel_dataset(data.cache, data.cache.rows(val_records), val_labels, batch, None),
-        config.train,
-        replace_in_stage(folder / history_file_name(name)),
-        name,
-        label,
-        report,
-    )
+    spent = 0.0
+    for restarts in range(MAX_RESTARTS + 1):
+        # Same seed, same weights and batch order: a rerun reproduces the model. A restart
+        # takes a seed no other condition's first fit uses.
+        seed = config.balance.seed + index + restarts * RESTART_SEED_STRIDE
+        keras.utils.set_random_seed(seed)
+        model = new_model(
+            config.train.architecture,
+            config.train.image_size,
+            config.augment,
+            config.train.precision,
+            config.preprocess,
+        )
+        result = fit_condition(
+            model,
+            pixel_dataset(
+                data.cache,
+                data.cache.rows(train_records),
+                train_labels,
+                batch,
+                seed,
+                quarter_turns=config.augment.rot90,
+                weights=balanced.sample_weights(),
+            ),
+            pixel_dataset(data.cache, data.cache.rows(val_records), val_labels, batch, None),
+            config.train,
+            replace_in_stage(folder / history_file_name(name)),
+            name,
+            label if restarts == 0 else f"{label}, restart {restarts}",
+            report,
+        )
+        spent += result.seconds
+        if not result.never_learned:
+            break
+        log.warning(
+            "fit_never_learned",
+            condition=name,
+            epochs=result.epochs_trained,
+            seed=seed,
+            then="started again from new weights"
+            if restarts < MAX_RESTARTS
+            else f"kept as it is after {MAX_RESTARTS} restarts: it scores every image 0.5",
+        )
+    result = dataclasses.replace(result, seconds=spent, restarts=restarts)
     model_path = replace_in_stage(folder / model_file_name(name))
     model.save(model_path)
     plot_history(
@@ -641,5 +668,7 @@ def fit_into(
         "validation_negatives": len(validation.negatives),
         "seconds": round(result.seconds, 1),
         "trained_at": now_iso(),
+        "restarts": result.restarts,
+        "never_learned": result.never_learned,
     }
     return result, entry

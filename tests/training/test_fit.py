@@ -61,3 +61,54 @@ def test_a_model_stuck_at_chance_loss_is_reported(capsys):
     progress.on_epoch_end(1, {"loss": 0.69315, "accuracy": 0.5})
     out = capsys.readouterr().err  # logs go to stderr
     assert "constant_output" in out and "Bleeding" in out and "2/3" in out
+
+
+def constant_model(size: int = 32):
+    """A real Keras model that cannot learn anything: its kernel is held at zero, so it scores
+    every image sigmoid(bias), which balanced labels keep at 0.5 (training loss ln 2)."""
+    import keras
+
+    return keras.Sequential(
+        [
+            keras.Input((size, size, 3)),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(
+                1,
+                activation="sigmoid",
+                kernel_initializer="zeros",
+                kernel_constraint=keras.constraints.MaxNorm(0.0),
+            ),
+        ]
+    )
+
+
+def test_a_fit_that_never_learns_is_stopped_after_two_collapsed_epochs(tmp_path):
+    train = TrainConfig(image_size=32, epochs=10, early_stopping_patience=10)
+    data = tiny_data()
+    result = fit_condition(constant_model(), data, data, train, tmp_path / "h.csv", "x", "x")
+    assert result.never_learned
+    assert result.epochs_trained == 2
+
+    learning = new_model("bn_cnn", 32, CLASSIC_AUGMENT, "float32")
+    result = fit_condition(
+        learning, data, data, train.model_copy(update={"epochs": 3}), tmp_path / "l.csv", "x", "x"
+    )
+    assert not result.never_learned and result.epochs_trained == 3
+
+
+def test_a_fit_that_learned_before_it_collapsed_is_not_stopped():
+    from gicls.training.fit import NeverLearned
+
+    stopper = NeverLearned()
+    stopper.set_model(constant_model())
+    stopper.on_epoch_end(0, {"loss": 0.52, "val_loss": 0.61})  # it learned something
+    for epoch in (1, 2, 3):
+        stopper.on_epoch_end(epoch, {"loss": 0.6932, "val_loss": 0.6931})
+    assert not stopper.stopped and not getattr(stopper.model, "stop_training", False)
+
+    stopper = NeverLearned()
+    stopper.set_model(constant_model())
+    for epoch, loss in enumerate((0.6932, 0.7, 0.6931, 0.6932)):  # not two in a row until the end
+        assert not stopper.stopped
+        stopper.on_epoch_end(epoch, {"loss": loss, "val_loss": 0.6935})
+    assert stopper.stopped and stopper.model.stop_training
