@@ -137,7 +137,9 @@ class VideoJob:
             frames = iter_frame_batches(
                 source, ensemble.image_size, settings.max_batch, settings.frame_step
             )
-            self._batches = Prefetcher(frames, DECODE_AHEAD_BATCHES, name="video-decode")
+            self._batches = Prefetcher(
+                frames, DECODE_AHEAD_BATCHES, name="video-decode", background=True
+            )
 
     @property
     def frames_scored(self) -> int:

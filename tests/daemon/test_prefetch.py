@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from gicls.daemon.prefetch import Prefetcher
+from gicls.daemon.prefetch import Prefetcher, lower_own_priority
 
 
 def test_items_arrive_in_order_and_the_iterator_ends():
@@ -67,3 +68,52 @@ def test_close_mid_stream_stops_the_producer_and_closes_the_generator_on_its_own
     assert not any(t.name == "decode-ahead" for t in threading.enumerate())
     with pytest.raises(StopIteration):
         next(reader)
+
+
+def _policies(starve_at: int | None) -> Iterator[tuple[int, int]]:
+    """Six items, each with the scheduling policy of the thread that produced it; before item
+    ``starve_at`` the producer stalls as one that gets no CPU would."""
+    for item in range(6):
+        if item == starve_at:
+            time.sleep(0.6)
+        yield item, os.sched_getscheduler(0)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="no SCHED_IDLE on this system")
+def test_a_background_producer_runs_at_idle_priority_and_hands_over_when_starved():
+    probe = threading.Thread(target=lambda: allowed.append(lower_own_priority()))
+    allowed: list[bool] = []
+    probe.start()
+    probe.join()
+    if not allowed[0]:
+        pytest.skip("this system refuses SCHED_IDLE to this user")
+
+    reader = Prefetcher(_policies(None), depth=1, name="t", background=True, starved_after=5)
+    assert list(reader) == [(item, os.SCHED_IDLE) for item in range(6)]
+
+    reader = Prefetcher(_policies(1), depth=1, name="t", background=True, starved_after=0.2)
+    # Item 1 is finished by the starved producer; a normal-priority one produces the rest.
+    assert list(reader) == [(0, os.SCHED_IDLE), (1, os.SCHED_IDLE)] + [
+        (item, os.SCHED_OTHER) for item in range(2, 6)
+    ]
+
+
+def test_closing_after_a_hand_over_closes_the_source_once():
+    closed: list[int] = []
+
+    def endless() -> Iterator[int]:
+        try:
+            item = 0
+            while True:
+                if item == 1:
+                    time.sleep(0.4)  # starved
+                yield item
+                item += 1
+        finally:
+            closed.append(item)
+
+    reader = Prefetcher(endless(), depth=1, name="t", background=True, starved_after=0.1)
+    assert [next(reader) for _ in range(4)] == [0, 1, 2, 3]
+    reader.close()
+    assert len(closed) == 1
+    assert not any(t.name == "t" for t in threading.enumerate())
