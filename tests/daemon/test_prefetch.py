@@ -49,19 +49,23 @@ def test_the_source_runs_ahead_of_the_reader_by_depth_items_and_no_more():
     reader.close()
 
 
+def _endless(closed_on: list[str], stall_before: int | None = None) -> Iterator[int]:
+    """0, 1, 2, ... recording the name of the thread that closes it; before item
+    ``stall_before`` it stalls as a producer that gets no CPU would."""
+    try:
+        item = 0
+        while True:
+            if item == stall_before:
+                time.sleep(0.4)
+            yield item
+            item += 1
+    finally:
+        closed_on.append(threading.current_thread().name)
+
+
 def test_close_mid_stream_stops_the_producer_and_closes_the_generator_on_its_own_thread():
     closed_on: list[str] = []
-
-    def endless() -> Iterator[int]:
-        try:
-            item = 0
-            while True:
-                yield item
-                item += 1
-        finally:
-            closed_on.append(threading.current_thread().name)
-
-    reader = Prefetcher(endless(), depth=2, name="decode-ahead")
+    reader = Prefetcher(_endless(closed_on), depth=2, name="decode-ahead")
     assert next(reader) == 0
     reader.close()
     assert closed_on == ["decode-ahead"]
@@ -99,21 +103,10 @@ def test_a_background_producer_runs_at_idle_priority_and_hands_over_when_starved
 
 
 def test_closing_after_a_hand_over_closes_the_source_once():
-    closed: list[int] = []
-
-    def endless() -> Iterator[int]:
-        try:
-            item = 0
-            while True:
-                if item == 1:
-                    time.sleep(0.4)  # starved
-                yield item
-                item += 1
-        finally:
-            closed.append(item)
-
-    reader = Prefetcher(endless(), depth=1, name="t", background=True, starved_after=0.1)
+    closed_on: list[str] = []
+    source = _endless(closed_on, stall_before=1)
+    reader = Prefetcher(source, depth=1, name="t", background=True, starved_after=0.1)
     assert [next(reader) for _ in range(4)] == [0, 1, 2, 3]
     reader.close()
-    assert len(closed) == 1
+    assert closed_on == ["t"]  # once, by the producer that took over
     assert not any(t.name == "t" for t in threading.enumerate())
