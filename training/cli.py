@@ -53,8 +53,10 @@ ConditionsArgument = Annotated[
 
 def _results_table(report: TrainingReport) -> Table:
     table = Table(title=f"Bundle {report.manifest.bundle_id} in {report.models_dir}")
-    columns = ("condition", "epochs", "best epoch", "val accuracy", "val loss", "restarts")
-    for column in (*columns, "seconds"):
+    # Restarts are rare: their column is shown only when a fit had one (terminals are narrow).
+    restarted = any(result.restarts for result in report.results)
+    columns = ["condition", "epochs", "best epoch", "val accuracy", "val loss"]
+    for column in [*columns, *(["restarts"] if restarted else []), "seconds"]:
         table.add_column(column, justify="left" if column == "condition" else "right")
     for result in report.results:
         table.add_row(
@@ -63,7 +65,7 @@ def _results_table(report: TrainingReport) -> Table:
             str(result.best_epoch),
             f"{result.best_val_accuracy:.3f}",
             f"{result.best_val_loss:.3f}",
-            str(result.restarts),
+            *([str(result.restarts)] if restarted else []),
             f"{result.seconds:.0f}",
         )
     return table

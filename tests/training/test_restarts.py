@@ -55,4 +55,5 @@ def test_fits_that_never_learn_are_started_again_and_a_hopeless_one_is_marked(
     assert result.output.count("fit_never_learned") == 4
     normal_seeds = [42 + 1 + restart * RESTART_SEED_STRIDE for restart in range(3)]
     assert all(f'"seed": {seed}' in result.output for seed in normal_seeds)  # JSON log lines
-    assert "Normal never learned (after 2 restarts" in result.output
+    table, _ = result.output.split("Normal never learned (after 2 restarts")
+    assert "┃ restarts" in table  # the column shown when a fit restarted
