@@ -1,4 +1,5 @@
-"""What the daemon does when a study completes: publish its report from the audit log.
+"""What the daemon does when a study completes: publish its report from the audit log (on the
+report thread, background_reports.py).
 
 The log is read as ``gicls-audit report`` reads it, a chunk at a time keeping the study's rows,
 so the report holds every row of the study whichever daemon sharing the log wrote it, and the

@@ -21,6 +21,7 @@ import contextlib
 import functools
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,8 +64,9 @@ class StudyWatch:
         self._open: dict[str, _Open] = {}
         # Empty folders found complete without rows, by their mtime: not looked at again.
         self._left: dict[str, int] = {}
-        # Complete studies whose report is being written: not taken up again by ``discover``.
-        self._reporting: set[str] = set()
+        # Complete studies whose report is being written (how many asked): not taken up again
+        # by ``discover`` meanwhile.
+        self._reporting: Counter[str] = Counter()
         self._checked_at = 0.0
 
     @property
@@ -137,11 +139,13 @@ class StudyWatch:
 
     def _finish(self, folder: str, study: _Open) -> None:
         del self._open[folder]
-        self._reporting.add(folder)
+        self._reporting[folder] += 1
         self._reports.ask(folder, then=functools.partial(self._reported, folder, study))
 
     def _reported(self, folder: str, study: _Open, has_rows: bool) -> None:
-        self._reporting.discard(folder)
+        self._reporting[folder] -= 1
+        if not self._reporting[folder]:
+            del self._reporting[folder]
         if has_rows or study.saw_files:
             removed = remove_empty_folders(self._inbox, folder)
             log.info("study_complete", study=self._display(folder), folders_removed=removed)
