@@ -20,8 +20,6 @@ itself holds them up for about that long. Prints the figures, all measured in on
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
 import statistics
 import time
@@ -29,6 +27,7 @@ from pathlib import Path
 
 from bench import audit_memory, fixtures
 from bench.daemon_runs import Daemon, parse_ts, write_site
+from gicls.audit.rows import LogCursor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 STUDY = "S00"  # one of bench.audit_memory's studies
@@ -36,31 +35,29 @@ STUDY_FRAMES = 3
 IDLE_DROPS = 10
 DROPS_AFTER_REPORT = 4
 QUIET_SECONDS = 3.0
+COLUMNS = ("file_name", "processed_at")  # of each new row, all the bench needs
 
 
 class AuditTail:
-    """The rows appended to an audit log after it was opened here, read incrementally (the
-    whole log is too large to read on every poll)."""
+    """The rows appended to an audit log since this was made, read as the daemon reads its own
+    log (``LogCursor``: only what was appended since the last look)."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        with path.open("rb") as handle:
-            self._header = next(csv.reader(io.TextIOWrapper(handle, newline="")))
-        self._offset = path.stat().st_size
-        self._partial = b""
+        self._cursor = LogCursor(path)
+        self._poll()  # the rows already there are skipped, read once
         self.rows: list[dict[str, str]] = []
 
     def poll(self) -> list[dict[str, str]]:
-        with self._path.open("rb") as handle:
-            handle.seek(self._offset)
-            data = self._partial + handle.read()
-        self._offset += len(data) - len(self._partial)
-        complete, _, self._partial = data.rpartition(b"\r\n")
-        if complete:
-            text = complete.decode("utf-8") + "\r\n"
-            reader = csv.reader(io.StringIO(text, newline=""))
-            self.rows += [dict(zip(self._header, cells, strict=True)) for cells in reader]
+        self.rows += self._poll()
         return self.rows
+
+    def _poll(self) -> list[dict[str, str]]:
+        starts = self._cursor.starts()
+        if starts is None:
+            raise RuntimeError(f"{self._cursor.log} was replaced while the bench read it")
+        return [
+            dict(zip(COLUMNS, cells, strict=True)) for cells in self._cursor.read(COLUMNS, starts)
+        ]
 
 
 def drop(source: Path, inbox: Path, name: str) -> float:
